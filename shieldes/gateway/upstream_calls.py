@@ -15,11 +15,13 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from shieldes.cluster.view import Health
-from shieldes.errors import InvalidRequest, ProviderMisconfigured, RateLimited, ShieldesError
+from shieldes.errors import InvalidRequest, ProviderMisconfigured, ShieldesError
 from shieldes.gateway.metrics import Metrics
 from shieldes.gateway.top_level import Outgoing, TopLevel
 from shieldes.gateway.upstream_errors import (
     ModelTried,
+    all_at_quota,
+    at_quota_skip,
     client_error,
     every_one_misconfigured,
     exhausted,
@@ -57,7 +59,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 # One try of a call on one deployment: (provider module, target, deployment) -> result.
 Attempt = Callable[[Provider, Target, Deployment], Awaitable[T]]
-QUOTA_RETRY_AFTER = 5.0  # seconds: a slot of the 60-second quota window frees up
 # a JSON call's body does not carry these: OpenAI refuses stream_options without a stream (a client's
 # `stream: false` goes as sent)
 JSON_DROPS = frozenset({"stream_options"})
@@ -295,7 +296,7 @@ class UpstreamCalls:
         next group, if there is one."""
         last: tuple[UpstreamFailure, RouteTarget] | None = None
         tried = 0
-        at_quota: set[str] = set()
+        at_quota: dict[str, float] = {}  # deployments skipped at their quota: when each frees up (seconds)
         misconfigured: dict[str, ProviderMisconfigured] = {}  # skipped for the others, never retried
         group: Route | None = route
         later: list[Route] | None = None
@@ -314,7 +315,8 @@ class UpstreamCalls:
                 if name in misconfigured:
                     continue
                 if not self.quotas.allows(name, rt.deployment.options, self.cluster_size()):
-                    at_quota.add(name)  # its provider's quota is used up: not called into a 429
+                    # its provider's quota is used up: not called into a 429
+                    at_quota[name] = self.quotas.frees_in(name, rt.deployment.options, self.cluster_size())
                     continue
                 if tried:
                     await asyncio.sleep(backoff(i, self.settings.retry_backoff, self.rng))
@@ -342,17 +344,14 @@ class UpstreamCalls:
             if len(models) > 1:  # (a prompt too long for each model in turn)
                 refused.message += f" (every model tried: {models_tried(models, self.scrub)})"
             raise refused
+        if not tried and at_quota and (len(models) > 1 or not misconfigured):
+            raise all_at_quota(route, at_quota, models, self.scrub)
         if last is None and misconfigured:
             raise every_one_misconfigured(list(misconfigured.values()))
-        if not tried and at_quota:
-            raise RateLimited(
-                f"every deployment serving model {route.requested!r} is at its quota "
-                f"({', '.join(sorted(at_quota))}: the provider's own rpm/tpm, shared by the cluster); "
-                f"retry after {QUOTA_RETRY_AFTER:g} s", retry_after=QUOTA_RETRY_AFTER)
         raise exhausted(route, last[0] if last else None, tried, self.scrub, models)
 
     @staticmethod
-    def _model_tried(group: Route, failed: tuple[UpstreamFailure, RouteTarget] | None, at_quota: set[str],
+    def _model_tried(group: Route, failed: tuple[UpstreamFailure, RouteTarget] | None, at_quota: Mapping[str, float],
                      misconfigured: Mapping[str, ProviderMisconfigured]) -> ModelTried:
         """Why one model of a request that may fall back did not answer."""
         if failed is not None:
@@ -364,10 +363,9 @@ class UpstreamCalls:
         if not names:
             return ModelTried(group.requested, skipped="no deployment serves it")
         full = [n for n in names if n in at_quota]
-        return ModelTried(group.requested, skipped=f"not called: {', '.join(full)} at its quota" if full
-                          else "not called")
+        return ModelTried(group.requested, skipped=at_quota_skip(full, at_quota) if full else "not called")
 
-    def _within_quota(self, group: Route, at_quota: set[str]) -> Route:
+    def _within_quota(self, group: Route, at_quota: dict[str, float]) -> Route:
         """`group` without its deployments at their quota (added to `at_quota`), so that the plan's
         attempts go to those with room: with one attempt (no retries) a pick at its quota refused
         the request while another deployment could serve it. Every one at its quota: `group` as it
@@ -378,7 +376,8 @@ class UpstreamCalls:
         room = tuple(t for t in group.targets if self.quotas.allows(t.deployment.name, t.deployment.options, size))
         if not room or len(room) == len(group.targets):
             return group
-        at_quota.update(t.deployment.name for t in group.targets if t not in room)
+        at_quota.update((t.deployment.name, self.quotas.frees_in(t.deployment.name, t.deployment.options, size))
+                        for t in group.targets if t not in room)
         return replace(group, targets=room)
 
     def _order_for(self, route: Route) -> Callable[[Sequence[RouteTarget]], list[RouteTarget]]:

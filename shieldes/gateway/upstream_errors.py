@@ -4,7 +4,7 @@ a route spent. Pure: the provider keys are scrubbed by the caller's `scrub`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from shieldes.errors import (
@@ -120,6 +120,36 @@ def models_tried(models: Sequence[ModelTried], scrub: Callable[[str], str]) -> s
     'openai': 500: ...), then fallback 'claude' (...)`."""
     return ", then ".join(f"{'' if i == 0 else 'fallback '}{m.model!r} ({_why(m, scrub)})"
                           for i, m in enumerate(models))
+
+
+QUOTA_FIX = ("or raise the quota of a deployment named if the provider allows more "
+             "(`shieldes provider update NAME --rpm N --tpm N`)")
+
+
+def at_quota_skip(names: Sequence[str], frees: Mapping[str, float]) -> str:
+    """Why a model's deployments were not called: each at its quota, and when the soonest frees up."""
+    soonest = retry_after_seconds(min(frees[n] for n in names))
+    return (f"not called: {', '.join(names)} at {'its' if len(names) == 1 else 'their'} quota, "
+            f"{'a request' if len(names) == 1 else 'the first'} frees up in {soonest} s")
+
+
+def all_at_quota(route: Route, frees: Mapping[str, float], models: Sequence[ModelTried],
+                 scrub: Callable[[str], str]) -> RateLimited:
+    """The 429 when no deployment of any model the request may use has room under its quota (the
+    provider's own rpm/tpm, `--rpm`/`--tpm`): each model tried named, with when its deployments
+    free up, and Retry-After the soonest of them (the requested model alone once hid its fallbacks,
+    and a fixed 5 s sent clients back before any had room)."""
+    wait = min(frees.values())
+    after = retry_after_seconds(wait)
+    shared = "the provider's own rpm/tpm, shared by the cluster"
+    if len(models) > 1:
+        message = (f"every model tried for {route.requested!r} is at its deployments' quota ({shared}): "
+                   f"{models_tried(models, scrub)}; retry after {after} s, {QUOTA_FIX}")
+    else:
+        message = (f"every deployment serving model {route.requested!r} is at its quota ({shared}): "
+                   f"{at_quota_skip(sorted(frees), frees).removeprefix('not called: ')}; "
+                   f"retry after {after} s, {QUOTA_FIX}")
+    return RateLimited(message, retry_after=wait)
 
 
 def exhausted(route: Route, last: UpstreamFailure | None, attempts: int,

@@ -76,6 +76,26 @@ class DeploymentQuotas:
             return False
         return tpm is None or s.token_sum < share(tpm, nodes)
 
+    def frees_in(self, name: str, options: Mapping[str, str], nodes: int) -> float:
+        """Seconds until this node may send `name` one more request (0: it may now): when enough of
+        its window's requests, and of its tokens, have left the 60-second window."""
+        s = self._window(name)
+        now = self.clock()
+        wait = 0.0
+        rpm, tpm = quota_of(options, "rpm"), quota_of(options, "tpm")
+        if rpm is not None:
+            over = len(s.requests) - share(rpm, nodes)  # this many more must leave, and one besides
+            if over >= 0:
+                wait = s.requests[over] + WINDOW_SECONDS - now
+        if tpm is not None and s.token_sum >= share(tpm, nodes):
+            left = s.token_sum
+            for at, tokens in s.tokens:
+                left -= tokens
+                if left < share(tpm, nodes):
+                    wait = max(wait, at + WINDOW_SECONDS - now)
+                    break
+        return max(0.0, wait)
+
     def sent(self, name: str) -> None:
         # each deque is trimmed as it grows (the reads trim both): one look at the clock
         s = self._sent.get(name)
