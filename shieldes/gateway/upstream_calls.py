@@ -100,14 +100,27 @@ def _translates_chat(provider: Provider, op: Operation) -> bool:
     return op == "chat" and getattr(provider, "takes_as_sent", None) is None
 
 
+def left_out(provider: Provider, op: Operation, target: Target, out: Outgoing) -> frozenset[str]:
+    """The client's top-level fields this upstream refuses and the request has (OpenAIProvider.left_out:
+    `top_k` to OpenAI itself or Azure): left out of what it is sent, and named to the client."""
+    refusing = getattr(provider, "left_out", None)
+    refused: frozenset[str] = refusing(op, target) if refusing is not None else frozenset()
+    return frozenset(name for name in refused if out.top.has(name)) if refused else refused
+
+
+def _without(body: Body, names: frozenset[str]) -> Body:
+    return {k: v for k, v in body.items() if k not in names} if names else body
+
+
 def _limit_field(chat: Body) -> str:
     """The chat client's output limit field, named in x-shieldes-dropped when it is lowered."""
     return "max_completion_tokens" if "max_completion_tokens" in chat else "max_tokens"
 
 
 class LoweredStream:
-    """A translated chat stream whose request's output limit was lowered to the model's: the
-    stream as it is, with the client's field named among what was not carried as sent."""
+    """A chat stream whose request was not carried quite as sent (its output limit lowered to the
+    model's, a field the upstream refuses left out): the stream as it is, with the client's fields
+    named among what was not carried as sent."""
 
     def __init__(self, chunks: ChunkStream, lowered: Sequence[str]) -> None:
         self._chunks = chunks
@@ -227,9 +240,13 @@ class UpstreamCalls:
 
         async def attempt(provider: Provider, target: Target, _dep: Deployment, sent: Body) -> JsonResult:
             call_raw = getattr(provider, "call_raw", None)
-            if call_raw is not None and provider_takes_as_sent(provider, op, target, out.ids):
-                result: JsonResult = await call_raw(op, target, out.encoded(sent, JSON_DROPS))
-                return result
+            if call_raw is not None:  # (an OpenAI-compatible upstream)
+                gone = left_out(provider, op, target, out)
+                if provider_takes_as_sent(provider, op, target, out.ids):
+                    result: JsonResult = await call_raw(op, target, out.encoded(sent, JSON_DROPS | gone))
+                else:
+                    result = await provider.call(op, target, _without(out.whole(sent), gone))
+                return replace(result, dropped=[*sorted(gone), *result.dropped]) if gone else result
             if not _translates_chat(provider, op):
                 return await provider.call(op, target, out.whole(sent))
             whole = out.whole(sent)
@@ -244,9 +261,14 @@ class UpstreamCalls:
         """A stream of `out`, as `call`: its fields ask for the stream and its usage."""
         async def attempt(provider: Provider, target: Target, _dep: Deployment, sent: Body) -> ChunkStream:
             stream_bytes = getattr(provider, "stream_bytes", None)
-            if stream_bytes is not None and provider_takes_as_sent(provider, op, target, out.ids):
-                chunks: ChunkStream = await stream_bytes(op, target, out.encoded(sent), lambda: out.whole(sent))
-                return chunks
+            if stream_bytes is not None:  # (an OpenAI-compatible upstream)
+                gone = left_out(provider, op, target, out)
+                if provider_takes_as_sent(provider, op, target, out.ids):
+                    chunks: ChunkStream = await stream_bytes(op, target, out.encoded(sent, gone),
+                                                             lambda: _without(out.whole(sent), gone))
+                else:
+                    chunks = await provider.stream(op, target, _without(out.whole(sent), gone))
+                return LoweredStream(chunks, sorted(gone)) if gone else chunks
             if not _translates_chat(provider, op):
                 return await provider.stream(op, target, out.whole(sent))
             whole = out.whole(sent)

@@ -5,11 +5,13 @@ body only gets the upstream model name; responses pass through as parsed dicts."
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import orjson
 
 from shieldes.errors import InvalidRequest
 from shieldes.providers.base import Body, JsonResult, MediaOp, MediaUpstream, Operation, Target, UpstreamFailure
+from shieldes.providers.dropped import OPENAI_HOSTS, OPENAI_REFUSES
 from shieldes.providers.http import (
     invalid_response,
     is_azure,
@@ -42,6 +44,13 @@ _PATHS: dict[str, str] = {
 }
 MEDIA_OPS = frozenset({"moderations", "images", "image_edits", "image_variations", "speech", "transcriptions",
                        "translations"})
+STRICT_OPS = frozenset({"chat", "completions"})  # where OpenAI itself refuses OPENAI_REFUSES
+
+
+def openai_itself(base_url: str) -> bool:
+    """Whether a deployment's base URL is OpenAI's own API or Azure OpenAI's, which refuse the
+    fields other OpenAI-compatible servers take (OPENAI_REFUSES)."""
+    return (urlsplit(base_url).hostname or "") in OPENAI_HOSTS or is_azure(base_url)
 
 
 def op_path(op: Operation) -> str:
@@ -61,6 +70,7 @@ class OpenAIProvider(MediaUpstream):
         # (base_url, op) -> (url, azure?): a handful of deployments, computed once each.
         self._endpoints: dict[tuple[str, str], tuple[str, bool]] = {}
         self._header_sets: dict[tuple[str | None, bool], dict[str, str]] = {}
+        self._strict: dict[str, bool] = {}  # base_url -> openai_itself(base_url)
 
     def _endpoint(self, target: Target, op: Operation) -> tuple[str, bool]:
         """(URL, whether the key goes in an Azure-style `api-key` header) of `op` on `target`."""
@@ -85,6 +95,16 @@ class OpenAIProvider(MediaUpstream):
                 self._header_sets.clear()
             self._header_sets[ck] = headers
         return headers
+
+    def left_out(self, op: Operation, target: Target) -> frozenset[str]:
+        """The client's top-level fields this upstream refuses though other OpenAI-compatible
+        servers take them: left out of what it is sent, and named to the client (x-shieldes-dropped)."""
+        if op not in STRICT_OPS:
+            return frozenset()
+        strict = self._strict.get(target.base_url)
+        if strict is None:
+            strict = self._strict[target.base_url] = openai_itself(target.base_url)
+        return OPENAI_REFUSES if strict else frozenset()
 
     def outgoing(self, op: Operation, target: Target, body: Body) -> Body:
         """`body` as this upstream takes it: a chat history's tool call ids fitted to the

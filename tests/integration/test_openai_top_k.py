@@ -1,0 +1,68 @@
+"""LiteLLM's chat `top_k` sent to an OpenAI-compatible deployment: OpenAI itself and Azure OpenAI
+refuse it ("Unrecognized request argument supplied: top_k"), so it is left out for them and named in
+x-shieldes-dropped; vLLM, Ollama and the other OpenAI-compatible servers take it, and get it as sent.
+Before, an `azure` deployment answered the client a 400."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+
+from shieldes.projections.shared_commands import AddProvider
+from shieldes.providers.openai import openai_itself
+from tests.fake_upstream import FakeUpstream
+from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV, harness
+
+HELLO: Any = [{"role": "user", "content": "say hello"}]
+LONG_ID = "call_" + "x" * 60  # past OpenAI's 40 characters: the body is decoded and the id fitted
+HISTORY: Any = [
+    {"role": "user", "content": "weather?"},
+    {"role": "assistant", "content": None, "tool_calls": [
+        {"id": LONG_ID, "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
+    {"role": "tool", "tool_call_id": LONG_ID, "content": "sunny"},
+]
+
+
+async def test_top_k_is_left_out_for_azure_and_sent_to_other_openai_compatible_servers(database_url: str) -> None:
+    assert openai_itself("https://api.openai.com/v1") and openai_itself("https://r.openai.azure.com")
+    assert not openai_itself("http://vllm:8000/v1") and not openai_itself("https://api.groq.com/openai/v1")
+    vllm = await FakeUpstream(api_key=UPSTREAM_KEY, models=("llama",), extra_fields=("top_k",)).start()
+    try:
+        async with harness(database_url, providers=False, upstream_retries=0) as h:
+            ref = "env:" + UPSTREAM_KEY_ENV
+            await h.admin(AddProvider("az", "azure", h.upstream.url, ref, ("prod-gpt4o",),
+                                      options={"api_version": "2024-10-21"}))
+            await h.admin(AddProvider("vllm", "openai", vllm.url, ref, ("llama",)))
+            secret = await h.create_key("app")
+            await h.sync()
+            client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+            chat = "/openai/deployments/prod-gpt4o/chat/completions"
+            for stream in (False, True):
+                for messages in (HELLO, HISTORY):
+                    raw: Any = await client.chat.completions.with_raw_response.create(
+                        model="prod-gpt4o", messages=messages, stream=stream, temperature=0.3,
+                        extra_body={"top_k": 40})
+                    assert raw.headers["x-shieldes-dropped"] == "top_k", (stream, messages)
+                    if stream:
+                        assert [c async for c in raw.parse()]
+                    else:
+                        assert raw.parse().choices[0].message
+                    sent = h.upstream.last(chat).body
+                    assert "top_k" not in sent and sent["temperature"] == 0.3
+            done: Any = await client.completions.with_raw_response.create(
+                model="prod-gpt4o", prompt="say hello", extra_body={"top_k": 40})
+            assert done.headers["x-shieldes-dropped"] == "top_k"
+            assert "top_k" not in h.upstream.last("/openai/deployments/prod-gpt4o/completions").body
+            plain = await client.chat.completions.with_raw_response.create(model="prod-gpt4o", messages=HELLO)
+            assert "x-shieldes-dropped" not in plain.headers  # nothing asked, nothing named
+
+            for stream in (False, True):  # a server that takes top_k gets it as the client sent it
+                raw = await client.chat.completions.with_raw_response.create(
+                    model="llama", messages=HELLO, stream=stream, extra_body={"top_k": 40})
+                assert "x-shieldes-dropped" not in raw.headers
+                if stream:
+                    assert [c async for c in raw.parse()]
+                assert vllm.last("/v1/chat/completions").body["top_k"] == 40
+    finally:
+        await vllm.stop()
