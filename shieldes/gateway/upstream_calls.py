@@ -14,6 +14,8 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+import orjson
+
 from shieldes.cluster.view import Health
 from shieldes.errors import InvalidRequest, ProviderMisconfigured, ShieldesError
 from shieldes.gateway.metrics import Metrics
@@ -40,6 +42,7 @@ from shieldes.providers.base import (
     TokenUsage,
     UpstreamFailure,
 )
+from shieldes.providers.openai_strict import ABSENT, MARKS, Refit
 from shieldes.providers.output_caps import within_cap
 from shieldes.requestlog.record import RequestRecord
 from shieldes.responses.history import History
@@ -100,16 +103,32 @@ def _translates_chat(provider: Provider, op: Operation) -> bool:
     return op == "chat" and getattr(provider, "takes_as_sent", None) is None
 
 
-def left_out(provider: Provider, op: Operation, target: Target, out: Outgoing) -> frozenset[str]:
-    """The client's top-level fields this upstream refuses and the request has (OpenAIProvider.left_out:
-    `top_k` to OpenAI itself or Azure): left out of what it is sent, and named to the client."""
-    refusing = getattr(provider, "left_out", None)
-    refused: frozenset[str] = refusing(op, target) if refusing is not None else frozenset()
-    return frozenset(name for name in refused if out.top.has(name)) if refused else refused
+def fitted(provider: Provider, op: Operation, target: Target, out: Outgoing) -> Refit | None:
+    """What of the client's request this upstream refuses and takes otherwise, fitted
+    (OpenAIProvider.refit: `top_k` and `thinking` to OpenAI itself or Azure); None: as sent."""
+    refitting = getattr(provider, "refit", None)
+    if refitting is None:
+        return None
+    top = out.top
+    marked: list[bool] = []
+
+    def field(name: str) -> Any:
+        # asked only for OpenAI itself; a body naming neither field (nearly every one) is told by a
+        # scan of its bytes, not split into its fields (`reasoning_effort` is asked beside `thinking`)
+        if not marked:
+            marked.append(any(mark in top.raw for mark in MARKS))
+        if not marked[0]:
+            return ABSENT
+        if name in top.small:
+            return top.small[name]
+        return orjson.loads(memoryview(top.fields[name])) if top.has(name) else ABSENT
+
+    found: Refit | None = refitting(op, target, field)
+    return found
 
 
-def _without(body: Body, names: frozenset[str]) -> Body:
-    return {k: v for k, v in body.items() if k not in names} if names else body
+def _fit(body: Body, fit: Refit) -> Body:
+    return {**{k: v for k, v in body.items() if k not in fit.drop}, **fit.changes}
 
 
 def _limit_field(chat: Body) -> str:
@@ -241,12 +260,17 @@ class UpstreamCalls:
         async def attempt(provider: Provider, target: Target, _dep: Deployment, sent: Body) -> JsonResult:
             call_raw = getattr(provider, "call_raw", None)
             if call_raw is not None:  # (an OpenAI-compatible upstream)
-                gone = left_out(provider, op, target, out)
+                fit = fitted(provider, op, target, out)
+                if fit is None:
+                    if provider_takes_as_sent(provider, op, target, out.ids):
+                        result: JsonResult = await call_raw(op, target, out.encoded(sent, JSON_DROPS))
+                        return result
+                    return await provider.call(op, target, out.whole(sent))
                 if provider_takes_as_sent(provider, op, target, out.ids):
-                    result: JsonResult = await call_raw(op, target, out.encoded(sent, JSON_DROPS | gone))
+                    result = await call_raw(op, target, out.encoded({**sent, **fit.changes}, JSON_DROPS | fit.drop))
                 else:
-                    result = await provider.call(op, target, _without(out.whole(sent), gone))
-                return replace(result, dropped=[*sorted(gone), *result.dropped]) if gone else result
+                    result = await provider.call(op, target, _fit(out.whole(sent), fit))
+                return replace(result, dropped=[*fit.named, *result.dropped]) if fit.named else result
             if not _translates_chat(provider, op):
                 return await provider.call(op, target, out.whole(sent))
             whole = out.whole(sent)
@@ -262,13 +286,19 @@ class UpstreamCalls:
         async def attempt(provider: Provider, target: Target, _dep: Deployment, sent: Body) -> ChunkStream:
             stream_bytes = getattr(provider, "stream_bytes", None)
             if stream_bytes is not None:  # (an OpenAI-compatible upstream)
-                gone = left_out(provider, op, target, out)
+                fit = fitted(provider, op, target, out)
+                if fit is None:
+                    if provider_takes_as_sent(provider, op, target, out.ids):
+                        chunks: ChunkStream = await stream_bytes(op, target, out.encoded(sent), lambda: out.whole(sent))
+                        return chunks
+                    return await provider.stream(op, target, out.whole(sent))
+                refit = fit
                 if provider_takes_as_sent(provider, op, target, out.ids):
-                    chunks: ChunkStream = await stream_bytes(op, target, out.encoded(sent, gone),
-                                                             lambda: _without(out.whole(sent), gone))
+                    chunks = await stream_bytes(op, target, out.encoded({**sent, **fit.changes}, fit.drop),
+                                                lambda: _fit(out.whole(sent), refit))
                 else:
-                    chunks = await provider.stream(op, target, _without(out.whole(sent), gone))
-                return LoweredStream(chunks, sorted(gone)) if gone else chunks
+                    chunks = await provider.stream(op, target, _fit(out.whole(sent), fit))
+                return LoweredStream(chunks, fit.named) if fit.named else chunks
             if not _translates_chat(provider, op):
                 return await provider.stream(op, target, out.whole(sent))
             whole = out.whole(sent)

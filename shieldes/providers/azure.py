@@ -13,8 +13,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from shieldes.providers.base import Body, JsonResult, MediaOp, Operation, Target, UpstreamFailure
-from shieldes.providers.dropped import OPENAI_REFUSES
-from shieldes.providers.openai import STRICT_OPS, OpenAIProvider, op_path
+from shieldes.providers.openai import OpenAIProvider, op_path
 from shieldes.providers.openai_responses import ResponsesEventStream
 from shieldes.providers.openai_stream import OpenAIChunkStream
 from shieldes.providers.transport import UpstreamClient, UpstreamResponse
@@ -85,9 +84,9 @@ class AzureProvider(OpenAIProvider):
             url = self._azure_urls[key] = deployment_url(target.base_url, target.model, op, version)
         return url, target.options.get("auth", "api-key") == "api-key"
 
-    def left_out(self, op: Operation, target: Target) -> frozenset[str]:
+    def strict(self, target: Target) -> bool:
         """Azure OpenAI refuses what OpenAI does, at any base URL (a private endpoint, a gateway)."""
-        return OPENAI_REFUSES if op in STRICT_OPS else frozenset()
+        return True
 
     async def _with_token(self, target: Target) -> Target:
         """Under `--auth entra` the key is the current Entra ID token, sent as a bearer token."""

@@ -26,12 +26,6 @@ PARALLEL_OFF = "parallel_tool_calls"
 # (beside one it is only that effort's budget, named with it): Claude's translations carry it
 THINKING = "thinking"
 
-# Fields OpenAI's own chat and completions APIs, and Azure OpenAI's, refuse with a 400
-# ("Unrecognized request argument supplied: top_k") where other OpenAI-compatible servers (vLLM,
-# Ollama, LM Studio, ...) take them: LiteLLM's chat `top_k`. Left out and named for those two, sent
-# as the client sent them to any other (OpenAIProvider.left_out).
-OPENAI_REFUSES = frozenset({"top_k"})
-OPENAI_HOSTS = ("api.openai.com",)
 
 
 def asks_thinking(body: Body) -> bool:

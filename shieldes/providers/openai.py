@@ -5,13 +5,12 @@ body only gets the upstream model name; responses pass through as parsed dicts."
 from __future__ import annotations
 
 from collections.abc import Callable
-from urllib.parse import urlsplit
+from typing import Any
 
 import orjson
 
 from shieldes.errors import InvalidRequest
 from shieldes.providers.base import Body, JsonResult, MediaOp, MediaUpstream, Operation, Target, UpstreamFailure
-from shieldes.providers.dropped import OPENAI_HOSTS, OPENAI_REFUSES
 from shieldes.providers.http import (
     invalid_response,
     is_azure,
@@ -23,6 +22,7 @@ from shieldes.providers.http import (
 )
 from shieldes.providers.openai_responses import ResponsesEventStream
 from shieldes.providers.openai_stream import OpenAIChunkStream
+from shieldes.providers.openai_strict import STRICT_OPS, Refit, openai_itself, refit
 from shieldes.providers.tool_args import OBJECT_ARGUMENTS, string_answer_arguments, string_arguments
 from shieldes.providers.tool_ids import all_fit, chat_history_fits, fit_chat_ids, rule_for
 from shieldes.providers.transport import UpstreamClient, UpstreamResponse
@@ -44,13 +44,6 @@ _PATHS: dict[str, str] = {
 }
 MEDIA_OPS = frozenset({"moderations", "images", "image_edits", "image_variations", "speech", "transcriptions",
                        "translations"})
-STRICT_OPS = frozenset({"chat", "completions"})  # where OpenAI itself refuses OPENAI_REFUSES
-
-
-def openai_itself(base_url: str) -> bool:
-    """Whether a deployment's base URL is OpenAI's own API or Azure OpenAI's, which refuse the
-    fields other OpenAI-compatible servers take (OPENAI_REFUSES)."""
-    return (urlsplit(base_url).hostname or "") in OPENAI_HOSTS or is_azure(base_url)
 
 
 def op_path(op: Operation) -> str:
@@ -96,15 +89,17 @@ class OpenAIProvider(MediaUpstream):
             self._header_sets[ck] = headers
         return headers
 
-    def left_out(self, op: Operation, target: Target) -> frozenset[str]:
-        """The client's top-level fields this upstream refuses though other OpenAI-compatible
-        servers take them: left out of what it is sent, and named to the client (x-shieldes-dropped)."""
-        if op not in STRICT_OPS:
-            return frozenset()
-        strict = self._strict.get(target.base_url)
-        if strict is None:
-            strict = self._strict[target.base_url] = openai_itself(target.base_url)
-        return OPENAI_REFUSES if strict else frozenset()
+    def strict(self, target: Target) -> bool:
+        """Whether `target` is OpenAI itself or Azure OpenAI (openai_strict)."""
+        found = self._strict.get(target.base_url)
+        if found is None:
+            found = self._strict[target.base_url] = openai_itself(target.base_url)
+        return found
+
+    def refit(self, op: Operation, target: Target, field: Callable[[str], Any]) -> Refit | None:
+        """What of the client's request (`field`: its top-level fields) this upstream refuses though
+        other OpenAI-compatible servers take it, fitted (openai_strict.refit); None: as sent."""
+        return refit(target.model, field) if op in STRICT_OPS and self.strict(target) else None
 
     def outgoing(self, op: Operation, target: Target, body: Body) -> Body:
         """`body` as this upstream takes it: a chat history's tool call ids fitted to the

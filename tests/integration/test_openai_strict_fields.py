@@ -10,7 +10,7 @@ from typing import Any
 import openai
 
 from shieldes.projections.shared_commands import AddProvider
-from shieldes.providers.openai import openai_itself
+from shieldes.providers.openai_strict import openai_itself
 from tests.fake_upstream import FakeUpstream
 from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV, harness
 
@@ -31,7 +31,7 @@ async def test_top_k_is_left_out_for_azure_and_sent_to_other_openai_compatible_s
     try:
         async with harness(database_url, providers=False, upstream_retries=0) as h:
             ref = "env:" + UPSTREAM_KEY_ENV
-            await h.admin(AddProvider("az", "azure", h.upstream.url, ref, ("prod-gpt4o",),
+            await h.admin(AddProvider("az", "azure", h.upstream.url, ref, ("prod-gpt4o", "o4-mini"),
                                       options={"api_version": "2024-10-21"}))
             await h.admin(AddProvider("vllm", "openai", vllm.url, ref, ("llama",)))
             secret = await h.create_key("app")
@@ -64,5 +64,55 @@ async def test_top_k_is_left_out_for_azure_and_sent_to_other_openai_compatible_s
                 if stream:
                     assert [c async for c in raw.parse()]
                 assert vllm.last("/v1/chat/completions").body["top_k"] == 40
+    finally:
+        await vllm.stop()
+
+
+async def test_thinking_becomes_reasoning_effort_on_openai_reasoning_models(database_url: str) -> None:
+    """A chat client's Anthropic-style `thinking` (LiteLLM's) to Azure OpenAI (and OpenAI itself),
+    which refuse the field: the effort of the same budget on a reasoning model, as a Messages
+    client's thinking is mapped; left out and named on any other; as sent to other servers."""
+    vllm = await FakeUpstream(api_key=UPSTREAM_KEY, models=("qwen3",), extra_fields=("thinking",)).start()
+    try:
+        async with harness(database_url, providers=False, upstream_retries=0) as h:
+            ref = "env:" + UPSTREAM_KEY_ENV
+            await h.admin(AddProvider("az", "azure", h.upstream.url, ref, ("prod-gpt4o", "o4-mini"),
+                                      options={"api_version": "2024-10-21"}))
+            await h.admin(AddProvider("vllm", "openai", vllm.url, ref, ("qwen3",)))
+            secret = await h.create_key("app")
+            await h.sync()
+            client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+
+            async def send(model: str, stream: bool = False, **extra: Any) -> Any:
+                raw: Any = await client.chat.completions.with_raw_response.create(
+                    model=model, messages=HELLO, stream=stream, extra_body=extra)
+                if stream:
+                    assert [c async for c in raw.parse()]
+                return raw.headers
+
+            def sent(deployment: str) -> Any:
+                return h.upstream.last(f"/openai/deployments/{deployment}/chat/completions").body
+
+            for budget, effort in ((2048, "low"), (8192, "medium"), (20000, "high")):
+                for stream in (False, True):
+                    headers = await send("o4-mini", stream, thinking={"type": "enabled", "budget_tokens": budget})
+                    assert "x-shieldes-dropped" not in headers
+                    body = sent("o4-mini")
+                    assert body["reasoning_effort"] == effort and "thinking" not in body, body
+            # beside the client's own effort: the effort says it
+            both = {"type": "enabled", "budget_tokens": 30000}
+            assert "x-shieldes-dropped" not in await send("o4-mini", thinking=both, reasoning_effort="low")
+            assert sent("o4-mini")["reasoning_effort"] == "low" and "thinking" not in sent("o4-mini")
+            # asks for nothing: left out, not named
+            assert "x-shieldes-dropped" not in await send("o4-mini", thinking={"type": "disabled"})
+            assert "thinking" not in sent("o4-mini") and "reasoning_effort" not in sent("o4-mini")
+            # a model that does not reason: left out, named
+            for stream in (False, True):
+                headers = await send("prod-gpt4o", stream, thinking={"type": "enabled", "budget_tokens": 2048})
+                assert headers["x-shieldes-dropped"] == "thinking"
+                assert "thinking" not in sent("prod-gpt4o") and "reasoning_effort" not in sent("prod-gpt4o")
+            # a server that takes it gets it as sent
+            assert "x-shieldes-dropped" not in await send("qwen3", thinking={"type": "enabled", "budget_tokens": 2048})
+            assert vllm.last("/v1/chat/completions").body["thinking"] == {"type": "enabled", "budget_tokens": 2048}
     finally:
         await vllm.stop()
