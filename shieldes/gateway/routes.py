@@ -33,7 +33,7 @@ from shieldes.providers.chat_history import Found, read_turn
 from shieldes.providers.dropped import dropped_header
 from shieldes.providers.gateway_fields import METADATA, TAGS, TAGS_HEADER, foreign_fields, request_tags
 from shieldes.requestlog.record import RequestRecord
-from shieldes.routing.asked_fallbacks import ASKED, NOTHING_ASKED, read_asked
+from shieldes.routing.asked_fallbacks import ASKED, NOTHING_ASKED, fallback_fields, read_asked
 from shieldes.routing.router import Route, RouteTarget
 from shieldes.usage.meter import Reservation
 from shieldes.usage.tokens import estimate_output_tokens
@@ -400,7 +400,7 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
         named = tuple(tagged(request, foreign, top.small, header_tags))
         body = {name: value for name, value in body.items() if name not in foreign}
         if op != "embeddings":  # (an embedding from another model is in another vector space: no fallback)
-            asked = read_asked(top.small)
+            asked = read_asked(top.small, apply=True)
             named = (*(name for name in named if name not in ASKED), *asked.unused)
     deployment = request.match_info.get("deployment")
     if deployment is not None and body.get("model") != deployment:
@@ -428,8 +428,12 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
     # a budget needs a bound on the completion: the request gets one (added to the client's bytes)
     if cap is not None:
         body = dict(body, **{"max_completion_tokens" if op == "chat" else "max_tokens": cap})
+    per_fallback = None
+    if asked.overrides:  # LiteLLM's per-fallback settings, for the attempts of each fallback
+        per_fallback, over = fallback_fields(asked, body, cap)
+        named = (*named, *over)
     if not streaming:
-        result = await call.json(Outgoing(top, body, ids, foreign, named))
+        result = await call.json(Outgoing(top, body, ids, foreign, named, per_fallback))
         if result.raw is not None:  # the upstream's bytes are already the answer: no re-encoding
             headers = {"Content-Type": "application/json", REQUEST_ID: call.rid}
             headers.update(call.headers)
@@ -458,7 +462,7 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
             return forwarded
         return relay.openai_frames(stream, tally, wants_usage, usage_chunk)
 
-    return await call.stream(request, Outgoing(top, body, ids, foreign, named), render, None)
+    return await call.stream(request, Outgoing(top, body, ids, foreign, named, per_fallback), render, None)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:

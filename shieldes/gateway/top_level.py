@@ -7,7 +7,7 @@ rewrite the history (a translated deployment, ids another provider minted)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import msgspec
@@ -213,14 +213,18 @@ class Outgoing:
     (`ids`; None when not read so). A deployment that takes the client's body gets its bytes,
     changed only in the fields the gateway changed (`encoded`); any other gets the whole body
     decoded (`whole`). `drop`: the client's top-level fields no upstream gets (another gateway's,
-    providers/gateway_fields.py), `named` what of them (and of the tags recorded) is named to the client."""
+    providers/gateway_fields.py), `named` what of them (and of the tags recorded) is named to the client;
+    `fallback_fields` the request's per-fallback overrides applied."""
 
-    __slots__ = ("drop", "fields", "ids", "named", "top")
+    __slots__ = ("drop", "fallback_fields", "fields", "ids", "named", "top")
 
     def __init__(self, top: TopLevel, fields: Body, ids: list[str] | None = None,
-                 drop: tuple[str, ...] = (), named: tuple[str, ...] | None = None) -> None:
+                 drop: tuple[str, ...] = (), named: tuple[str, ...] | None = None,
+                 fallback_fields: Mapping[str, Body] | None = None) -> None:
         self.top, self.fields, self.ids, self.drop = top, fields, ids, drop
         self.named = drop if named is None else named  # (recorded tags are left out but not named)
+        # per fallback name, the fields its attempts send over `fields` (asked_fallbacks.fallback_fields)
+        self.fallback_fields = fallback_fields
 
     def whole(self, sent: Body) -> Body:
         """The whole body decoded, with the top-level fields of `sent` (`fields` as one attempt sends

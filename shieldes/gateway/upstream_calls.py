@@ -278,7 +278,7 @@ class UpstreamCalls:
                                                lambda c: provider.call(op, target, c), _limit_field(whole))
             return replace(result, dropped=[*lowered, *result.dropped]) if lowered else result
 
-        return await self._with_failover(op, route, out.fields, attempt, rec)
+        return await self._with_failover(op, route, out.fields, attempt, rec, out.fallback_fields)
 
     async def open_stream(self, op: Operation, route: Route, out: Outgoing, *,
                           rec: RequestRecord | None = None) -> tuple[ChunkStream, RouteTarget]:
@@ -306,7 +306,7 @@ class UpstreamCalls:
                                                lambda c: provider.stream(op, target, c), _limit_field(whole))
             return LoweredStream(chunks, lowered) if lowered else chunks
 
-        return await self._with_failover(op, route, out.fields, attempt, rec)
+        return await self._with_failover(op, route, out.fields, attempt, rec, out.fallback_fields)
 
     async def responses(self, route: Route, body: Body, ctx: ContextOf, streaming: bool,
                         raw: bytes | None = None, *, rec: RequestRecord | None = None,
@@ -342,10 +342,12 @@ class UpstreamCalls:
 
     async def _with_failover(self, op: str, route: Route, body: Body,
                              attempt: Callable[[Provider, Target, Deployment, Body], Awaitable[T]],
-                             rec: RequestRecord | None = None) -> tuple[T, RouteTarget]:
+                             rec: RequestRecord | None = None,
+                             per_group: Mapping[str, Body] | None = None) -> tuple[T, RouteTarget]:
         """Try the route's targets in plan order (weights, retries with backoff, circuit breakers),
         then each fallback group in order. A prompt too long for one model moves straight on to the
-        next group, if there is one."""
+        next group, if there is one. `per_group`: by fallback name, the fields its attempts send
+        over `body` (the request's per-fallback overrides)."""
         last: tuple[UpstreamFailure, RouteTarget] | None = None
         tried = 0
         at_quota: dict[str, float] = {}  # deployments skipped at their quota: when each frees up (seconds)
@@ -355,6 +357,8 @@ class UpstreamCalls:
         models: list[ModelTried] = []  # each model tried (the requested one, then the fallbacks) and why it failed
         while group is not None:
             failed: tuple[UpstreamFailure, RouteTarget] | None = None
+            overrides = per_group.get(group.requested) if per_group and group is not route else None
+            sent = {**body, **overrides} if overrides else body
             attempts = 1 + self.settings.upstream_retries
             # (a route of one deployment has no quota to share and no order to decide: plan takes
             # no strategy for it)
@@ -375,7 +379,7 @@ class UpstreamCalls:
                 tried += 1
                 self.quotas.sent(name)
                 try:
-                    return await self._attempt(op, rt, body, attempt, rec, tried), rt
+                    return await self._attempt(op, rt, sent, attempt, rec, tried), rt
                 except ProviderMisconfigured as exc:  # a deterministic configuration error: no retry
                     misconfigured[name] = exc
                 except UpstreamFailure as failure:

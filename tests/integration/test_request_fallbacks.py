@@ -68,13 +68,14 @@ async def test_openai_routes_fall_back_to_the_models_the_request_names(database_
         assert "fallbacks" not in up.last("/v1/messages").body
         fell[raw.headers["x-request-id"]] = f"claude/{CLAUDE}"
 
-        # LiteLLM's objects: the model is tried; the per-fallback overrides are not applied, and named
+        # LiteLLM's objects: the model is tried with its settings (test_fallback_overrides.py); other keys named
         raw = await client.completions.with_raw_response.create(
             model="big-model", prompt="say hello",
-            extra_body={"fallbacks": [{"model": "gpt-4o-mini", "temperature": 0.1}]})
+            extra_body={"fallbacks": [{"model": "gpt-4o-mini", "temperature": 0.1, "mock_response": "hi"}]})
         assert raw.headers["x-shieldes-fallback"] == "gpt-4o-mini"
-        assert raw.headers["x-shieldes-dropped"] == "fallbacks[0].temperature"
+        assert raw.headers["x-shieldes-dropped"] == "fallbacks[0].mock_response"
         assert up.last("/v1/completions").body["model"] == "gpt-4o-mini"
+        assert up.last("/v1/completions").body["temperature"] == 0.1
         fell[raw.headers["x-request-id"]] = "gpt-4o-mini"
 
         # the requested model answers: no fallback tried, nothing said

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from shieldes.errors import InvalidRequest
-from shieldes.routing.asked_fallbacks import MAX_FALLBACKS, NOTHING_ASKED, Asked, read_asked
+from shieldes.routing.asked_fallbacks import MAX_FALLBACKS, NOTHING_ASKED, Asked, fallback_fields, read_asked
 
 
 def test_the_forms_apps_send() -> None:
@@ -37,3 +37,17 @@ def test_wrong_shapes_are_refused_naming_the_field(fields: Any, param: str, says
     assert err.value.param == param
     assert "send true or false" in err.value.message if param == "disable_fallbacks" else \
         "e.g. [\"gpt-4o-mini\"]" in err.value.message
+
+
+def test_the_overrides_applied_on_chat_and_completions() -> None:
+    asked = read_asked({"fallbacks": [{"model": "a", "messages": [], "temperature": 0.1, "max_tokens": 50},
+                                      "b", {"model": "c", "seed": 1, "top_p": None}]}, apply=True)
+    assert asked.names == ("a", "b", "c") and asked.unused == ("fallbacks[0].messages",)
+    assert asked.overrides == ((0, "a", (("temperature", 0.1), ("max_tokens", 50))), (2, "c", (("seed", 1),)))
+    assert fallback_fields(asked, {"model": "x"}, None) == (
+        {"a": {"temperature": 0.1, "max_tokens": 50}, "c": {"seed": 1}}, ())
+    # the limit goes in the field the request bounds its output with; under a budget's bound only below it
+    assert fallback_fields(asked, {"max_completion_tokens": 100}, 100) == (
+        {"a": {"temperature": 0.1, "max_completion_tokens": 50}, "c": {"seed": 1}}, ())
+    assert fallback_fields(asked, {"max_completion_tokens": 20}, 20) == (
+        {"a": {"temperature": 0.1}, "c": {"seed": 1}}, ("fallbacks[0].max_tokens",))
