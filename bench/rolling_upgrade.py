@@ -14,6 +14,9 @@ gateway send during one (docs/deploy.md, *Rolling upgrades*):
   the new node and revoked by this tree's CLI; a budget spent down and an rpm limit hammered on all
   three; `shieldes compact --retain 0s` of this tree while the old leader runs its own compaction
   and snapshots.
+- NEW KILLED: a second node of this tree, which flushes seldom, killed (SIGKILL) holding usage it
+  had only gossiped while an old node leads: the old leader appends it on its behalf, and every
+  node's budget view and live usage then equal the log and what the clients were told.
 - ROLL: the old nodes replaced under their ids by nodes of this tree: one drained and stopped
   (SIGTERM), the other killed (SIGKILL) holding usage it had only gossiped, which a leader of this
   tree appends on its behalf.
@@ -187,6 +190,7 @@ async def scenario(c: Cluster, checks: Checks, traffic: Traffic, up: FakeUpstrea
     checks.add("rpm limit held across releases", RPM_LIMIT <= rpm[200] <= RPM_LIMIT + 3,
                f"{rpm[200]} admitted of {sum(rpm.values())} within a minute for rpm {RPM_LIMIT} on 3 nodes "
                f"(bound L + N = {RPM_LIMIT + 3}); statuses {dict(rpm)}")
+    await killed_new(c, checks, traffic)
     # the old leader compacts (every 7 s, 3 s retention) the usage the new node appended; `shieldes
     # compact` is refused while a leader runs, so the leader's own runs are the ones that count here
     seen = {nd.node_id: compactions(nd.log) for nd in (a, b)}
@@ -210,7 +214,7 @@ async def scenario(c: Cluster, checks: Checks, traffic: Traffic, up: FakeUpstrea
     # gossiped, which a leader of this tree appends on its behalf), then back on this tree under its id
     for old in (a, b):
         if old is b:
-            detail, ok = await crash(c, traffic, b)
+            detail, ok, _ = await crash(c, traffic, b)
         else:
             traffic.targets.pop(old.node_id)
             await traffic.idle([old.node_id])
@@ -229,31 +233,73 @@ async def scenario(c: Cluster, checks: Checks, traffic: Traffic, up: FakeUpstrea
 BUDGETED = ("k-chat", "k-responses", "k-messages", "k-search")
 
 
-async def crash(c: Cluster, traffic: Traffic, old: Node) -> tuple[str, bool]:
-    """SIGKILL `old` once it holds usage it has not flushed and every other node's budget view
-    (durable + gossiped) shows what the clients were told; then wait for a leader to append it."""
+async def killed_new(c: Cluster, checks: Checks, traffic: Traffic) -> None:
+    """A node of this tree that holds usage it has only gossiped, killed (SIGKILL) while an old node
+    leads: the old leader appends that usage on its behalf, and afterwards every node's budget view
+    and live usage equal the log and what the clients were told (nothing lost, nothing twice)."""
+    d = await c.start("node-d", ROOT, SHIELDES_FLUSH_INTERVAL="6")  # flushes seldom: gossip holds its usage
+    await c.ready(d)
+    traffic.targets[d.node_id] = d
+    await traffic.serve("mixed-new-killed")
+    detail, ok, appenders = await crash(c, traffic, d)
+    by_old = bool(appenders) and set(appenders.values()) == {"old"}
+    checks.add("a new node killed (SIGKILL) with gossiped usage while an old node leads", ok and by_old,
+               f"{detail}; appended by the old release: {by_old}")
+    async with traffic.quiet():
+        told = _told(traffic)
+        views: list[str] = []
+
+        async def held() -> bool:
+            views[:] = await _budget_views(c, c.live(), told)
+            return not views
+
+        with contextlib.suppress(TimeoutError):
+            await until(held, 30, "every node's budget view at what the clients were told")
+    checks.add("budgets after the new node was killed = what the clients were told", not views,
+               f"{len(told)} budgeted keys on {', '.join(n.node_id for n in c.live())}"
+               + (f"; differ: {'; '.join(views)[:1500]}" if views else ""))
+    await agree(c, checks, traffic, "after a new node was killed while an old node leads")
+
+
+def _told(traffic: Traffic) -> dict[str, int]:
+    """Each budgeted key's spend as the clients were told it, in nano-USD."""
+    return {k: (t.prompt * PRICE_IN + t.completion * PRICE_OUT) * 1000 + round(t.searches * PER_SEARCH * 1e9)
+            for k, t in traffic.got.items() if k in BUDGETED}
+
+
+async def _budget_views(c: Cluster, nodes: list[Node], told: dict[str, int]) -> list[str]:
+    """Where a node's budget view of a key (durable + gossiped spend) differs from `told`."""
+    differ = []
+    for node in nodes:
+        for key, nusd in told.items():
+            status, row = await c.admin(node, "GET", f"/keys/{key}")
+            seen = round((row.get("spend_usd_in_period") or 0) * 1e9) if status == 200 else None
+            if seen != nusd:
+                differ.append(f"{node.node_id} ({node.release}) {key}: {seen} != {nusd}")
+    return differ
+
+
+async def crash(c: Cluster, traffic: Traffic, old: Node) -> tuple[str, bool, dict[str, str]]:
+    """SIGKILL `old` (a node of either release) once it holds usage it has not flushed and every
+    other node's budget view (durable + gossiped) shows what the clients were told; then wait for a
+    leader to append it. Returns what happened, whether it did, and the release of each node that
+    appended on its behalf."""
     async def holds_unflushed() -> bool:
         return bool((await c.admin(old, "GET", "/node"))[1].get("unflushed_usage_deltas"))
 
     await until(holds_unflushed, 30, f"{old.node_id} holding unflushed usage")
     async with traffic.quiet():
         traffic.targets.pop(old.node_id)
-        told = {k: (t.prompt * PRICE_IN + t.completion * PRICE_OUT) * 1000 + round(t.searches * PER_SEARCH * 1e9)
-                for k, t in traffic.got.items() if k in BUDGETED}
+        told = _told(traffic)
         others = [n for n in c.live() if n is not old]
 
         async def gossiped() -> bool:
-            for node in others:
-                for key, nusd in told.items():
-                    status, row = await c.admin(node, "GET", f"/keys/{key}")
-                    if status != 200 or round((row.get("spend_usd_in_period") or 0) * 1e9) != nusd:
-                        return False
-            return True
+            return not await _budget_views(c, others, told)
 
         try:
             await until(gossiped, 30, "the other nodes' budget views at what the clients were told")
         except TimeoutError as exc:
-            return f"{exc}", False
+            return f"{exc}", False, {}
         unflushed = (await c.admin(old, "GET", "/node"))[1].get("unflushed_usage_deltas")
         before = (await asql(c.url, "SELECT coalesce(max(position), 0) FROM events"))[0][0]
         assert old.proc is not None
@@ -268,11 +314,11 @@ async def crash(c: Cluster, traffic: Traffic, old: Node) -> tuple[str, bool]:
         try:
             rows = await until(appended, 60, f"{old.node_id}'s gossiped usage appended on its behalf")
         except TimeoutError as exc:
-            return f"SIGKILL with {unflushed} unflushed deltas; {exc}", False
+            return f"SIGKILL with {unflushed} unflushed deltas; {exc}", False, {}
     by = {str(r[0]): int(r[1]) for r in rows}
     releases = {n: c.nodes[n].release for n in by if n in c.nodes}
     return (f"SIGKILL holding {unflushed} unflushed deltas, gossiped; appended on its behalf by {by} "
-            f"({releases})"), True
+            f"({releases})"), True, releases
 
 
 async def across(c: Cluster, checks: Checks, traffic: Traffic, a: Node, b: Node, n: Node) -> None:
