@@ -27,7 +27,6 @@ PARALLEL_OFF = "parallel_tool_calls"
 THINKING = "thinking"
 
 
-
 def asks_thinking(body: Body) -> bool:
     """Whether a chat request asks for thinking by `thinking` alone (no `reasoning_effort`)."""
     thinking = body.get(THINKING)
