@@ -298,10 +298,18 @@ class ClusterRuntime:
         return reads.pending_spend(subject, days, self.projector.usage, self.projector.position)
 
     def remote_open(self, deployment: str) -> bool:
+        """A fresh peer's breaker rests `deployment` (view_reads.deployment_open). Read by every
+        request's routing: the peers that rest it are read once per view value, and only when one
+        does are the peers heard from lately listed."""
         if self.gossip is None:
             return False
-        return view_reads.deployment_open(self.cell.value, deployment,
-                                    self.gossip.recently_seen(self.settings.node_timeout))
+        reads = self._view_reads
+        if reads.view is not self.cell.value:
+            reads = self._reads()
+        opened = reads.opened_by(deployment)
+        if not opened:
+            return False
+        return any(node in opened for node in self.gossip.recently_seen(self.settings.node_timeout))
 
     def health_views(self) -> list[Mapping[str, Health]]:
         """Deployment health as this node sees it and as every fresh peer gossiped it (routing

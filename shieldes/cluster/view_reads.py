@@ -106,7 +106,7 @@ class ViewReads:
     position. Memo sizes are bounded (`MAX_MEMO`), as keys come and go."""
 
     MAX_MEMO = 50_000
-    __slots__ = ("allowances", "counts", "exclude", "own_epoch", "position", "spend", "usage", "view")
+    __slots__ = ("allowances", "counts", "exclude", "opened", "own_epoch", "position", "spend", "usage", "view")
 
     def __init__(self, view: View, exclude: str, own_epoch: int | None = None) -> None:
         self.view = view
@@ -117,6 +117,7 @@ class ViewReads:
         self.allowances: dict[tuple[str, str, int], int] = {}
         self.counts: dict[tuple[str, str, int], tuple[int, int]] = {}
         self.spend: dict[tuple[str, range], int] = {}
+        self.opened: dict[str, frozenset[str]] = {}
 
     def of(self, view: View) -> ViewReads:
         """The reads of `view`: these if they are of it, else new ones (same node, same boot)."""
@@ -142,6 +143,16 @@ class ViewReads:
                 self.counts.clear()
             v = self.counts[k] = window_count(self.view, subject, window, (start,), exclude=self.exclude,
                                               own_epoch=self.own_epoch)
+        return v
+
+    def opened_by(self, deployment: str) -> frozenset[str]:
+        """`opened_by` of this view: routing asks it of every request's deployments, and it is
+        nearly always empty, so the peers heard from lately need not be listed then."""
+        v = self.opened.get(deployment)
+        if v is None:
+            if len(self.opened) >= self.MAX_MEMO:
+                self.opened.clear()
+            v = self.opened[deployment] = opened_by(self.view, deployment)
         return v
 
     def pending_spend(self, subject: str, days: range, usage: UsageState, position: int) -> int:
@@ -175,6 +186,13 @@ def deployment_open(view: View, deployment: str, fresh: Iterable[str]) -> bool:
     nodes = set(fresh)
     return any(node in nodes and (h := s.health.get(deployment)) is not None and h.open
                for (node, _), s in view.components.items())
+
+
+def opened_by(view: View, deployment: str) -> frozenset[str]:
+    """The nodes whose gossiped breaker rests `deployment` (fresh or not): `deployment_open` is
+    whether one of them is in `fresh`."""
+    return frozenset(node for (node, _), s in view.components.items()
+                     if (h := s.health.get(deployment)) is not None and h.open)
 
 
 def peer_health(view: View, fresh: Iterable[str], exclude: str) -> list[Mapping[str, Health]]:

@@ -106,3 +106,23 @@ async def test_gossip_advertises_the_advertise_host(database_url: str) -> None:
             await until(lambda: b.node_id in a.gossip.recently_seen(1.0), what="a hears b")  # type: ignore[union-attr]
         finally:
             await late.stop()
+
+
+async def test_a_peers_resting_breaker_rests_the_deployment_here_and_its_recovery_ends_it(database_url: str) -> None:
+    """Routing asks the breaker of every request's deployments; with peers it reads their gossiped
+    health (read once per view value): a deployment a peer's breaker rests is rested here within a
+    gossip round, and no longer once that peer's breaker closes it again."""
+    async with in_process_cluster(database_url, 2) as c:
+        a, b = runtime(c.nodes[0]), runtime(c.nodes[1])
+        assert a.breaker is not None and b.breaker is not None
+        name = next(iter(a.deployment_report()))
+        assert not a.remote_open(name) and not a.breaker.is_open(name)
+        for _ in range(b.breaker.failures):
+            b.breaker.failure(name)
+        assert b.breaker.locally_open(name)
+        await until(lambda: a.remote_open(name), what="a reads b's breaker resting the deployment")
+        assert a.breaker.is_open(name) and not a.breaker.locally_open(name)
+        assert not a.remote_open("another-deployment")
+        b.breaker.success(name)
+        await until(lambda: not a.remote_open(name), what="a reads b's breaker closed again")
+        assert not a.breaker.is_open(name)

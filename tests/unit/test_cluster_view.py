@@ -16,6 +16,7 @@ from shieldes.cluster import delta
 from shieldes.cluster.gossip_pb2 import State
 from shieldes.cluster.view import (
     EMPTY,
+    Health,
     NodeState,
     View,
     ViewCell,
@@ -33,6 +34,7 @@ from shieldes.cluster.view import (
 )
 from shieldes.cluster.view_reads import (
     ViewReads,
+    deployment_open,
     not_serving,
     participants,
     pending_spend,
@@ -420,14 +422,19 @@ def test_a_node_long_spend_index_reads_what_a_scan_of_every_entry_reads(
         assert state.grouping.groups is None or state.grouping.groups == spend_by_subject(state.pending)
 
 
+DEPLOYMENTS = ["d1", "d2"]
+
+
 @st.composite
 def claiming_states(draw: st.DrawFn) -> NodeState:
-    """States with rate-window counts and unused claims as well as pending spend."""
+    """States with rate-window counts, unused claims and deployment health as well as pending spend."""
     state = draw(spending_states())
     wid = st.tuples(st.sampled_from(SUBJECTS[:2]), st.sampled_from(["min", "tpm"]), st.integers(0, 2))
     small = st.integers(0, 50)
+    health = st.builds(Health, requests=small, open=st.booleans())
     return replace(state, windows=draw(st.dictionaries(wid, st.tuples(small, small, small), max_size=4)),
-                   allowances=draw(st.dictionaries(wid, small, max_size=3)))
+                   allowances=draw(st.dictionaries(wid, small, max_size=3)),
+                   health=draw(st.dictionaries(st.sampled_from(DEPLOYMENTS), health, max_size=2)))
 
 
 @settings(max_examples=200, deadline=None)
@@ -470,6 +477,10 @@ def test_memoised_reads_of_a_view_read_what_the_functions_read(
                 for days in (range(100, 101), range(99, 102)):
                     assert reads.pending_spend(subject, days, usage, position) == \
                         pending_spend(view, subject, days, usage.durable_seq, exclude=me)
+            for deployment in DEPLOYMENTS:  # (the runtime's remote_open: a fresh peer in the memoised set)
+                for fresh in (["a"], ["a", "b"], ["b", "c", "me"], []):
+                    assert any(n in reads.opened_by(deployment) for n in fresh) == \
+                        deployment_open(view, deployment, fresh)
 
 
 def test_memoised_reads_are_bounded() -> None:
