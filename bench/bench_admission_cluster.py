@@ -1,6 +1,8 @@
 """What admission costs a request in a cluster against a node alone: the meter's admit and settle
-(limits, budgets, the headroom split) with the cluster runtime's reads of a view holding one peer
-(`serve --workers 2`: the sibling worker), and with an empty view (a node alone).
+(limits, budgets, the headroom split) and routing's question to the breaker (does a peer rest the
+deployment?), with the cluster runtime's reads of a view holding one peer (`serve --workers 2`: the
+sibling worker, heard from lately, its breaker closed), and with an empty view and no gossip (a
+node alone).
 
     python bench/bench_admission_cluster.py [--requests 50000] [--rounds 5] [--tree DIR ...]
 
@@ -25,9 +27,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def measure(requests: int, rounds: int) -> tuple[float, float]:
     from shieldes.cluster import view_reads
+    from shieldes.cluster.gossip_rounds import GossipRounds
+    from shieldes.cluster.gossip_stats import PeerStats
     from shieldes.cluster.meter import RATE_WINDOW, TOKEN_WINDOW, ClusterMeter, key_subject
     from shieldes.cluster.runtime import ClusterRuntime
-    from shieldes.cluster.view import NodeState, View, ViewCell
+    from shieldes.cluster.view import Health, NodeState, View, ViewCell
     from shieldes.projections.state import Budget, ConfigState, VirtualKey
     from shieldes.projections.usage import UsageState
 
@@ -40,7 +44,8 @@ def measure(requests: int, rounds: int) -> tuple[float, float]:
                      windows={(subject, RATE_WINDOW, w): (500, 20000, 1000),
                               (subject, RATE_WINDOW, w - 1): (900, 30000, 100)},
                      pending={(1, 3, subject, today): (0, 0, 12345)}, reservations={subject: (10**9, 10**9 - 5000)},
-                     allowances={(subject, RATE_WINDOW, w): 1000, (subject, TOKEN_WINDOW, w): 10**6})
+                     allowances={(subject, RATE_WINDOW, w): 1000, (subject, TOKEN_WINDOW, w): 10**6},
+                     health={"openai": Health(12.0, 0.0, 500)})
     with_peer = View(components={("peer", 1): peer, ("me", 2): NodeState("me", 2)}, epochs={"peer": 1, "me": 2},
                      heard={"peer": time.monotonic()})
     usage, config = UsageState(), ConfigState()
@@ -53,6 +58,11 @@ def measure(requests: int, rounds: int) -> tuple[float, float]:
             self.cell.value = value
             self.node_id = "me"
             self.membership: Any = SimpleNamespace(boot_epoch=2)
+            self.settings: Any = SimpleNamespace(node_timeout=5.0)
+            self.gossip: Any = None
+            if alive > 1:  # the sibling heard from just now
+                self.gossip = GossipRounds(node_id="me", secret=b"bench")
+                self.gossip.stats.peers["peer"] = PeerStats(last_seen=time.monotonic())
             self.projector: Any = SimpleNamespace(usage=usage, position=7)
             self._alive = alive
             if hasattr(view_reads, "ViewReads"):  # trees before the memo read the view directly
@@ -69,6 +79,7 @@ def measure(requests: int, rounds: int) -> tuple[float, float]:
         t0 = time.process_time()
         for _ in range(requests):
             res = meter.admit(config, usage, key, 7000, 7, estimate_tokens=300)
+            runtime.remote_open("openai")  # (plan() asks the breaker, which asks the cluster)
             meter.settle(res, "fake", "gpt-4o", 10, 20, 5000)
         return (time.process_time() - t0) / requests * 1e6
 
