@@ -6,7 +6,7 @@ the machine, where a CPU time here moves by more than the difference at stake.
 
     PYTHONPATH=. python bench/bench_instructions.py [--modes json,stream,messages-stream,responses-stream]
         [--window 6] [--rounds 3] [--agent-turns N] [--image-kb N] [--tree DIR ...] [--workers 2]
-        [--top 25] [--profile DIR] [--save FILE]
+        [--gossip-interval 1] [--top 25] [--profile DIR] [--save FILE]
 
 Each server runs under `valgrind --tool=callgrind` (the fake upstream and Postgres do not); a
 sequential client (one keep-alive connection) warms a mode up, then counts windows of the same
@@ -27,7 +27,12 @@ Not counted: the kernel's work (syscalls, the network stack), cache misses and b
 mispredictions, what an instruction costs (a division against an add); a ratio of instructions is
 not a ratio of CPU time. `--tree DIR` (e.g. `git archive <commit> | tar -x -C DIR`) runs that
 tree's node beside, on a database of its own its own CLI sets up (bench/baseline_tree.py).
-`--workers 2` also runs this tree's node as `serve --workers 2` and counts every process of it.
+`--workers 2` also runs this tree's node as `serve --workers 2` and counts every process of it, its
+workers gossiping every second (SHIELDES_GOSSIP_INTERVAL=1, `--gossip-interval`): at the 150 ms
+default a round with news goes out after nearly every request under valgrind and after one in
+hundreds natively, so the rounds would count per request; at 1 s one round with news falls on
+each second of every window, whatever its requests, and cancels as the timers do (what a round
+costs is in the clock's figure, per second).
 `--profile DIR` keeps each dump there, for `callgrind_annotate --inclusive=yes DIR/<file>`.
 """
 
@@ -262,6 +267,8 @@ def main() -> None:
     parser.add_argument("--image-kb", type=int, default=0, help="as bench_gateway.py --image-kb")
     parser.add_argument("--tree", action="append", default=[], type=Path, help="another source tree's node too")
     parser.add_argument("--workers", type=int, default=1, help="also this tree's node as `serve --workers N`")
+    parser.add_argument("--gossip-interval", type=float, default=1.0,
+                        help="SHIELDES_GOSSIP_INTERVAL of the `--workers` node (see above)")
     parser.add_argument("--no-bare", action="store_true", help="leave out the bare proxy")
     parser.add_argument("--top", type=int, default=25, help="functions listed per mode by their own instructions "
                         "beyond the bare proxy's (the last pair of windows'), 0: none")
@@ -308,7 +315,8 @@ def main() -> None:
             port = bg.free_port()
             targets.append(start(f"node x{args.workers}", [
                 "-m", "shieldes", "serve", "--host", "127.0.0.1", "--port", str(port), "--node-id", "bench-instr-w",
-                "--workers", str(args.workers)], {"SHIELDES_DATABASE_URL": prepared[0].url, **batches}, ROOT, scratch,
+                "--workers", str(args.workers)], {"SHIELDES_DATABASE_URL": prepared[0].url, **batches,
+                                                  "SHIELDES_GOSSIP_INTERVAL": str(args.gossip_interval)}, ROOT, scratch,
                 prepared[0].secret, port, children=True))
         bg.wait_port(up_port)
         bg.wait_port(slow_port)
