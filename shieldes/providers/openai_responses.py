@@ -215,8 +215,9 @@ class ResponsesEventStream(BlockStream):
         number = _SEQUENCE.match(block, at) if at >= 0 else None
         if at >= 0 and number is None:  # not an integer written the usual way
             return None
-        if _RESPONSE_KEY in block:
-            edited = self._edited(block, relay)
+        key = block.find(_RESPONSE_KEY)  # (not `in`: see BlockStream._take)
+        if key >= 0:
+            edited = self._edited(block, key, relay)
             if edited is None:
                 return None
             block = edited
@@ -225,15 +226,14 @@ class ResponsesEventStream(BlockStream):
         self.deltas += deltas
         return block, deltas
 
-    def _edited(self, block: bytes, relay: Relay) -> bytes | None:
+    def _edited(self, block: bytes, at: int, relay: Relay) -> bytes | None:
         """`block` (typed_deltas: one-line events) with its events that carry a `response` parsed
         and, where `relay.edit` changes one, re-encoded; None when one does not parse (the
         event-by-event path ends the stream there). A PROGRESS event the relay does not edit is
-        kept unparsed (`snapshot`)."""
+        kept unparsed (`snapshot`). `at`: where the first `response` key is."""
         parts: list[bytes] = []
         start = counted = 0  # sent up to start; delta events counted up to counted
         deltas = self.deltas
-        at = block.find(_RESPONSE_KEY)
         while at >= 0:
             # (one-line events: the newlines around `at` end its name line and the event before it,
             # found with memchr, where a search for two newlines walks every byte)

@@ -183,7 +183,9 @@ class BlockStream(UpstreamChunkStream):
 
     def _take(self, raw: bytes) -> None:
         """Keep a read for later: raw bytes, or decoded payloads from the first carriage return on."""
-        if self._decoder is None and b"\r" in raw:
+        # (a find, not `in`: on Python 3.11 `bytes in bytes` first tries its argument as an integer,
+        # raising and clearing a TypeError, some 2,000 instructions a call)
+        if self._decoder is None and raw.find(b"\r") >= 0:
             self._decoder = SSEDecoder()
             raw, self._carry = self._carry + raw, b""
         if self._decoder is None:
