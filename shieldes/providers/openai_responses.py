@@ -7,8 +7,8 @@ path checks that a read is made of such events with a few scans of its bytes and
 they are. Only the events carrying a `response` object are parsed (the gateway keeps it and may
 change it: `previous_response_id`, a usage estimate), and of those the ones with the response so
 far (created, in progress) only when the gateway changes them or a failure needs the latest; the
-last sequence number is read where it
-stands and delta events are counted by name. Anything else (carriage returns, comments, data-only
+last sequence number is read where it stands in the last bytes forwarded, only when a failure asks
+for it, and delta events are counted by name. Anything else (carriage returns, comments, data-only
 or multi-line events, a name that is not the event's type, a response event that does not parse)
 goes event by event: parsed and re-encoded, exactly as the parsed path gives it."""
 
@@ -18,6 +18,8 @@ import re
 import time
 from collections.abc import AsyncGenerator, Callable
 from typing import Protocol
+
+import orjson
 
 from shieldes.providers.base import Body, StreamCounts, TokenUsage, UpstreamFailure
 from shieldes.providers.http import TRANSPORT_ERRORS, event_object, transport_failure
@@ -48,6 +50,11 @@ _SEQUENCE_KEY = b'"sequence_number":'
 _RESPONSE_KEY = b'"response":'
 _RESPONSE_EVENT = (b'{"type":"response.', b'{"type": "response.')  # an event's payload that is no error
 _DELTA = b".delta\ndata: "  # the end of a delta event's name line (one-line events only)
+# Forwarded blocks kept for their last sequence number, read only when asked for (a failure numbers
+# its events after it): past this many, or this many bytes, the newest of them is read and they are
+# let go.
+_UNREAD = 16
+_UNREAD_BYTES = 1 << 16
 
 Edit = Callable[[Body, int], Body | None]
 
@@ -110,8 +117,11 @@ class ResponsesEventStream(BlockStream):
     # value is set when it changes.
     final: Body | None = None
     responses_usage: ResponsesUsage | None = None
-    last_sequence = -1
     deltas = 0  # delta events frames() handed out
+    _sequence = -1  # the last sequence number parsed, or read off the bytes forwarded before `_unread`
+    # blocks forwarded since (newest last), read for the last sequence number only when it is asked for
+    _unread: tuple[bytes, ...] = ()
+    _unread_bytes = 0
     _snapshot: Body | None = None
     # the JSON of the newest two snapshots not parsed yet (newest last), parsed when read
     _snapshot_data: tuple[bytes, ...] = ()
@@ -138,6 +148,17 @@ class ResponsesEventStream(BlockStream):
                 break
         self._snapshot_data = ()
         return self._snapshot
+
+    @property
+    def last_sequence(self) -> int:
+        """The last sequence number of the upstream's events handed out (-1: none)."""
+        for block in reversed(self._unread):
+            number = _block_sequence(block)
+            if number is not None:
+                self._sequence = number
+                break
+        self._unread, self._unread_bytes = (), 0
+        return self._sequence
 
     def _parse_first(self, data: bytes) -> Body | None:
         if data.startswith(_RESPONSE_EVENT):  # no error: an agent's is tens of kB, read when needed
@@ -211,26 +232,28 @@ class ResponsesEventStream(BlockStream):
         deltas = typed_deltas(block)
         if deltas is None:
             return None
-        at = block.rfind(_SEQUENCE_KEY)
-        number = _SEQUENCE.match(block, at) if at >= 0 else None
-        if at >= 0 and number is None:  # not an integer written the usual way
-            return None
-        key = block.find(_RESPONSE_KEY)  # (not `in`: see BlockStream._take)
+        sent = block
+        key = block.find(_RESPONSE_KEY)  # (a find, not `in`: see sse_blocks._CR)
         if key >= 0:
-            edited = self._edited(block, key, relay)
+            edited = self._edited(block, key, deltas, relay)
             if edited is None:
                 return None
-            block = edited
-        if number is not None:
-            self.last_sequence = int(number[1])
+            sent = edited
+        # (its last sequence number is read when asked for: the upstream's bytes are newer than
+        # any event parsed)
+        self._unread += (block,)
+        self._unread_bytes += len(block)
+        if self._unread_bytes > _UNREAD_BYTES or len(self._unread) > _UNREAD:
+            self.last_sequence  # noqa: B018 (read: the bytes kept are let go)
         self.deltas += deltas
-        return block, deltas
+        return sent, deltas
 
-    def _edited(self, block: bytes, at: int, relay: Relay) -> bytes | None:
+    def _edited(self, block: bytes, at: int, total: int, relay: Relay) -> bytes | None:
         """`block` (typed_deltas: one-line events) with its events that carry a `response` parsed
         and, where `relay.edit` changes one, re-encoded; None when one does not parse (the
         event-by-event path ends the stream there). A PROGRESS event the relay does not edit is
-        kept unparsed (`snapshot`). `at`: where the first `response` key is."""
+        kept unparsed (`snapshot`). `at`: where the first `response` key is; `total`: the delta
+        events in `block`."""
         parts: list[bytes] = []
         start = counted = 0  # sent up to start; delta events counted up to counted
         deltas = self.deltas
@@ -242,8 +265,12 @@ class ResponsesEventStream(BlockStream):
             end = block.index(b"\n", at) + 2  # the end of its data line, then a blank line
             # the delta events before this one, counted up to it and never over its data line (a
             # line of JSON holds no newline, so no delta event's name): an agent's response events
-            # echo tens of kB of instructions and tools, counted over again before
-            deltas += block.count(_DELTA, counted, begin)
+            # echo tens of kB of instructions and tools, counted over again before. The last
+            # event of a block read whole (a stream's end) is counted from the block's end.
+            if begin - counted <= len(block) - begin:
+                deltas += block.count(_DELTA, counted, begin)
+            else:
+                deltas = self.deltas + total - block.count(_DELTA, begin)
             counted = end
             if begin == 0 and self._primed is not None:  # the event prime() read: parsed already
                 event = self._primed
@@ -297,7 +324,8 @@ class ResponsesEventStream(BlockStream):
             message = event.get("message") or (event.get("error") or {}).get("message") or "upstream error"
             raise UpstreamFailure(str(message), status=None, retryable=True, body=event)
         if isinstance(event.get("sequence_number"), int):
-            self.last_sequence = event["sequence_number"]
+            self._sequence = event["sequence_number"]
+            self._unread, self._unread_bytes = (), 0  # (older than this event)
         response = event.get("response")
         if isinstance(response, dict):
             self._snapshot = response
@@ -308,3 +336,23 @@ class ResponsesEventStream(BlockStream):
                 if usage is not None:
                     self.responses_usage = usage
         return event
+
+
+def _block_sequence(block: bytes) -> int | None:
+    """The last sequence number in `block` (events as typed_deltas reads them), None if it holds
+    none: the last `sequence_number` key's integer, or where that is written some other way (a
+    float, a string) the last integer one of its events has, as parsing them would give it."""
+    at = block.rfind(_SEQUENCE_KEY)
+    if at < 0:
+        return None
+    number = _SEQUENCE.match(block, at)
+    if number is not None:
+        return int(number[1])
+    for data in reversed(decoded(block, True)):
+        try:
+            event = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(event, dict) and isinstance(event.get("sequence_number"), int):
+            return int(event["sequence_number"])
+    return None

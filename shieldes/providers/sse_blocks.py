@@ -19,6 +19,10 @@ from shieldes.providers.streams import UpstreamChunkStream
 from shieldes.providers.transport import UpstreamResponse
 
 DONE = b"[DONE]"
+# A carriage return as an int: `int in bytes` is a memchr, where on Python 3.11 `bytes in bytes`
+# first tries its argument as an integer, raising and clearing a TypeError (some 2,000 instructions
+# a call) and a find parses its arguments (some 500).
+_CR = ord("\r")
 
 # --- scans of a block ----------------------------------------------------------------------------
 
@@ -183,9 +187,7 @@ class BlockStream(UpstreamChunkStream):
 
     def _take(self, raw: bytes) -> None:
         """Keep a read for later: raw bytes, or decoded payloads from the first carriage return on."""
-        # (a find, not `in`: on Python 3.11 `bytes in bytes` first tries its argument as an integer,
-        # raising and clearing a TypeError, some 2,000 instructions a call)
-        if self._decoder is None and raw.find(b"\r") >= 0:
+        if self._decoder is None and _CR in raw:
             self._decoder = SSEDecoder()
             raw, self._carry = self._carry + raw, b""
         if self._decoder is None:

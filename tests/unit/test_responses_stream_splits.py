@@ -313,3 +313,26 @@ def test_an_agents_long_response_events_leave_the_deltas_counted_for_the_bill() 
         for cut in (0, 100, len(body) // 2, len(body) - 500):
             pieces = [p for p in (body[:cut], body[cut:]) if p]
             assert client_view(asyncio.run(forwarded(pieces, previous))) == client_view(reference)
+
+
+def test_the_last_sequence_number_is_read_off_the_forwarded_bytes_when_a_failure_asks() -> None:
+    """Forwarded reads are read for their last sequence number only when a failure numbers its
+    events: one read at a time (kept reads let go past a bound) or whole, the last one written as a
+    float (the last integer one before it counts, as parsing gives it), the connection breaks."""
+    delta = {"type": "response.output_text.delta", **IDS, "delta": "Hi", "logprobs": []}
+    events = [CREATED, *[delta] * 40]
+
+    async def failed_numbers(body: bytes, pieces: list[bytes]) -> list[tuple[str, Any]]:
+        native = await opened(pieces, None, broken=True)
+        out = b"".join([f async for f in native.frames(bill, Tally())])
+        await native.aclose()
+        assert out.startswith(body)  # (the upstream's bytes, forwarded)
+        sent = [orjson.loads(f.split(b"\ndata: ", 1)[1]) for f in out.split(b"\n\n") if f]
+        return [(e["type"], e["sequence_number"]) for e in sent[-2:]]
+
+    numbered = [framed({**e, "sequence_number": i}, "spaced") for i, e in enumerate(events)]
+    last_float = [*numbered[:-1], framed({**delta, "sequence_number": 39.5}, "openai")]
+    for frames, last in ((numbered, 40), (last_float, 39)):
+        body = b"".join(frames)
+        for pieces in ([body], frames, [b"".join(frames[:30]), *frames[30:]]):
+            assert asyncio.run(failed_numbers(body, pieces)) == [("error", last + 1), ("response.failed", last + 2)]
