@@ -249,13 +249,14 @@ def input_calls_made(data: memoryview, before: frozenset[str] | None) -> frozens
     return calls_made(data) if before is None else calls_made(items_after(data), before)
 
 
-def _input_turn(gw: Gateway, key_id: str, raw: bytes) -> tuple[InputTurn, Body] | None:
+def _input_turn(gw: Gateway, key_id: str, raw: bytes) -> tuple[InputTurn, TurnRead] | None:
     """A long body, read from where the input of a body of the key read before ended (gw.checked_turns),
-    and its top-level fields but `input`; None when it is not one whose input goes upstream as
-    sent, or is malformed (read then the general way, which says what is wrong)."""
+    and what the read found of the rest (its top-level fields but `input`, its prompt bytes); None
+    when it is not one whose input goes upstream as sent, or is malformed (read then the general
+    way, which says what is wrong)."""
     read = TurnRead(raw)
     found = gw.checked_turns.check(key_id, raw, utf8_checked(raw, read))
-    return None if found is None else (found, read.small)
+    return None if found is None else (found, read)
 
 
 async def prepare(request: web.Request) -> Prepared:
@@ -268,18 +269,20 @@ async def prepare(request: web.Request) -> Prepared:
     memory: LaneMemory | None = request.get(SOCKET_MEMORY)
     over_socket = memory is not None
     turn_read = None if over_socket or len(raw) < REMEMBER_FROM else _input_turn(gw, key.id, raw)
-    foreign = [] if turn_read is None else foreign_fields(turn_read[1])
-    asked = NOTHING_ASKED if not foreign else read_asked(turn_read[1] if turn_read is not None else None)
+    foreign = [] if turn_read is None else foreign_fields(turn_read[1].small)
+    asked = NOTHING_ASKED if not foreign else read_asked(turn_read[1].small if turn_read is not None else None)
     header_tags = request.headers.get(TAGS_HEADER)
-    named = tagged(request, foreign, turn_read[1], header_tags) \
+    named = tagged(request, foreign, turn_read[1].small, header_tags) \
         if turn_read is not None and (foreign or header_tags is not None) else foreign
     if turn_read is not None and foreign:  # another gateway's fields (rare): read the general way, without them
-        raw, turn_read = TopLevel.read(raw, turn_read[1]).with_fields({}, foreign), None
+        raw, turn_read = TopLevel.read(raw, turn_read[1].small).with_fields({}, foreign), None
+    size = -1  # (the body's prompt bytes, when its read counted them)
     if turn_read is not None:  # (a long body read from where the key's last input ended, or whole)
-        found, small = turn_read
-        top = TopLevel.read(raw, small)
+        found, read = turn_read
+        top = TopLevel.read(raw, read.small)
         input_raw: bytes | memoryview | msgspec.Raw = memoryview(raw)[found.start:found.end + 1]
         as_is = input_sent_as_is(top.small, "list", False)
+        size = read.size  # (counted from where the key's last input ended)
     else:
         top = TopLevel(raw, INPUT)
         if not foreign:
@@ -311,7 +314,7 @@ async def prepare(request: web.Request) -> Prepared:
     history = NO_HISTORY if req.previous_response_id is None and req.conversation is None \
         else await history_of(request, req, key.id)
     sent = upstream_fields(body) if as_is else upstream_body(body, history.items, req.input)
-    size = prompt_bytes(raw) + history.size
+    size = (prompt_bytes(raw) if size < 0 else size) + history.size
     ctx = ContextOf(body, req.store, int(time.time()), req.model)
     if req.store:
         store.check_room()  # (the writer's backlog in bytes: before the upstream call and the reservation)

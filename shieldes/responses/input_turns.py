@@ -27,6 +27,7 @@ from shieldes.errors import InvalidRequest
 from shieldes.gateway.checked_histories import SPACE, is_member, read_on_from
 from shieldes.gateway.top_level import split
 from shieldes.responses.input_bytes import calls_made
+from shieldes.usage.tokens import prompt_bytes
 
 Body = dict[str, Any]
 _KEY = b'"input"'
@@ -42,25 +43,30 @@ class InputTurn(NamedTuple):
     and `end`, the offsets of the list's `[` and `]`; `calls`, the call ids its items made (they go
     upstream as sent); `before`, the top-level fields ahead of the list when they are few small
     plain values (shared with the next turn's read), else None (decoded again from their bytes:
-    Codex sends its instructions, tens of kB, there, and a key's memory holds no copy of them)."""
+    Codex sends its instructions, tens of kB, there, and a key's memory holds no copy of them);
+    `prefix`, the prompt bytes (usage.tokens.prompt_bytes) of the body up to `end`, counted once:
+    a later turn counts only what follows (no JSON string spans `end`, so the two parts add up to
+    the whole body's count)."""
 
     start: int
     end: int
     calls: frozenset[str]
     before: Body | None
+    prefix: int
 
 
 class TurnRead:
     """CheckedHistories' read of the Responses body `raw` (its UTF-8 checked: utf8_checked), given what follows a
     part read before (and what was found there) or the whole body (and None). `small`, once a
     read found the body passes: its top-level fields but `input`, decoded (the caller's, never
-    remembered)."""
+    remembered), and `size`, the body's prompt bytes (usage.tokens.prompt_bytes)."""
 
-    __slots__ = ("raw", "small")
+    __slots__ = ("raw", "size", "small")
 
     def __init__(self, raw: bytes) -> None:
         self.raw = raw
         self.small: Body = {}
+        self.size = 0
 
     def __call__(self, data: memoryview, prior: InputTurn | None) -> InputTurn | None:
         if prior is not None:
@@ -118,7 +124,8 @@ def read_whole(raw: bytes, into: TurnRead) -> InputTurn | None:
     shared = all(isinstance(v, _IMMUTABLE) for v in before.values()) \
         and sum(len(v) for v in before.values() if isinstance(v, str)) <= _SHARED_TEXT
     into.small = small
-    return InputTurn(start, end, calls, before if shared else None)
+    into.size = size = prompt_bytes(raw)
+    return InputTurn(start, end, calls, before if shared else None, size - prompt_bytes(raw[end:]))
 
 
 def _read_on(raw: bytes, at: int, prior: InputTurn, into: TurnRead) -> InputTurn | None:
@@ -145,4 +152,6 @@ def _read_on(raw: bytes, at: int, prior: InputTurn, into: TurnRead) -> InputTurn
         return None
     end = len(raw) - len(body) + len(value) - 2  # (the list's `[` is the one _OPEN put there)
     into.small = small
-    return InputTurn(prior.start, end, calls, prior.before)
+    prefix = prior.prefix + prompt_bytes(raw[prior.end:end]) if end > prior.end else prior.prefix
+    into.size = prefix + prompt_bytes(raw[end:])
+    return InputTurn(prior.start, end, calls, prior.before, prefix)

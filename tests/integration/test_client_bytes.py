@@ -15,6 +15,7 @@ import pytest
 from shieldes.gateway.checked_histories import ENTRY, PER_FOUND
 from shieldes.projections.shared_commands import SetModelAlias, UpdateProvider
 from shieldes.projections.state import AliasTarget
+from shieldes.usage.tokens import prompt_bytes
 from tests.fake_upstream import FakeUpstream
 from tests.integration.gateway_harness import UPSTREAM_KEY, Harness, harness
 
@@ -229,6 +230,15 @@ async def test_an_agents_growing_input_is_read_from_where_its_last_turn_ended(na
     # an output that answers no call, after a part that passed: refused, nothing sent
     lone = {"type": "function_call_output", "call_id": "call_9", "output": "?"}
     await _refused_before_upstream(h, secret, _encoded({"model": "gpt-4o", "input": [*answered, lone], "store": False}))
+    # an upstream that counts nothing: the turn's input estimated from the whole body (a screenshot
+    # as the tokens it is), though only what followed the last turn's input was counted for it
+    h.upstream.responses_usage = False
+    shot = {"type": "message", "role": "user", "content": [
+        {"type": "input_image", "image_url": "data:image/png;base64," + "iVBORw0K" * 2000}]}
+    for more in ([shot], [shot, {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "?"}]}]):
+        raw = _encoded({"model": "gpt-4o", "input": [*answered, *more], "store": False, "instructions": "be brief"})
+        usage = orjson.loads(await _post(h, secret, RESPONSES, raw))["usage"]
+        assert usage["input_tokens"] == prompt_bytes(raw) // 4 < len(raw) // 4 - 2000
 
 
 async def test_an_agents_growing_chat_is_read_from_where_its_last_turn_ended(database_url: str) -> None:

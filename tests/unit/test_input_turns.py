@@ -15,6 +15,7 @@ from shieldes.gateway.checked_histories import CheckedHistories
 from shieldes.gateway.top_level import INPUT, TopLevel, utf8_checked
 from shieldes.responses.input_bytes import calls_made
 from shieldes.responses.input_turns import InputTurn, TurnRead, read_whole
+from shieldes.usage.tokens import prompt_bytes
 from tests.unit.turn_reads import BAD_UTF8, assert_the_whole_bodys_utf8_error, encoded, spoilt
 
 _ids = st.sampled_from(["call_1", "call_2", "call_3", "a b", ""])
@@ -25,6 +26,9 @@ _item = st.one_of(
     st.fixed_dictionaries({"type": st.just("function_call"), "call_id": _ids, "name": st.just("shell"),
                            "arguments": st.sampled_from(["{}", '{"command": "ls"}'])}),
     st.fixed_dictionaries({"type": st.just("function_call_output"), "call_id": _ids, "output": st.text(max_size=6)}),
+    # a screenshot: its base64 counts as the tokens an image is (prompt_bytes), in whichever turn it came
+    st.just({"type": "message", "role": "user", "content": [
+        {"type": "input_image", "image_url": "data:image/png;base64," + "iVBORw0K" * 1000}]}),
     # shapes that do not go upstream as sent: the whole read says None
     st.just({"type": "message", "role": "user", "content": "bare text"}),
     st.just({"role": "user", "content": []}),
@@ -105,6 +109,7 @@ def test_a_remembered_read_is_the_whole_read(steps: list[tuple[int, list[Any], s
         read = TurnRead(raw)
         found = checked.check("other" if which == 2 else "key", raw, read)
         assert _of(found, read) == _whole(raw)
+        assert found is None or read.size == prompt_bytes(raw)  # (counted from where the last turn's ended)
         if found is not None:  # (what a later turn shares with this one is never changed by this one's use)
             for value in read.small.values():
                 if isinstance(value, dict):
