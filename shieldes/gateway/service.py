@@ -36,6 +36,7 @@ from shieldes.providers.base import (
 from shieldes.providers.chat_history import Found
 from shieldes.providers.hosted_tools import held_uses, may_offer
 from shieldes.requestlog.record import RequestRecord
+from shieldes.responses import input_turns
 from shieldes.responses.input_turns import InputTurn
 from shieldes.routing.asked_fallbacks import Asked
 from shieldes.routing.quota import DeploymentQuotas
@@ -189,7 +190,7 @@ class Gateway(UpstreamCalls):
         self.checked_chats: CheckedHistories[Found] = CheckedHistories(lambda found: len(found.ids),
                                                                        end=lambda found: found.end)
         # Responses bodies read (responses/input_turns.py), up to their input's end: their call ids weigh
-        self.checked_turns: CheckedHistories[InputTurn] = CheckedHistories(lambda found: len(found.calls),
+        self.checked_turns: CheckedHistories[InputTurn] = CheckedHistories(input_turns.weigh,
                                                                            end=lambda found: found.end)
         # count_tokens bodies whose numbers orjson reads and whose ids fit (gateway/count_request.py):
         # an agent counts less often than it talks, so a quarter of the lists

@@ -8,7 +8,10 @@ its items (input_bytes, from where the key's last list ended: a comparison of wh
 Here the body itself is remembered up to its list's last item (gateway/checked_histories.py: the
 body itself and that length), with what the whole read found: the top-level fields decoded, the call ids
 the items made. A later body of the key that starts with those bytes is read from there: the new
-items and the fields after the list, nothing before them again.
+items and the fields after the list, nothing before them again. An agent sends the same fields
+after its list every turn (the bench's instructions and tools, Codex's tools and settings): what
+follows the list is remembered too (`After`), and a later body that ends with those very bytes has
+only its new items read, its other fields those found before.
 
 What follows the remembered part must go on as a list does (a comma and items, or the closing
 bracket), name no second `input` and decode; anything else is read whole (`read_whole`), and a
@@ -24,7 +27,7 @@ import msgspec
 import orjson
 
 from shieldes.errors import InvalidRequest
-from shieldes.gateway.checked_histories import SPACE, is_member, read_on_from
+from shieldes.gateway.checked_histories import PER_FOUND, SPACE, is_member, read_on_from
 from shieldes.gateway.top_level import split
 from shieldes.responses.input_bytes import calls_made
 from shieldes.usage.tokens import prompt_bytes
@@ -53,6 +56,26 @@ class InputTurn(NamedTuple):
     calls: frozenset[str]
     before: Body | None
     prefix: int
+    after: After | None = None
+
+
+class After(NamedTuple):
+    """What follows a remembered body's input list: its bytes from the list's closing bracket on
+    (`raw`), its top-level fields in order (`fields`: (name, value, again), a plain value shared
+    as it is, any other kept as its bytes and decoded `again` for each read, so no read shares a
+    list or an object another may change), their prompt bytes (`size`) and the bytes held for them
+    beyond the body (`held`: `raw` and the text of the values shared)."""
+
+    raw: bytes
+    fields: tuple[tuple[str, Any, bool], ...]
+    size: int
+    held: int
+
+
+def weigh(found: InputTurn) -> int:
+    """What CheckedHistories weighs for a remembered body beyond its bytes, in units of PER_FOUND:
+    a call id each, and what is held for the fields after its list."""
+    return len(found.calls) + (0 if found.after is None else found.after.held // PER_FOUND + 1)
 
 
 class TurnRead:
@@ -125,7 +148,58 @@ def read_whole(raw: bytes, into: TurnRead) -> InputTurn | None:
         and sum(len(v) for v in before.values() if isinstance(v, str)) <= _SHARED_TEXT
     into.small = small
     into.size = size = prompt_bytes(raw)
-    return InputTurn(start, end, calls, before if shared else None, size - prompt_bytes(raw[end:]))
+    after = _after(raw[end:], small)
+    return InputTurn(start, end, calls, before if shared else None,
+                     size - (prompt_bytes(raw[end:]) if after is None else after.size), after)
+
+
+def _after(tail: bytes, small: Body) -> After | None:
+    """What follows a body's input list, `tail` (from its closing bracket), given the body's fields
+    decoded (`small`: those of `tail` are the last of their names); None when it names `input`
+    again (a later body ending so would not have its input where this one's list is)."""
+    rest = tail[1:].lstrip(SPACE)
+    try:
+        fields = _FIELDS.decode(b"{" + (rest[1:] if rest[:1] == b"," else rest))
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    if "input" in fields:
+        return None
+    kept = []
+    held = len(tail)
+    for name, value in fields.items():
+        decoded = small[name]
+        plain = isinstance(decoded, _IMMUTABLE)
+        kept.append((name, decoded if plain else bytes(value), not plain))
+        if isinstance(decoded, str):
+            held += len(decoded)
+    return After(tail, tuple(kept), prompt_bytes(tail), held)
+
+
+def _read_on_to(raw: bytes, body: bytes, prior: InputTurn, after: After, into: TurnRead) -> InputTurn | None:
+    """`raw` read on, given `body` (what follows the part read before, from its first new item or
+    the list's closing bracket) ends with the very bytes that followed `prior`'s list: only the
+    new items between are read (they must be items a JSON list holds, comma-separated, as the
+    part before left the list open), the fields after are those found before. None when the new
+    items are not so (read then in full from the part before)."""
+    cut = len(body) - len(after.raw)
+    calls = prior.calls
+    if cut:
+        try:
+            made = calls_made(b"[" + body[:cut] + b"]", prior.calls)
+        except (msgspec.DecodeError, RecursionError):
+            return None
+        if made is None:
+            return None
+        calls = made
+    small = dict(prior.before) if prior.before is not None else _ahead(raw, prior.start)
+    if small is None:
+        return None
+    for name, value, again in after.fields:
+        small[name] = orjson.loads(value) if again else value
+    end = len(raw) - len(after.raw)
+    prefix = prior.prefix + prompt_bytes(raw[prior.end:end]) if end > prior.end else prior.prefix
+    into.small, into.size = small, prefix + after.size
+    return InputTurn(prior.start, end, calls, prior.before, prefix, after)
 
 
 def _read_on(raw: bytes, at: int, prior: InputTurn, into: TurnRead) -> InputTurn | None:
@@ -135,6 +209,11 @@ def _read_on(raw: bytes, at: int, prior: InputTurn, into: TurnRead) -> InputTurn
     body = read_on_from(raw, at)
     if body is None:
         return None
+    after = prior.after
+    if after is not None and body.endswith(after.raw):  # (the fields after the list as the last turn's)
+        found = _read_on_to(raw, body, prior, after, into)
+        if found is not None:
+            return found
     buffer = _OPEN + body
     try:
         fields = _FIELDS.decode(buffer)
@@ -153,5 +232,6 @@ def _read_on(raw: bytes, at: int, prior: InputTurn, into: TurnRead) -> InputTurn
     end = len(raw) - len(body) + len(value) - 2  # (the list's `[` is the one _OPEN put there)
     into.small = small
     prefix = prior.prefix + prompt_bytes(raw[prior.end:end]) if end > prior.end else prior.prefix
-    into.size = prefix + prompt_bytes(raw[end:])
-    return InputTurn(prior.start, end, calls, prior.before, prefix)
+    after = _after(raw[end:], small)
+    into.size = prefix + (prompt_bytes(raw[end:]) if after is None else after.size)
+    return InputTurn(prior.start, end, calls, prior.before, prefix, after)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from shieldes.errors import InvalidRequest
 from shieldes.gateway.checked_histories import CheckedHistories
 from shieldes.gateway.top_level import INPUT, TopLevel, utf8_checked
+from shieldes.responses import input_turns
 from shieldes.responses.input_bytes import calls_made
 from shieldes.responses.input_turns import InputTurn, TurnRead, read_whole
 from shieldes.usage.tokens import prompt_bytes
@@ -114,6 +115,8 @@ def test_a_remembered_read_is_the_whole_read(steps: list[tuple[int, list[Any], s
             for value in read.small.values():
                 if isinstance(value, dict):
                     value["changed"] = True
+                elif isinstance(value, list):
+                    value.append("changed")
 
 
 def test_an_agents_turn_reads_only_what_it_added() -> None:
@@ -139,6 +142,44 @@ def test_an_agents_turn_reads_only_what_it_added() -> None:
         # a key's memory keeps no copy of long text ahead of the list: it is decoded again each turn
         assert found.before == (ahead if len(ahead) == 1 else None)
         assert _read(checked, ahead["model"], later) == _whole(later)
+
+
+def test_the_fields_after_an_agents_input_are_read_once_while_they_stay_the_same() -> None:
+    checked = _checked(remember_from=0)
+    seen: list[bytes] = []
+    decoded = orjson.loads
+
+    def counting(value: Any) -> Any:
+        seen.append(bytes(value))
+        return decoded(value)
+
+    items: list[Any] = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}]
+    after = {"instructions": "be careful " * 400, "tools": [_TOOL], "store": False}
+    for turn in range(4):
+        items.append({"type": "function_call", "call_id": f"call_{turn}", "name": "shell", "arguments": "{}"})
+        raw = orjson.dumps({"model": "gpt-5", "input": items, **after})
+        input_turns.orjson.loads = counting  # type: ignore[attr-defined]
+        try:
+            read = TurnRead(raw)
+            found = checked.check("key", raw, read)
+        finally:
+            input_turns.orjson.loads = decoded  # type: ignore[attr-defined]
+        assert _of(found, read) == _whole(raw) and found is not None and found.after is not None
+        assert read.small["tools"] is not found.after.fields[1][1]  # (a list: each read its own)
+        # the first turn decodes every field; then only the tools, a list no two reads share
+        assert turn == 0 or seen == [orjson.dumps([_TOOL])], seen
+        seen.clear()
+
+
+def test_a_body_that_names_its_input_again_after_the_list_is_read_as_the_whole_read_reads_it() -> None:
+    first = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}]
+    again = orjson.dumps(first)
+    call = {"type": "function_call", "call_id": "call_1", "name": "shell", "arguments": "{}"}
+    checked = _checked(remember_from=0)
+    for items in (first, [*first, call], [*first, call, call]):
+        raw = orjson.dumps({"model": "gpt-5", "input": items})[:-1] + b',"input":' + again + b"}"
+        got = _read(checked, "key", raw)  # (None: read the general way, the whole read's answer)
+        assert got == _whole(raw) if items is first else got is None
 
 
 def test_a_turn_that_goes_on_wrongly_after_the_part_read_before_gets_the_whole_reads_answer() -> None:
