@@ -38,15 +38,14 @@ _OPEN = b'{"input":['  # a body's start, with the list before it read already
 _FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])
 # values a remembered body may share with the reads after it (nothing changes them in place)
 _IMMUTABLE = (str, int, float, bool, type(None))
-_SHARED_TEXT = 1024  # characters of text the fields ahead of a remembered list may hold
 
 
 class InputTurn(NamedTuple):
     """Where a body's input list is and what reading it found, as a key's memory keeps it: `start`
     and `end`, the offsets of the list's `[` and `]`; `calls`, the call ids its items made (they go
-    upstream as sent); `before`, the top-level fields ahead of the list when they are few small
-    plain values (shared with the next turn's read), else None (decoded again from their bytes:
-    Codex sends its instructions, tens of kB, there, and a key's memory holds no copy of them);
+    upstream as sent); `before`, the top-level fields ahead of the list when they are plain values
+    (shared with the next turn's read: Codex sends `model` and its instructions, tens of kB, there;
+    their text weighs in the key's memory), else None (decoded again from their bytes);
     `prefix`, the prompt bytes (usage.tokens.prompt_bytes) of the body up to `end`, counted once:
     a later turn counts only what follows (no JSON string spans `end`, so the two parts add up to
     the whole body's count)."""
@@ -74,8 +73,11 @@ class After(NamedTuple):
 
 def weigh(found: InputTurn) -> int:
     """What CheckedHistories weighs for a remembered body beyond its bytes, in units of PER_FOUND:
-    a call id each, and what is held for the fields after its list."""
-    return len(found.calls) + (0 if found.after is None else found.after.held // PER_FOUND + 1)
+    a call id each, and what is held for the fields ahead of its list and after it."""
+    held = 0 if found.after is None else found.after.held
+    if found.before:
+        held += sum(len(value) for value in found.before.values() if isinstance(value, str))
+    return len(found.calls) + -(-held // PER_FOUND)
 
 
 class TurnRead:
@@ -144,8 +146,7 @@ def read_whole(raw: bytes, into: TurnRead) -> InputTurn | None:
     end = start + len(value) - 1
     if raw[start + 1:end].strip(SPACE) == b"":  # (an empty list: not what an agent's turn goes on from)
         return None
-    shared = all(isinstance(v, _IMMUTABLE) for v in before.values()) \
-        and sum(len(v) for v in before.values() if isinstance(v, str)) <= _SHARED_TEXT
+    shared = all(isinstance(v, _IMMUTABLE) for v in before.values())
     into.small = small
     into.size = size = prompt_bytes(raw)
     after = _after(raw[end:], small)

@@ -11,7 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from shieldes.errors import InvalidRequest
-from shieldes.gateway.checked_histories import CheckedHistories
+from shieldes.gateway.checked_histories import PER_FOUND, CheckedHistories
 from shieldes.gateway.top_level import INPUT, TopLevel, utf8_checked
 from shieldes.responses import input_turns
 from shieldes.responses.input_bytes import calls_made
@@ -139,8 +139,9 @@ def test_an_agents_turn_reads_only_what_it_added() -> None:
         found = checked.check(ahead["model"], later, counting(later))
         assert found is not None and found.calls == frozenset(f"call_{i}" for i in range(60))
         assert seen[0] == len(raw) and seen[1] < 500  # (the history not read again)
-        # a key's memory keeps no copy of long text ahead of the list: it is decoded again each turn
-        assert found.before == (ahead if len(ahead) == 1 else None)
+        # the fields ahead of the list, plain values, shared with the next turn (their text weighed)
+        assert found.before == ahead
+        assert input_turns.weigh(found) * PER_FOUND >= sum(map(len, ahead.values())) + len(found.after.raw)
         assert _read(checked, ahead["model"], later) == _whole(later)
 
 
