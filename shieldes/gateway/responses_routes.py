@@ -28,7 +28,7 @@ from shieldes.gateway.routes import (
     tagged,
 )
 from shieldes.gateway.service import Gateway
-from shieldes.gateway.top_level import INPUT, TopLevel, utf8_checked
+from shieldes.gateway.top_level import INPUT, TopLevel
 from shieldes.projections.state import VirtualKey
 from shieldes.providers.base import TokenUsage, UpstreamFailure
 from shieldes.providers.dropped import with_named
@@ -255,7 +255,7 @@ def _input_turn(gw: Gateway, key_id: str, raw: bytes) -> tuple[InputTurn, TurnRe
     when it is not one whose input goes upstream as sent, or is malformed (read then the general
     way, which says what is wrong)."""
     read = TurnRead(raw)
-    found = gw.checked_turns.check(key_id, raw, utf8_checked(raw, read))
+    found = gw.checked_turns.check(key_id, raw, read)  # (which checks the body's UTF-8)
     return None if found is None else (found, read)
 
 

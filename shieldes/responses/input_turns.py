@@ -28,7 +28,7 @@ import orjson
 
 from shieldes.errors import InvalidRequest
 from shieldes.gateway.checked_histories import PER_FOUND, SPACE, is_member, read_on_from
-from shieldes.gateway.top_level import split
+from shieldes.gateway.top_level import check_utf8, split
 from shieldes.responses.input_bytes import calls_made
 from shieldes.usage.tokens import prompt_bytes
 
@@ -81,8 +81,10 @@ def weigh(found: InputTurn) -> int:
 
 
 class TurnRead:
-    """CheckedHistories' read of the Responses body `raw` (its UTF-8 checked: utf8_checked), given what follows a
-    part read before (and what was found there) or the whole body (and None). `small`, once a
+    """CheckedHistories' read of the Responses body `raw`, given what follows a part read before
+    (and what was found there) or the whole body (and None). It checks the UTF-8 of what it is
+    given (top_level.check_utf8, raising its InvalidRequest), but of the bytes that followed the
+    list of the body read before when the body ends with them: those were checked. `small`, once a
     read found the body passes: its top-level fields but `input`, decoded (the caller's, never
     remembered), and `size`, the body's prompt bytes (usage.tokens.prompt_bytes)."""
 
@@ -94,11 +96,21 @@ class TurnRead:
         self.size = 0
 
     def __call__(self, data: memoryview, prior: InputTurn | None) -> InputTurn | None:
-        if prior is not None:
-            found = _read_on(self.raw, len(self.raw) - len(data), prior, self)
+        raw = self.raw
+        at = len(raw) - len(data)
+        body = None if prior is None else read_on_from(raw, at)
+        if body is not None and prior is not None:
+            after = prior.after
+            if after is not None and body.endswith(after.raw):  # (the fields after the list as the last turn's)
+                found = _read_on_to(raw, body, prior, after, self)
+                if found is not None:
+                    return found
+        check_utf8(raw, at)  # (the bytes before `at` are those of a body checked before)
+        if body is not None and prior is not None:
+            found = _read_on(raw, body, prior, self)
             if found is not None:
                 return found
-        return read_whole(self.raw, self)
+        return read_whole(raw, self)
 
 
 def _decoded(fields: dict[str, msgspec.Raw], into: Body) -> Body | None:
@@ -179,14 +191,20 @@ def _after(tail: bytes, small: Body) -> After | None:
 def _read_on_to(raw: bytes, body: bytes, prior: InputTurn, after: After, into: TurnRead) -> InputTurn | None:
     """`raw` read on, given `body` (what follows the part read before, from its first new item or
     the list's closing bracket) ends with the very bytes that followed `prior`'s list: only the
-    new items between are read (they must be items a JSON list holds, comma-separated, as the
-    part before left the list open), the fields after are those found before. None when the new
-    items are not so (read then in full from the part before)."""
+    new items between are read (they must be UTF-8 and items a JSON list holds, comma-separated, as
+    the part before left the list open), the fields after are those found before. None when the new
+    items are not so (read then in full from the part before, its UTF-8 checked there)."""
     cut = len(body) - len(after.raw)
     calls = prior.calls
     if cut:
+        new = body[:cut]
+        if not new.isascii():
+            try:
+                new.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
         try:
-            made = calls_made(b"[" + body[:cut] + b"]", prior.calls)
+            made = calls_made(b"[" + new + b"]", prior.calls)
         except (msgspec.DecodeError, RecursionError):
             return None
         if made is None:
@@ -203,18 +221,10 @@ def _read_on_to(raw: bytes, body: bytes, prior: InputTurn, after: After, into: T
     return InputTurn(prior.start, end, calls, prior.before, prefix, after)
 
 
-def _read_on(raw: bytes, at: int, prior: InputTurn, into: TurnRead) -> InputTurn | None:
-    """`raw` read from `at`, where the input list of a body read before (`prior`) ended: what
-    follows is more items after a comma, or the closing bracket, then the body's other fields.
-    None when it is not so."""
-    body = read_on_from(raw, at)
-    if body is None:
-        return None
-    after = prior.after
-    if after is not None and body.endswith(after.raw):  # (the fields after the list as the last turn's)
-        found = _read_on_to(raw, body, prior, after, into)
-        if found is not None:
-            return found
+def _read_on(raw: bytes, body: bytes, prior: InputTurn, into: TurnRead) -> InputTurn | None:
+    """`raw` read on from where the input list of a body read before (`prior`) ended, given `body`,
+    what follows it there (read_on_from: more items, or the closing bracket, then the body's other
+    fields). None when it is not so."""
     buffer = _OPEN + body
     try:
         fields = _FIELDS.decode(buffer)

@@ -206,16 +206,25 @@ def test_a_turn_that_goes_on_wrongly_after_the_part_read_before_gets_the_whole_r
 
 
 @settings(deadline=None, max_examples=100)
-@given(bad=BAD_UTF8, at=st.integers(0, 40), text=st.text(max_size=6))
+@given(bad=BAD_UTF8, at=st.integers(0, 40), text=st.text(max_size=6), same_after=st.booleans(),
+       wrapped=st.booleans())
 def test_a_turns_utf8_is_checked_from_where_the_last_one_ended_with_the_whole_bodys_error(
-        bad: bytes, at: int, text: str) -> None:
+        bad: bytes, at: int, text: str, same_after: bool, wrapped: bool) -> None:
     checked = _checked(remember_from=0)
     items: list[Any] = [{"type": "message", "role": "user", "content": [
         {"type": "input_text", "text": "you are a coding agent é " * 20}]}]
-    raw = orjson.dumps({"model": "gpt-4o", "input": items})
-    assert checked.check("key", raw, utf8_checked(raw, TurnRead(raw))) is not None
+    after = {"store": False, "instructions": "soyez prudent é"}
+    raw = orjson.dumps({"model": "gpt-4o", "input": items, **(after if same_after else {})})
+
+    def read(body: bytes) -> Any:  # (TurnRead checks the UTF-8 itself; utf8_checked's check before it changes nothing)
+        return utf8_checked(body, TurnRead(body)) if wrapped else TurnRead(body)
+
+    first = checked.check("key", raw, read(raw))
+    assert first is not None
     items.append({"type": "message", "role": "user", "content": [{"type": "input_text", "text": "x" * 40 + text}]})
-    good = orjson.dumps({"model": "gpt-4o", "input": items, "store": False})
+    good = orjson.dumps({"model": "gpt-4o", "input": items, **after})
     body = spoilt(good, bad, at)
-    assert_the_whole_bodys_utf8_error(body, lambda: checked.check("key", body, utf8_checked(body, TurnRead(body))))
-    assert checked.check("key", good, utf8_checked(good, TurnRead(good))) is not None
+    assert_the_whole_bodys_utf8_error(body, lambda: checked.check("key", body, read(body)))
+    found = checked.check("key", good, read(good))
+    assert found is not None and (found.after is first.after) == same_after  # (what followed the list not read again)
+    assert_the_whole_bodys_utf8_error(body, lambda: checked.check("key", body, read(body)))  # (after a turn)
