@@ -30,6 +30,10 @@ _FINISH_KEY = b'"finish_reason":'
 _NULL_FINISH = b'"finish_reason":null'
 _USAGE = b'"usage"'
 _NULL_USAGE = b',"usage":null'
+_ERROR = b'"error"'
+_ARGUMENTS = b'"arguments"'
+_EMPTY_CHOICES = b'"choices":[]'
+_EVENT_HEAD = b"data: {"
 
 
 class OpenAIChunkStream(BlockStream):
@@ -41,7 +45,7 @@ class OpenAIChunkStream(BlockStream):
     _first_data: bytes | None = None  # the first chunk's payload, primed by its bytes and not parsed yet
 
     def _parse_first(self, data: bytes) -> Body | None:
-        if data[:7] == _CHUNK_START and data[-1:] == b"}" and b'"error"' not in data:
+        if data[:7] == _CHUNK_START and data[-1:] == b"}" and data.find(_ERROR) < 0:
             self._first_data = data  # its bytes show it is no error: read with the rest, parsed if asked for
             return None
         return self._parse(data)
@@ -72,18 +76,19 @@ class OpenAIChunkStream(BlockStream):
         # creation, the event loop's tracking of it and its closing).
         self._head.clear()  # the primed chunk's bytes are still in what was read: sent from there
         try:
+            out, content, failure, done = self._frames_of_reads(strip)
             while True:
-                out, content, failure, done = self._frames_of_reads(strip)
                 if out:
                     if content:
                         if not counts.content_chunks:
                             counts.first_token_at = time.perf_counter()
                         counts.content_chunks += content
-                    # (most reads hold one event, its reason null: a find to it and one past it, no
-                    # regex; a read of several events, two counts)
+                    # (most reads hold one event, its reason null at its tail: one find, no regex;
+                    # another key needs 16 bytes past the null, else a find for it; several, two counts)
                     at = out.find(_FINISH_KEY)
-                    if at >= 0 and (out[at + 16:at + 20] != b"null" or (
-                            out.find(_FINISH_KEY, at + 20) >= 0 and out.count(_FINISH_KEY) != out.count(_NULL_FINISH))):
+                    if at >= 0 and (out[at + 16:at + 20] != b"null" or (at + 36 <= len(out) and (
+                            out.find(_FINISH_KEY, at + 20) >= 0
+                            and out.count(_FINISH_KEY) != out.count(_NULL_FINISH)))):
                         counts.finish_reasons += [m.decode("utf-8", "replace") for m in _FINISH.findall(out)]
                     yield out
                 if failure is not None:
@@ -96,7 +101,22 @@ class OpenAIChunkStream(BlockStream):
                 except TRANSPORT_ERRORS as exc:
                     raise transport_failure(self._target, exc) from exc
                 self._ended = not raw
+                # One whole `data: {...}` event, as nearly every read is (its only newline the blank
+                # line's, no carriage return, nothing carried over): forwarded after a find for each
+                # key that would need more, with no call of the general path's (each costs a read
+                # its frame, the scans there its argument parsing)
+                if raw[:7] == _EVENT_HEAD and raw.find(b"\n") == len(raw) - 2 and raw[-1] == 10 and raw[-3] == 125 \
+                        and 13 not in raw and not self._carry and self._decoder is None:
+                    event = raw.replace(_NULL_USAGE, b"", 1) if strip else raw
+                    if event.find(_ERROR) < 0 and event.find(_ARGUMENTS) < 0:
+                        at = event.find(_USAGE)
+                        # (a null usage left is fine when the client asked for usage: usage_keys')
+                        if at < 0 or (not strip and event[at + 7:at + 12] == b":null"
+                                      and event.find(_USAGE, at + 12) < 0):
+                            out, content = event, 1 - event.count(_EMPTY_CHOICES)
+                            continue
                 self._take(raw)
+                out, content, failure, done = self._frames_of_reads(strip)
         finally:
             self._release()
         yield DONE_EVENT if closing is None else closing() + DONE_EVENT
@@ -134,7 +154,8 @@ class OpenAIChunkStream(BlockStream):
         """`block` (n one-line `data: {...}` events) as the client gets it, or None when it needs
         the event-by-event path: an error, arguments sent as objects, a `usage` spelled another
         way, more than one usage object. The usage chunk alone is parsed."""
-        if b'"error"' in block or (b'"arguments"' in block and OBJECT_ARGUMENTS.search(block)):
+        # (finds, not `in`: bytes' `in` tries its operand as an int first, and formats the TypeError)
+        if block.find(_ERROR) >= 0 or (block.find(_ARGUMENTS) >= 0 and OBJECT_ARGUMENTS.search(block)):
             return None
         kept = usage_keys(block, strip, n == 1)
         if kept is None:
@@ -153,7 +174,7 @@ class OpenAIChunkStream(BlockStream):
             if frame != [payload]:
                 block = block[:start] + joined_events(frame) + block[end + 2:]
                 n += len(frame) - 1
-        return block, n - block.count(b'"choices":[]')
+        return block, n - block.count(_EMPTY_CHOICES)
 
     def _usage_frame(self, data: bytes, strip_usage: bool) -> list[bytes]:
         """A payload holding usage, read (the stream's usage is kept); what the client gets of it."""

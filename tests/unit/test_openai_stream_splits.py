@@ -161,6 +161,38 @@ def test_any_split_reads_as_one_piece(body: bytes, points: list[int], strip: boo
     assert frames.key() == reference.key()
 
 
+@settings(max_examples=300, deadline=None)
+@given(body=bodies(), strip=st.booleans())
+def test_one_event_a_read_reads_as_one_piece(body: bytes, strip: bool) -> None:
+    """Read one event a read, as an upstream sending token by token does (the reads frames() tells
+    apart with a few finds and forwards without the general path): the same as the body in one piece."""
+    parts = body.split(b"\n\n")
+    pieces = [p + b"\n\n" for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+    reference = asyncio.run(read_parsed([body], strip))
+    # (and two events a read, and a read's first bytes after a partial event)
+    for reads in (pieces, [b"".join(pieces[i:i + 2]) for i in range(0, len(pieces), 2)],
+                  cuts(body, [len(pieces[0]) - 1, len(pieces[0])] if pieces else [])):
+        frames = asyncio.run(read_frames(reads, strip))
+        if reference.failure is not None:
+            assert frames.failure == reference.failure and frames.usage == reference.usage
+        else:
+            assert frames.key() == reference.key()
+
+
+@pytest.mark.parametrize("reads", [
+    # a read that begins as a whole event's but continues the event the last read left open
+    [b"data: " + CHUNK % b"a" + b"\n\n", b"data: " + CHUNK % b"b" + b"\n", b"data: " + CHUNK % b"c" + b"\n\n"],
+    # a carriage return ends a line: two data lines
+    [b"data: " + CHUNK % b"a" + b"\n\n", b'data: {"id":"c1",\r"choices":[]}\n\n'],
+])
+@pytest.mark.parametrize("strip", [False, True])
+def test_a_read_like_one_event_that_is_not_reads_as_one_piece(reads: list[bytes], strip: bool) -> None:
+    reference = asyncio.run(read_parsed([b"".join(reads)], strip))
+    frames = asyncio.run(read_frames(reads, strip))
+    assert reference.failure is not None  # (an unreadable event: the chunks before it may be cut at a read)
+    assert (frames.failure, frames.usage) == (reference.failure, reference.usage)
+
+
 def test_the_usual_body_is_forwarded_byte_for_byte() -> None:
     """The common case takes the forwarding path: the upstream's bytes, not a re-encoding (the
     spaced chunk would lose its spaces if it were parsed)."""
