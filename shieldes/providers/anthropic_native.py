@@ -136,6 +136,7 @@ _DELTA_INPUT = frozenset(("input_tokens", "cache_creation_input_tokens", "cache_
 # The events whose bodies the watch reads; every other event is counted (or ignored) by its name.
 _READ_NAMES = (b"event: message_start", b"event: message_delta", b"event: error")
 _CONTENT_NAME = b"event: content_block_delta"
+_CONTENT_HEAD = b"event: content_block_delta\ndata: "  # how a token's read begins
 _STOP_NAME = b"event: message_stop"
 
 
@@ -238,7 +239,7 @@ class NativeEventStream(HeldStream[bytes]):
         """Watch the events of a read (usage, the end); the first event it completes (its name and,
         if the watch parsed it, its body), or None when it completes none. Whole events framed the
         usual way are read with a few scans of their bytes; anything else, event by event."""
-        if self._carry is not None and b"\r" not in raw:
+        if self._carry is not None and 13 not in raw:  # (an int: bytes' `in` tries a bytes operand as one first)
             data = self._carry + raw
             # (a read usually ends at an event's end: one compare; else memchr line by line, where a
             # search for two newlines walked every byte of an event split over reads)
@@ -301,6 +302,17 @@ class NativeEventStream(HeldStream[bytes]):
                     raw = await self._chunk()
                     if not raw:
                         break
+                    # A token's read: one content_block_delta event, one data line (nothing carried
+                    # over, no carriage return): counted by its head alone, where _feed would split
+                    # it and look up every name the watch reads in what it split
+                    if raw[:33] == _CONTENT_HEAD and raw.find(b"\n", 33) == len(raw) - 2 and raw[-1] == 10 \
+                            and 13 not in raw and self._carry == b"" and not watch.errored:
+                        watch.content_events += 1
+                        if not counts.content_chunks:
+                            counts.first_token_at = time.perf_counter()
+                        counts.content_chunks = watch.content_events
+                        yield raw
+                        continue
                     self._feed(raw)
                 if watch.content_events and not counts.content_chunks:
                     counts.first_token_at = time.perf_counter()

@@ -111,6 +111,58 @@ def test_any_split_is_watched_as_one_piece(body: bytes, points: list[int]) -> No
     assert seen == reference(body)
 
 
+async def relayed_counts(pieces: list[bytes], scrub: Any = str) -> tuple[bytes, tuple[Any, ...], relay.Tally]:
+    stream = NativeEventStream(Reads(pieces), TARGET)  # type: ignore[arg-type]
+    await stream.prime()
+    tally = relay.Tally()
+    out = b""
+    try:
+        async for raw in stream.client_frames(tally, scrub):
+            out += raw
+    except UpstreamFailure:
+        pass
+    watch = stream.watch
+    return out, (watch.usage, watch.done, watch.errored, watch.content_events), tally
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=bodies())
+def test_one_event_a_read_is_watched_as_one_piece(body: bytes) -> None:
+    """Read one event a read, as an upstream sending token by token does (a token's read is counted
+    by its head alone): relayed byte for byte, watched and tallied as the body in one piece."""
+    if orjson.loads(SSEDecoder().feed(body)[0][1])["type"] == "error":
+        return  # (priming raises it: test_any_split_is_watched_as_one_piece)
+    parts = body.split(b"\n\n")
+    pieces = [p + b"\n\n" for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+    whole = asyncio.run(relayed_counts([body]))[2]
+    # (and two events a read: a token's event first, then one the watch reads)
+    for reads in (pieces, [b"".join(pieces[i:i + 2]) for i in range(0, len(pieces), 2)]):
+        out, seen, tally = asyncio.run(relayed_counts(reads))
+        assert out == body
+        assert seen == reference(body)
+        assert (tally.content_chunks, tally.finish_reasons) == (whole.content_chunks, whole.finish_reasons)
+        assert bool(tally.first_token_at) == bool(tally.content_chunks)
+
+
+def test_a_token_read_after_a_partial_event_is_read_with_it() -> None:
+    """A read that begins as a token's does but continues an event the last read left open is
+    one event with it (here unreadable: two data lines), not a token."""
+    pieces = [framed("message_start", START, "anthropic"), b'event: ping\ndata: {"type":"ping"}\n',
+              framed(*EVENTS[3], "anthropic"), framed(*STOP, "anthropic")]
+    out, seen, tally = asyncio.run(relayed_counts(pieces))
+    assert seen == reference(b"".join(pieces)) and seen[3] == tally.content_chunks == 0
+    assert out == b"".join(pieces)
+
+
+def test_token_reads_after_an_error_event_are_scrubbed() -> None:
+    """After the upstream's own error event every read goes through the scrub, a token's too."""
+    events = [("message_start", START), EVENTS[3], ERROR, EVENTS[3], EVENTS[3]]
+    pieces = [framed(name, body, "anthropic") for name, body in events]
+    out, seen, tally = asyncio.run(relayed_counts(pieces, str.upper))
+    assert out == b"".join(pieces[:2]) + b"".join(pieces[2:]).upper()
+    assert seen[2:] == (True, 3) and tally.content_chunks == 3
+
+
 def test_the_usual_framing_takes_the_scan() -> None:
     body = b"".join(framed(n, b, "anthropic") for n, b in [("message_start", START), *EVENTS, STOP])
     watch = UsageWatch()
