@@ -26,8 +26,8 @@ from shieldes.providers.tool_args import OBJECT_ARGUMENTS, string_answer_argumen
 DONE_EVENT = b"data: [DONE]\n\n"
 _CHUNK_START = b'{"id":"'  # how OpenAI's chunks (and nearly every compatible server's) begin
 _FINISH = re.compile(rb'"finish_reason":\s*"([^"\\]{1,64})"')
+_FINISH_VALUE = re.compile(rb'\s*"([^"\\]{1,64})"')  # what follows `"finish_reason":` when it is a string
 _FINISH_KEY = b'"finish_reason":'
-_NULL_FINISH = b'"finish_reason":null'
 _USAGE = b'"usage"'
 _NULL_USAGE = b',"usage":null'
 _ERROR = b'"error"'
@@ -83,13 +83,12 @@ class OpenAIChunkStream(BlockStream):
                         if not counts.content_chunks:
                             counts.first_token_at = time.perf_counter()
                         counts.content_chunks += content
-                    # (most reads hold one event, its reason null at its tail: one find, no regex;
-                    # another key needs 16 bytes past the null, else a find for it; several, two counts)
+                    # (most reads hold one event, its reason null at its tail: one find; another key
+                    # needs 16 bytes past the null, else a find for it; then one split)
                     at = out.find(_FINISH_KEY)
-                    if at >= 0 and (out[at + 16:at + 20] != b"null" or (at + 36 <= len(out) and (
-                            out.find(_FINISH_KEY, at + 20) >= 0
-                            and out.count(_FINISH_KEY) != out.count(_NULL_FINISH)))):
-                        counts.finish_reasons += [m.decode("utf-8", "replace") for m in _FINISH.findall(out)]
+                    if at >= 0 and (out[at + 16:at + 20] != b"null" or (
+                            at + 36 <= len(out) and out.find(_FINISH_KEY, at + 20) >= 0)):
+                        counts.finish_reasons += finish_reasons(out)
                     yield out
                 if failure is not None:
                     raise failure
@@ -220,6 +219,21 @@ class OpenAIChunkStream(BlockStream):
         if chunk.get("choices"):  # (the usage chunk has none: no deltas to look through)
             string_answer_arguments(chunk)  # arguments sent as an object (Ollama) become JSON text
         return chunk
+
+
+def finish_reasons(block: bytes) -> list[str]:
+    """`_FINISH.findall(block)`, decoded: each string `finish_reason` of `block`'s chunks, in order.
+    One split at the key and a look at what follows each, where the regex's search walks every byte
+    (and two counts told whether it was needed); a key followed by neither a null nor a whole
+    string (no JSON does that) is left to the regex."""
+    out = []
+    for part in islice(block.split(_FINISH_KEY), 1, None):
+        if part[:4] != b"null":
+            m = _FINISH_VALUE.match(part)
+            if m is None:
+                return [m.decode("utf-8", "replace") for m in _FINISH.findall(block)]
+            out.append(m[1].decode("utf-8", "replace"))
+    return out
 
 
 def usage_keys(block: bytes, strip: bool, one_event: bool) -> tuple[bytes, int] | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 from typing import Any
 
 import orjson
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 
 from shieldes.gateway import relay
 from shieldes.providers.base import Target, TokenUsage, UpstreamFailure
-from shieldes.providers.openai_stream import OpenAIChunkStream
+from shieldes.providers.openai_stream import OpenAIChunkStream, finish_reasons
 from shieldes.providers.sse_blocks import decoded, first_payload, one_line_objects
 from shieldes.providers.upstream_connection import TransportError
 
@@ -215,6 +216,18 @@ def test_a_finish_reason_after_a_null_one_in_a_read_is_noted() -> None:
     body = b"".join(b"data: " + p + b"\n\n" for p in (PAYLOADS[10], PAYLOADS[11], PAYLOADS[13]))
     for pieces in ([body], [body + b"data: [DONE]\n\n"]):
         assert asyncio.run(read_frames(pieces, True)).reasons == ["stop", "stop"]
+
+
+FINISH_SPEC = re.compile(rb'"finish_reason":\s*"([^"\\]{1,64})"')  # what a finish reason is, by regex
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from([b'"finish_reason":', b'"finish_reason":null', b'"stop"', b' \n"len', b'gth"',
+                                 b'"', b"\\", b"x" * 40, b"}]}\n\ndata: {", b'"finish_reason": "tool_calls"']),
+                max_size=12))
+def test_finish_reasons_are_the_regexs(parts: list[bytes]) -> None:
+    block = b"".join(parts)
+    assert finish_reasons(block) == [m.decode() for m in FINISH_SPEC.findall(block)]
 
 
 def test_one_line_objects() -> None:
