@@ -23,6 +23,7 @@ DONE = b"[DONE]"
 # first tries its argument as an integer, raising and clearing a TypeError (some 2,000 instructions
 # a call) and a find parses its arguments (some 500).
 _CR = ord("\r")
+_LF = ord("\n")
 
 # --- scans of a block ----------------------------------------------------------------------------
 
@@ -115,7 +116,7 @@ def first_payload(data: bytes, at_end: bool) -> tuple[bytes | None, int]:
         else:
             stop = end + 2
         event = data[start:end]
-        if event[:6] == b"data: " and b"\n" not in event:
+        if event[:6] == b"data: " and _LF not in event:
             return event[6:], stop
         named = event.find(b"\ndata: ") + 1  # `event: NAME` then one data line (OpenAI's Responses events)
         if event[:7] == b"event: " and named and event.find(b"\n", 0, named - 1) < 0 and \

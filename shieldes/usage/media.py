@@ -146,7 +146,7 @@ class EventUsage:
 
     def feed(self, chunk: bytes) -> None:
         self._pending.append(chunk)
-        if b"\n" not in chunk:
+        if 10 not in chunk:  # (a newline as an int: a memchr, see providers/sse_blocks.py)
             return
         *lines, rest = b"".join(self._pending).split(b"\n")
         self._pending = [rest] if rest else []
