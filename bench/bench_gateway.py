@@ -269,19 +269,25 @@ def wait_port(port: int, timeout: float = 60) -> None:
 def cpu_seconds(pid: int) -> float:
     """CPU time of a process and its live descendants (`serve --workers N` runs the workers as
     children of the parent)."""
+    return sum(cpu_split(pid))
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process and its live descendants."""
     stats: dict[int, list[str]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError):  # exited meanwhile
                 stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-    tree, total = [pid], 0.0
+    tree, user, system = [pid], 0.0, 0.0
     while tree:
         p = tree.pop()
         fields = stats.get(p)
         if fields is not None:
-            total += (int(fields[11]) + int(fields[12])) / TICKS
+            user += int(fields[11]) / TICKS
+            system += int(fields[12]) / TICKS
             tree.extend(q for q, f in stats.items() if int(f[1]) == p)
-    return total
+    return user, system
 
 
 def pinned(cmd: list[str], cpus: str | None) -> list[str]:
@@ -589,6 +595,9 @@ def main() -> None:
              "its own, and the LOW streams run from connections x LOW / HIGH connections so both lengths run "
              "at the same stream rate), and the slope between the two is the cost per token",
     )
+    parser.add_argument("--split", action="store_true",
+                        help="also print each saturation round's CPU per request as user and system (kernel) time; "
+                        "bench/bench_syscalls.py counts the syscalls behind the system time")
     parser.add_argument("--out", type=Path)
     parser.add_argument(
         "--baseline", type=Path,
@@ -751,16 +760,19 @@ def main() -> None:
                     url = f"http://127.0.0.1:{port}{path}"
                     load(url, body, key, 1, 4, args.pin_load)  # warm-up
                     pid = procs[proc].pid
-                    cpu0 = cpu_seconds(pid)
+                    user0, sys0 = cpu_split(pid)
                     conns = connections_for(mode, args.connections, low, high, args.token_delay > 0) \
                         if args.per_read else args.connections
                     sat = load(url, body, key, args.duration, conns, args.pin_load)
-                    cpu_us = (cpu_seconds(pid) - cpu0) / max(1, sat.requests) * 1e6
+                    user1, sys1 = cpu_split(pid)
+                    cpu_us = (user1 + sys1 - user0 - sys0) / max(1, sat.requests) * 1e6
+                    split = (f" (user {(user1 - user0) / max(1, sat.requests) * 1e6:.0f}, system "
+                             f"{(sys1 - sys0) / max(1, sat.requests) * 1e6:.0f})") if args.split else ""
                     sat_runs.setdefault((mode, label), []).append((sat, cpu_us))
                     print(
                         f"{mode:15} {label:48} {sat.rps:8.0f} rps  p50 {sat.p50_ms:6.2f} ms"
                         f"  p99 {sat.p99_ms:6.2f} ms"
-                        f"  cpu {cpu_us:6.0f} us/req  errors {sat.errors}"
+                        f"  cpu {cpu_us:6.0f} us/req{split}  errors {sat.errors}"
                         + (f"  connections {conns}" if conns != args.connections else ""),
                         flush=True,
                     )
