@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import time
 from collections.abc import Callable
 
 TTL_SECONDS = 10.0
@@ -28,7 +29,7 @@ def literal(host: str) -> Address | None:
 
 
 class Resolver:
-    """Host name -> IP addresses, kept for `ttl` seconds (of `clock`, the event loop's by default).
+    """Host name -> IP addresses, kept for `ttl` seconds (of `clock`, time.monotonic by default).
     Used inside one event loop."""
 
     def __init__(self, ttl: float = TTL_SECONDS, clock: Callable[[], float] | None = None) -> None:
@@ -39,7 +40,8 @@ class Resolver:
         self.lookups = 0  # names actually asked of the system resolver
 
     def _now(self) -> float:
-        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+        # (not the loop's clock: on Python 3.11 get_running_loop() makes a getpid syscall per request)
+        return self._clock() if self._clock is not None else time.monotonic()
 
     async def addresses(self, host: str, port: int) -> tuple[Address, ...]:
         own = literal(host)

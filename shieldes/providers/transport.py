@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, NamedTuple
@@ -200,7 +201,9 @@ class UpstreamClient:
         if not conn.reusable() or self._closed:
             conn.close()
             return
-        now = asyncio.get_running_loop().time()
+        # time.monotonic, not the loop's clock: on Python 3.11 asyncio.get_running_loop() makes a
+        # getpid syscall (its fork check), which a request would pay twice here
+        now = time.monotonic()
         conn.idle_since = now
         conns = self._idle.get(origin)
         if conns is None:
@@ -229,7 +232,7 @@ class UpstreamClient:
         conns = self._idle.get(origin)
         if not conns:
             return None
-        oldest_usable = asyncio.get_running_loop().time() - self._keepalive
+        oldest_usable = time.monotonic() - self._keepalive
         while conns:
             conn = conns.pop()  # the most recently used: the least likely to have been dropped
             if not conn.closed and conn.idle_since >= oldest_usable:

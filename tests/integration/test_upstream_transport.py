@@ -10,6 +10,7 @@ import datetime as dt
 import gzip
 import socket
 import ssl
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -108,6 +109,30 @@ async def test_a_gzip_body_sent_in_chunks_is_decoded_and_the_connection_reused()
             assert await resp.read() == b'{"ok": true}'
     assert len(conns) == 1
     assert b"accept-encoding" not in heads[0].lower()  # upstreams are not asked to compress
+
+
+async def test_a_pooled_call_asks_asyncio_for_no_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Python 3.11 asyncio.get_running_loop() is a getpid syscall (its fork check): the pool's
+    clock is time.monotonic, so a call on a kept-alive connection makes none."""
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        writer.write(answer(b"ok"))
+        return True
+
+    callers: list[str] = []
+    running = asyncio.get_running_loop
+
+    def recorded() -> asyncio.AbstractEventLoop:
+        callers.append(sys._getframe(1).f_globals["__name__"])
+        return running()
+
+    async with raw_server(handler) as (url, _heads, conns), UpstreamClient() as client:
+        assert await (await client.post(url, b"{}", {}, T)).read() == b"ok"
+        monkeypatch.setattr(asyncio, "get_running_loop", recorded)
+        for _ in range(3):
+            assert await (await client.post(url, b"{}", {}, T)).read() == b"ok"
+        monkeypatch.undo()
+    assert len(conns) == 1
+    assert [c for c in callers if c.startswith("shieldes.")] == []
 
 
 async def test_connections_a_burst_opened_are_closed_once_idle_past_the_keep_alive_time() -> None:
