@@ -139,6 +139,8 @@ class AccessLog:
         self._second = -1
         self._asctime = ""
         self._enabled = True  # the logger's level lets INFO through (read as each second begins)
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop the last line was queued in
+        self._thread = 0  # the thread it ran on
 
     def __call__(self, rec: RequestRecord) -> None:
         now = time.time()
@@ -152,7 +154,7 @@ class AccessLog:
         if handler is None:
             self.logger.info("%s", access_message(rec), extra={"record": rec, "node_id": self.node_id})
             return
-        loop = _get_running_loop()  # (None outside one: the line is written at once)
+        loop = self._running_loop()  # (None outside one: the line is written at once)
         if handler.json:
             out = {"ts": _iso(now), "level": "info", "logger": ACCESS_LOGGER, "message": access_message(rec),
                    **access_fields(rec, self.node_id)}
@@ -165,6 +167,17 @@ class AccessLog:
                                     (rec.t_end - rec.t0) * 1000.0, key.name if key else "-", rec.model or "-",
                                     rec.deployment or "-", len(rec.tried) if rec.tried else 0, rec.error_code or "-",
                                     rec.request_id), loop)
+
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The running loop, or None: the last line's loop while it still runs on this thread (a
+        thread runs one loop at a time), else asyncio's answer, which on Python 3.11 costs a
+        getpid syscall (its fork check) a line."""
+        loop, thread = self._loop, threading.get_ident()
+        if loop is not None and thread == self._thread and loop.is_running():
+            return loop
+        self._loop, self._thread = _get_running_loop(), thread
+        return self._loop
 
 
 def _sole_line_handler(logger: logging.Logger) -> LineHandler | None:

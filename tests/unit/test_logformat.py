@@ -153,6 +153,37 @@ def test_outside_a_loop_and_after_a_closed_loop_lines_are_written_at_once(
     handler.flush()
 
 
+def test_access_lines_ask_asyncio_for_the_loop_once_per_loop_and_go_out_at_once_outside_one(
+        root_handler: tuple[LineHandler, CountingStream], monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Python 3.11 asyncio's running-loop lookup is a getpid syscall (its fork check): the
+    access log keeps the loop its last line was queued in while it runs on the same thread."""
+    import shieldes.logformat as logformat
+
+    handler, stream = root_handler
+    _alone(handler)
+    asked: list[object] = []
+    lookup = logformat._get_running_loop
+
+    def counted() -> asyncio.AbstractEventLoop | None:
+        asked.append(None)
+        return lookup()
+
+    monkeypatch.setattr(logformat, "_get_running_loop", counted)
+    access = AccessLog("n1")
+
+    async def turns() -> int:
+        for i in range(3):
+            access(_record(f"r{i}"))
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+        return stream.writes
+
+    assert asyncio.run(turns()) == 3 and len(asked) == 1  # a write a turn, one lookup
+    access(_record("outside"))  # that loop is closed: asked again, none running, written at once
+    assert stream.writes == 4 and stream.getvalue().endswith("rid=outside\n") and len(asked) == 2
+    assert asyncio.run(turns()) == 7 and len(asked) == 3  # a new loop: asked once again
+
+
 def test_access_lines_go_through_logging_when_someone_else_handles_them(
         root_handler: tuple[LineHandler, CountingStream], caplog: pytest.LogCaptureFixture) -> None:
     handler, stream = root_handler
