@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -206,6 +207,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=6, help="seconds of load a window lasts")
     parser.add_argument("--requests", type=int, default=0, help="count the syscalls of this many requests "
                         "sent by `--connections` clients one after the other (not `--duration` seconds of wrk)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per mode and server (the median by kind)")
     parser.add_argument("--tree", action="append", default=[], type=Path, help="another source tree's node too")
     parser.add_argument("--save", type=Path, help="write every figure to this JSON file")
     args = parser.parse_args()
@@ -246,9 +248,13 @@ def main() -> None:
             by: dict[str, dict[str, float]] = {}
             cpu: dict[str, tuple[float, float]] = {}
             for name, port, key in targets:
-                by[name], got = measure(procs[name].pid, port, key, body, path, args, scratch)
-                if got is not None:
-                    cpu[name] = got
+                runs = [measure(procs[name].pid, port, key, body, path, args, scratch) for _ in range(args.rounds)]
+                # the median round by kind: a rare batch of the node's (a snapshot) landing in one window is left out
+                kinds = {k for c, _ in runs for k in c}
+                by[name] = {k: statistics.median(c.get(k, 0.0) for c, _ in runs) for k in kinds}
+                if runs[0][1] is not None:
+                    cpu[name] = (statistics.median(u[0] for _, u in runs if u),
+                                 statistics.median(u[1] for _, u in runs if u))
                 results.setdefault(mode, {})[name] = {"syscalls": by[name], "cpu_user_sys_us": cpu.get(name)}
             print(table(mode, by, cpu), flush=True)
             print(f"(load average {os.getloadavg()[0]:.1f})", flush=True)
