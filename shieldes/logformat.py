@@ -4,7 +4,9 @@
 Every line reaches stderr through one `LineHandler`, in the order it was logged. The access log
 (one line per request) formats its line itself and queues it on that handler, skipping
 `logging`'s per-record machinery (a LogRecord, a lock, a formatter, a flush); the access lines
-of one event-loop turn go out in one write: the same lines for a fraction of the CPU."""
+of one event-loop turn go out in one write, and at most one such write every ACCESS_LINES_WAIT
+seconds: the same lines for a fraction of the CPU, and at a moderate load one write syscall for
+many requests instead of one each."""
 
 from __future__ import annotations
 
@@ -75,11 +77,17 @@ class JsonFormatter(logging.Formatter):
         return _dumps(out)
 
 
+# at most one write of access lines this often: within it, lines wait for the next write (a request
+# a loop turn at a moderate load would otherwise cost a write syscall each); after a quiet spell a
+# line goes out at the end of its turn (no timer wake-up for a lone request)
+ACCESS_LINES_WAIT = 0.05
+
+
 class LineHandler(logging.Handler):
     """Formats each record and writes its line to `stream` at once, after any access lines still
     queued (so lines keep the order they were logged in). Access lines (`queue`) wait for the end
-    of the event-loop turn they were logged in and go out together in one write. `flush()` (also
-    run at exit) writes whatever waits."""
+    of the event-loop turn they were logged in, or ACCESS_LINES_WAIT s after the last write if that
+    is later, and go out together in one write. `flush()` (also run at exit) writes whatever waits."""
 
     def __init__(self, stream: TextIO, formatter: logging.Formatter) -> None:
         super().__init__()
@@ -89,6 +97,7 @@ class LineHandler(logging.Handler):
         self._pending: list[str] = []
         self._lines_lock = threading.Lock()
         self._scheduled_on: asyncio.AbstractEventLoop | None = None
+        self._written_at = -ACCESS_LINES_WAIT  # time.monotonic() of the last write
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -102,7 +111,8 @@ class LineHandler(logging.Handler):
 
     def queue(self, line: str, loop: asyncio.AbstractEventLoop | None) -> None:
         """Queue one line (ending in a newline) to go out at the end of the current turn of `loop`
-        (the running loop), or at once without one."""
+        (the running loop) or ACCESS_LINES_WAIT s after the last write if later, or at once
+        without a loop."""
         with self._lines_lock:
             self._pending.append(line)
             if loop is not None:
@@ -110,7 +120,11 @@ class LineHandler(logging.Handler):
                     return
                 self._scheduled_on = loop
         if loop is not None:
-            loop.call_soon(self.flush)
+            wait = self._written_at + ACCESS_LINES_WAIT - time.monotonic()
+            if wait > 0:
+                loop.call_later(wait, self.flush)
+            else:
+                loop.call_soon(self.flush)
         else:
             self.flush()
 
@@ -119,6 +133,7 @@ class LineHandler(logging.Handler):
             self._scheduled_on = None  # a loop that closed before its turn ended leaves no debt
             lines, self._pending = self._pending, []
         if lines:
+            self._written_at = time.monotonic()
             try:
                 self.stream.write("".join(lines))
                 self.stream.flush()

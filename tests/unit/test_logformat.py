@@ -137,6 +137,35 @@ def test_access_lines_of_one_loop_turn_are_one_write_and_every_line_keeps_its_or
         ["r1", "r2", "between", "r3"]
 
 
+def test_access_lines_of_turns_close_together_wait_for_one_write_and_a_lone_line_none(
+        root_handler: tuple[LineHandler, CountingStream]) -> None:
+    """A request a turn at a moderate load: one write syscall for the lines of ACCESS_LINES_WAIT s,
+    not one each; after a quiet spell a line goes out at the end of its turn, with no timer."""
+    from shieldes.logformat import ACCESS_LINES_WAIT
+
+    handler, stream = root_handler
+    _alone(handler)
+    access = AccessLog("n1")
+
+    async def turns() -> tuple[int, int, int]:
+        loop = asyncio.get_running_loop()
+        access(_record("r0"))
+        await asyncio.sleep(0)
+        lone = stream.writes  # the first line: out at the end of its turn
+        began = loop.time()
+        for i in range(1, 6):  # five more turns, each with a line, within the wait
+            access(_record(f"r{i}"))
+            await asyncio.sleep(0)
+        waiting = stream.writes
+        while stream.writes == waiting and loop.time() < began + 10:
+            await asyncio.sleep(0.005)
+        assert loop.time() - began >= ACCESS_LINES_WAIT * 0.9  # (a timer may fire a hair early)
+        return lone, waiting, stream.writes
+
+    assert asyncio.run(turns()) == (1, 1, 2)
+    assert [line.rsplit("rid=", 1)[-1] for line in stream.getvalue().splitlines()] == [f"r{i}" for i in range(6)]
+
+
 def test_outside_a_loop_and_after_a_closed_loop_lines_are_written_at_once(
         root_handler: tuple[LineHandler, CountingStream]) -> None:
     handler, stream = root_handler
@@ -169,6 +198,7 @@ def test_access_lines_ask_asyncio_for_the_loop_once_per_loop_and_go_out_at_once_
         return lookup()
 
     monkeypatch.setattr(logformat, "_get_running_loop", counted)
+    monkeypatch.setattr(logformat, "ACCESS_LINES_WAIT", 0.0)  # a write every turn
     access = AccessLog("n1")
 
     async def turns() -> int:
