@@ -90,9 +90,10 @@ def test_next_tick_is_the_next_multiple_of_the_interval() -> None:
 
 async def test_loops_sleeping_to_the_same_tick_wake_together() -> None:
     loop = asyncio.get_running_loop()
+    tick = await sleep_to_tick(0.1)  # just past a tick: the three sleeps below begin before the next one
     dues = await asyncio.gather(sleep_to_tick(0.05), sleep_to_tick(0.05), sleep_to_tick(0.1))
-    assert dues[0] == dues[1]  # the same timer time: one wake-up of the loop
-    assert dues[2] - dues[0] == pytest.approx(0.0, abs=1e-9) or dues[2] - dues[0] == pytest.approx(0.05)
+    assert dues[0] == dues[1] == next_tick(tick, 0.05)  # the same timer time: one wake-up of the loop
+    assert dues[2] == next_tick(tick, 0.1) and dues[2] - dues[0] == pytest.approx(0.05)
     assert loop.time() >= max(dues)
 
 
