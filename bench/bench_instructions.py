@@ -255,6 +255,15 @@ def fit(windows: list[tuple[float, int, int]]) -> tuple[float, float]:
     return (stc * snn - snc * stn) / det, (snc * stt - stc * stn) / det
 
 
+def chosen_modes(parser: argparse.ArgumentParser, text: str, known: dict[str, Any]) -> list[str]:
+    """The comma-separated `--modes`, each one of `known` (else the parser's error names them)."""
+    modes = text.split(",")
+    unknown = sorted(set(modes) - set(known))
+    if unknown:
+        parser.error(f"--modes: no mode {', '.join(unknown)}; the modes are {', '.join(known)}")
+    return modes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--modes", default="json,stream,messages-stream,responses-stream",
@@ -275,10 +284,7 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="keep callgrind's dumps in this directory")
     parser.add_argument("--save", type=Path, help="write every figure to this JSON file")
     args = parser.parse_args()
-    modes = args.modes.split(",")
-    unknown = sorted(set(modes) - set(MODES))
-    if unknown:
-        parser.error(f"--modes: no mode {', '.join(unknown)}; the modes are {', '.join(MODES)}")
+    modes = chosen_modes(parser, args.modes, MODES)
     if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
         raise SystemExit("error: valgrind is not installed (apt-get install valgrind): it counts the instructions")
 

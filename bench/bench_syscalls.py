@@ -44,13 +44,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import baseline_tree  # noqa: E402
 import bench_gateway as bg  # noqa: E402
+import bench_instructions  # noqa: E402
 
-MODES: dict[str, tuple[dict[str, Any], str]] = {
-    "json": (bg.BODY, bg.CHAT_PATH),
-    "stream": ({**bg.BODY, "stream": True}, bg.CHAT_PATH),
-    "messages-stream": ({**bg.MESSAGES_BODY, "stream": True}, bg.MESSAGES_PATH),
-    "responses-stream": (bg.RESPONSES_BODY, bg.RESPONSES_PATH),
-}
+# the request bodies and paths bench_instructions.py counts instructions of, its streams and JSON
+MODES = {mode: bench_instructions.MODES[mode] for mode in ("json", "stream", "messages-stream", "responses-stream")}
 # the kinds a table lists first, in this order (then the rest by count)
 FIRST = ("context-switches", "page-faults", "cpu-migrations", "epoll_wait", "epoll_pwait", "recvfrom", "read",
          "sendto", "write", "writev", "sendmsg", "recvmsg",
@@ -211,10 +208,7 @@ def main() -> None:
     parser.add_argument("--tree", action="append", default=[], type=Path, help="another source tree's node too")
     parser.add_argument("--save", type=Path, help="write every figure to this JSON file")
     args = parser.parse_args()
-    modes = args.modes.split(",")
-    unknown = sorted(set(modes) - set(MODES))
-    if unknown:
-        parser.error(f"--modes: no mode {', '.join(unknown)}; the modes are {', '.join(MODES)}")
+    modes = bench_instructions.chosen_modes(parser, args.modes, MODES)
     if not shutil.which("perf") and not shutil.which("strace"):
         raise SystemExit("error: neither perf nor strace is installed (apt-get install linux-perf strace): "
                          "one of them counts the syscalls")

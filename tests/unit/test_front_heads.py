@@ -16,19 +16,14 @@ from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shieldes.gateway.front import MAX_HEAD, Front, _Connection
-from tests.unit.test_front_splits import Elsewhere, Recorder, pieces_of
+from shieldes.gateway.front import MAX_HEAD
+from tests.unit.test_front_splits import answered, connect, feed, pieces_of
 
 
 async def headers_of(request: web.Request) -> web.StreamResponse:
     await request.read()
     seen = {"all": [[k, v] for k, v in request.headers.items()], "x-a": request.headers.getall("X-A", [])}
     return web.Response(body=json.dumps(seen).encode(), content_type="application/json")
-
-
-async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
-    resp: web.StreamResponse = await handler(request)
-    return resp
 
 
 class _Answers:
@@ -55,20 +50,10 @@ async def _run(pieces: list[bytes]) -> tuple[list[tuple[int, bytes]], bool, bool
     whether it closed the connection)."""
     app = web.Application()
     app.router.add_post("/v1/chat/completions", headers_of)
-    elsewhere = Elsewhere()
-    front = Front(app, lambda: elsewhere, observe, max_body=10_000)
-    transport = Recorder()
-    conn = _Connection(front)
-    conn.connection_made(transport)
+    conn, transport, elsewhere = connect(app)
     for piece in pieces:
-        if transport.protocol is not None:
-            transport.protocol.data_received(piece)
-        else:
-            conn.data_received(piece)
-        for _ in range(5):
-            await asyncio.sleep(0)
-    while conn._task is not None:
-        await asyncio.sleep(0)
+        await feed(conn, transport, piece)
+    await answered(conn)
     answers: list[tuple[int, bytes]] = []
     sink = _Answers(answers)
     parser = sink.parser = httptools.HttpResponseParser(sink)

@@ -81,33 +81,47 @@ def post(path: str, body: bytes, chunked: bool = False) -> bytes:
 DATE_HEADER = re.compile(rb"Date: [^\r\n]*\r\n")
 
 
-async def run(pieces: list[bytes]) -> tuple[bytes, bytes]:
-    """(what the front wrote, what was handed to aiohttp's side) after feeding `pieces`."""
-    app = web.Application()
-    for path in ("/v1/chat/completions", "/v1/embeddings", "/embeddings"):
-        app.router.add_post(path, echo)
+def connect(app: web.Application) -> tuple[_Connection, Recorder, Elsewhere]:
+    """A front connection serving `app` (bodies up to 10,000 bytes), its transport and aiohttp's side."""
     elsewhere = Elsewhere()
     front = Front(app, lambda: elsewhere, observe, max_body=10_000)
     transport = Recorder()
     conn = _Connection(front)
     conn.connection_made(transport)
-    for piece in pieces:
-        if not piece:  # wait until every answer so far is out
-            while conn._task is not None:
-                await asyncio.sleep(0)
-            continue
-        if transport.protocol is not None:
-            transport.protocol.data_received(piece)
-        else:
-            conn.data_received(piece)
-        for _ in range(5):  # let answers run (each is a task on this loop)
-            await asyncio.sleep(0)
+    return conn, transport, elsewhere
+
+
+async def feed(conn: _Connection, transport: Recorder, piece: bytes) -> None:
+    """`piece` to whichever side holds the connection now, then a few turns for answers to run."""
+    if transport.protocol is not None:
+        transport.protocol.data_received(piece)
+    else:
+        conn.data_received(piece)
+    for _ in range(5):  # (each answer is a task on this loop)
+        await asyncio.sleep(0)
+
+
+async def answered(conn: _Connection) -> None:
+    """Wait until every answer so far is out."""
     while conn._task is not None:
         await asyncio.sleep(0)
+
+
+async def run(pieces: list[bytes]) -> tuple[bytes, bytes]:
+    """(what the front wrote, what was handed to aiohttp's side) after feeding `pieces`."""
+    app = web.Application()
+    for path in ("/v1/chat/completions", "/v1/embeddings", "/embeddings"):
+        app.router.add_post(path, echo)
+    conn, transport, elsewhere = connect(app)
+    for piece in pieces:
+        if not piece:  # wait until every answer so far is out
+            await answered(conn)
+            continue
+        await feed(conn, transport, piece)
+    await answered(conn)
     if transport.protocol is None:
         conn._next()
-        while conn._task is not None:
-            await asyncio.sleep(0)
+        await answered(conn)
     # Every Date header masked: a run may cross a second boundary (two runs are compared)
     return DATE_HEADER.sub(b"Date: DATE\r\n", bytes(transport.out)), bytes(elsewhere.got)
 
