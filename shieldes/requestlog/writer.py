@@ -44,6 +44,7 @@ class RequestLogWriter:
         self._days: set[date] = set()
         self._task: asyncio.Task[None] | None = None
         self._wake = Wake()
+        self._writing = asyncio.Lock()  # one batch at a time: a flush_all beside the running writer waits
         self._stopping = False
         self._last_error_log = 0.0
         self.buffer.on_first = lambda: self._wake.within(interval)  # (asleep with nothing to write)
@@ -60,6 +61,10 @@ class RequestLogWriter:
 
     async def flush_once(self) -> bool:
         """Write the next batch; False (batch kept) if the database refused or is away."""
+        async with self._writing:  # (a second taker would see the batch in flight as written)
+            return await self._write_next()
+
+    async def _write_next(self) -> bool:
         batch = self.buffer.take(self.batch_max)
         if not batch:
             self.buffer.written()

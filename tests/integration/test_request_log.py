@@ -285,6 +285,29 @@ async def test_a_row_the_database_refuses_is_dropped_and_counted_not_retried_for
         await pool.close()
 
 
+async def test_flush_all_beside_a_write_in_flight_returns_once_its_rows_are_in(database_url: str) -> None:
+    pool = open_pool(database_url, size=1, name="test-flush-beside")
+    await pool.open(wait=True)
+    try:
+        writer = RequestLogWriter(pool, "n1", capacity=10, interval=3600)
+        for i in range(3):
+            rec = RequestRecord(f"inflight{i}", datetime.now(UTC).timestamp(), 1.0, "POST", "/v1/chat/completions")
+            rec.t_end, rec.status = 1.1, 502
+            writer.add(rec)
+        held = await pool.getconn()  # the pool's one connection: the background writer waits mid-batch
+        running = asyncio.create_task(writer.flush_once())
+        await wait_until(lambda: writer.buffer.in_flight == 3, timeout=5)
+        flushing = asyncio.create_task(writer.flush_all(10))
+        await pool.putconn(held)
+        assert await flushing
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            count = conn.execute("SELECT count(*) FROM request_log_rows WHERE request_id LIKE 'inflight%%'").fetchone()
+        assert count == (3,)
+        assert await running
+    finally:
+        await pool.close()
+
+
 async def test_error_bodies_are_captured_redacted_in_their_own_table(database_url: str) -> None:
     async with harness(database_url, capture_bodies="errors", capture_max_bytes=4096,
                        capture_redact=[r"card-\d{4}"]) as h:
