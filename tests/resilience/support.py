@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -244,7 +245,8 @@ async def in_process_cluster(database_url: str, n: int, *, node_url: str | None 
                 heartbeat_interval=0.2, node_timeout=1.5, gossip_interval=0.05, retry_backoff=0.0,
                 shutdown_grace=3.0)
             opts.update(settings.get(f"node{i}", {}))
-            opts.update({k: v for k, v in settings.items() if not k.startswith("node")})
+            # every setting but the per-node ones (node0, node1...): node_timeout is for every node
+            opts.update({k: v for k, v in settings.items() if not re.fullmatch(r"node\d+", k)})
             node = Node(Settings(**opts))
             await node.start()
             c.nodes.append(node)
