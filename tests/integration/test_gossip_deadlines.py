@@ -106,7 +106,11 @@ async def test_a_black_holed_peer_holds_back_neither_the_rounds_nor_a_quick_peer
             assert a.stats.rounds >= 60 and a.stats.push_timeouts <= hole.calls
             assert a.push_deadline(hole_address) > BASE  # it grows with every timeout
             assert a.push_deadline(CLOSED) == BASE  # refused over and over: not slow
-            assert a.stats.refused.get(CLOSED) and a.push_deadline(quick_address) == BASE
+            assert a.stats.refused.get(CLOSED)
+            # the quick peer's deadline follows its own answers, not the hole's timeouts (not == BASE:
+            # on a loaded machine its round trips alone raise it past 0.2 s, 0.26 s seen at load 18)
+            assert a.stats.push_timers[quick_address].srtt > 0
+            assert a.push_deadline(quick_address) < a.push_deadline(hole_address)
             windows[("k:1", "min", 5)] = (9, 0, 0)  # the quick peer keeps up while the hole holds a push
             await wait_until(lambda: window_count(quick.view, "k:1", "min", [5]) == (9, 0), 5)
             assert quick.stats.need_full == 0
