@@ -116,7 +116,8 @@ async def test_forged_replayed_and_garbage_gossip_is_refused_and_counted(databas
 async def test_duplicated_and_reordered_gossip_converges_within_the_bound(database_url: str, recorder: Any) -> None:
     rec, rec_address = recorder
     limit = 30
-    async with in_process_cluster(database_url, 2, node0={"peers": rec_address}) as c:
+    # node_timeout: as in the cut-gossip test below, a stall of the shared loop must not look like a pause
+    async with in_process_cluster(database_url, 2, node0={"peers": rec_address}, node_timeout=5.0) as c:
         a, b = c.nodes
         await not_near_minute_end()
         secret = await c.create_key("hot", rpm=limit)
