@@ -55,9 +55,11 @@ def one_line_objects(block: bytes) -> int:
         return 0
     if block.find(b"\n") == len(block) - 2:  # one event, as most reads are (memchr, not two counts)
         return 1
-    n = block.count(b"}\n\ndata: {") + 1
-    # Every newline belongs to a separator counted above (or the last one): one line per event.
-    return n if block.count(b"\n") == 2 * n else 0
+    # Several, as a stream written at once is read: split at the separators, every newline is in
+    # one (or the last) when what is between them holds none, found with memchr in their join
+    # (counting the newlines took 5 instructions a byte: 36k of a 20-token stream's 52k here)
+    pieces = block[7:-3].split(b"}\n\ndata: {")
+    return 0 if _LF in b"".join(pieces) else len(pieces)
 
 
 def named_event_lines(block: bytes) -> list[bytes] | None:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from shieldes.gateway import relay
 from shieldes.providers.base import Target, TokenUsage, UpstreamFailure
-from shieldes.providers.openai_stream import OpenAIChunkStream, finish_reasons
+from shieldes.providers.openai_stream import OpenAIChunkStream, finish_reasons, usage_keys
 from shieldes.providers.sse_blocks import decoded, first_payload, one_line_objects
 from shieldes.providers.upstream_connection import TransportError
 
@@ -238,6 +238,44 @@ def test_one_line_objects() -> None:
     assert one_line_objects(b'data: {"a":1}\n\ndata: [DONE]\n\n') == 0
     assert one_line_objects(b'data: {"a":1}\n\n\n') == 0
     assert one_line_objects(b'data: {"a":\n1}\n\n') == 0
+
+
+def usage_spec(block: bytes) -> tuple[bytes, int] | None:
+    """What usage_keys answers for a client that asked for usage: the block and its usage objects,
+    None when a `usage` is neither null nor an object."""
+    values = block.split(b'"usage"')[1:]
+    if not all(v.startswith((b":null", b":{")) for v in values):
+        return None
+    return block, sum(v.startswith(b":{") for v in values)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.sampled_from([b'"usage":null', b'"usage":{"a":1}', b'"usage":', b'"usage": {}', b'"usage":5',
+                                 b'"usage":nul', b"}\n\ndata: {", b'"x":1,']), max_size=10))
+def test_usage_keys_of_several_events_is_the_specs(parts: list[bytes]) -> None:
+    """A read of several events is answered by counts (nulls, objects) where it can be, and the
+    answer is the one a look at every `usage` gives."""
+    block = b"".join(parts)
+    assert usage_keys(block, False, False) == usage_spec(block), block
+
+
+def one_line_spec(block: bytes) -> int:
+    """What one_line_objects answers: the events, when every one is a `data: {...}` line and a blank line."""
+    events = block.split(b"\n\n")
+    ok = len(events) > 1 and not events[-1] and all(
+        e[:7] == b"data: {" and e[-1:] == b"}" and b"\n" not in e for e in events[:-1])
+    return len(events) - 1 if ok else 0
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.sampled_from([b"data: {", b"}", b"\n", b"\n\n", b"}\n\ndata: {", b'"x":1', b"data: [DONE]", b"{",
+                                 b"}\n\n", b": ping"]), max_size=14))
+def test_one_line_objects_of_several_events_is_the_specs(parts: list[bytes]) -> None:
+    """A read of several events (a stream written at once) is checked by one split at the
+    separators: a newline anywhere else, however placed, makes it no such block."""
+    block = b"".join(parts)
+    for framed in (block, b"data: {" + block + b"}\n\n", b"data: {}\n\ndata: {" + block + b"}\n\n"):
+        assert one_line_objects(framed) == one_line_spec(framed), framed
 
 
 def test_first_payload() -> None:
