@@ -159,14 +159,15 @@ class UsageWatch:
         bodies are parsed, the other events are counted by name. The block's first event (its
         name, its body if parsed); None when the block is framed any other way (then it goes
         event by event through `see`)."""
-        lines = named_event_lines(block)
-        if lines is None:
+        framed = named_event_lines(block)
+        if framed is None:
             return None
+        lines, distinct = framed
         names = lines[0:-1:3]  # looked up as list items, not searched for in the bytes
         first: Body | None = None
         read: list[int] = []  # where each event read is (list.index in C, not a loop over every name)
         for name in _READ_NAMES:
-            if name in names:  # (a token's read holds one content event: nothing more to do)
+            if name in distinct:  # (by hash: a read of a whole stream has some 26 names)
                 at = -1
                 for _ in range(names.count(name)):
                     at = names.index(name, at + 1)
@@ -175,8 +176,9 @@ class UsageWatch:
             parsed = self.see(names[i][7:].decode(), lines[3 * i + 1][6:])
             if i == 0:
                 first = parsed
-        self.content_events += names.count(_CONTENT_NAME)
-        if _STOP_NAME in names:
+        if _CONTENT_NAME in distinct:
+            self.content_events += names.count(_CONTENT_NAME)
+        if _STOP_NAME in distinct:
             self.done = True
         return names[0][7:].decode("utf-8", "replace"), first
 

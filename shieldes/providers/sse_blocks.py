@@ -62,10 +62,11 @@ def one_line_objects(block: bytes) -> int:
     return 0 if _LF in b"".join(pieces) else len(pieces)
 
 
-def named_event_lines(block: bytes) -> list[bytes] | None:
+def named_event_lines(block: bytes) -> tuple[list[bytes], set[bytes]] | None:
     """The lines of `block` (split at each newline) when it is nothing but events framed as
     Anthropic frames them, `event: NAME` then one `data:` line (no carriage return in it: the
-    caller checked): event i's name line is item 3i, its data line 3i+1. Else None.
+    caller checked): event i's name line is item 3i, its data line 3i+1; and the distinct name
+    lines (looked up by hash, where the list is searched item by item). Else None.
 
     One split does the checking: names repeat, so they are checked once per distinct name, and
     the data lines by one count over the bytes."""
@@ -80,7 +81,7 @@ def named_event_lines(block: bytes) -> list[bytes] | None:
     names = set(lines[0:-1:3])
     if (b"\n" + b"\n".join(names)).count(b"\nevent: ") != len(names) or block.count(b"\ndata: ") != n:
         return None
-    return lines
+    return lines, names
 
 
 def decoded(block: bytes, at_end: bool) -> list[bytes]:
