@@ -60,13 +60,16 @@ class Outcomes:
 LOAD_WORKERS = 2  # concurrent clients per node
 
 
-async def load(bases: dict[str, str], key: str, seconds: float, out: Outcomes, workers: int = LOAD_WORKERS) -> None:
+async def load(bases: dict[str, str], key: str, seconds: float, out: Outcomes, workers: int = LOAD_WORKERS,
+               stop: asyncio.Event | None = None) -> None:
+    """Each worker sends requests back to back for `seconds`, or until `stop` is set."""
     deadline = time.monotonic() + seconds
+    stopped = stop or asyncio.Event()
 
     async def worker(node: str, base: str) -> None:
         client = openai.AsyncOpenAI(base_url=base + "/v1", api_key=key, max_retries=0, timeout=10)
         try:
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline and not stopped.is_set():
                 try:
                     await client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
                     out.ok_at.setdefault(node, []).append(time.time())  # compared with the log's recorded_at
@@ -94,12 +97,24 @@ def test_sigkill_one_node_under_load(cluster: Cluster) -> None:
     victim = cluster.nodes[2]
     out = Outcomes()
 
+    def answered(node: str, since: float = 0.0) -> int:
+        return sum(1 for t in out.ok_at.get(node, []) if t >= since)
+
+    async def until_served(nodes: list[str], count: int, since: float = 0.0) -> None:
+        deadline = time.monotonic() + 30
+        while any(answered(n, since) < count for n in nodes):
+            assert time.monotonic() < deadline, f"not {count} answers each from {nodes} in 30 s: {out}"
+            await asyncio.sleep(0.02)
+
     async def run() -> float:
-        task = asyncio.create_task(load(bases, secret, 3.0, out))
-        await asyncio.sleep(1.5)
+        stop = asyncio.Event()
+        task = asyncio.create_task(load(bases, secret, 60.0, out, stop=stop))
+        await until_served(list(bases), 10)  # (a node answering nothing before the kill proves nothing)
         assert victim.proc is not None
         victim.proc.send_signal(signal.SIGKILL)
         killed_at = time.time()
+        await until_served([n.node_id for n in cluster.nodes[:2]], 10, since=killed_at)
+        stop.set()
         await task
         return killed_at
 
