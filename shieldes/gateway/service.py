@@ -367,8 +367,11 @@ class Gateway(UpstreamCalls):
             if left is not None and (web or files or containers):
                 left -= cost_nusd(rate, TokenUsage(0, 0, web_search_requests=web, file_search_calls=files,
                                                    containers=containers))
-            capped = max_tokens = max(1, completion_cap(self.settings.budget_max_tokens * choices, prompt, rate,
-                                                        left, seen.tokens_left(key)) // choices)
+            capped = completion_cap(self.settings.budget_max_tokens * choices, prompt, rate, left,
+                                    seen.tokens_left(key)) // choices
+            if capped < 1:  # (not max(): a builtin that parses its keywords, some 700 instructions)
+                capped = 1
+            max_tokens = capped
         completion = 0 if op == "embeddings" else (max_tokens or DEFAULT_COMPLETION_ESTIMATE) * choices
         estimate = cost_nusd(rate, TokenUsage(prompt, completion, web_search_requests=web, file_search_calls=files,
                                               containers=containers)) if web or files or containers else \

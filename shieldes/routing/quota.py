@@ -113,7 +113,7 @@ class DeploymentQuotas:
         """The call sent last to `name` got its answer (or failed)."""
         s = self._sent.get(name)
         if s is not None:
-            s.in_flight = max(0, s.in_flight - 1)
+            s.in_flight = s.in_flight - 1 if s.in_flight > 0 else 0
 
     def answered(self, name: str, tokens: int) -> None:
         s = self._sent.get(name)

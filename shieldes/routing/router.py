@@ -198,7 +198,7 @@ def plan(route: Route, breaker: CircuitBreaker, attempts: int, rng: random.Rando
     if not route.targets:
         return []
     if len(route.targets) == 1:
-        return list(route.targets) * max(1, attempts)
+        return list(route.targets) * (attempts if attempts > 1 else 1)  # (max() parses its keywords: per request)
     order = order_by(route.targets) if order_by is not None else weighted_order(route.targets, rng)
     ready = [t for t in order if not breaker.is_open(t.name)] or order
     return [ready[i % len(ready)] for i in range(max(1, attempts))]

@@ -154,7 +154,9 @@ class Meter:
                 prev_req, prev_tok = prev_req + r, prev_tok + t
         else:
             (req, tok), (prev_req, prev_tok) = self._counts(key_id, w), self._counts(key_id, w - 1)
-        share = max(0.0, 1.0 - elapsed / WINDOW)  # sliding()'s share of the previous window, for both
+        share = 1.0 - elapsed / WINDOW  # sliding()'s share of the previous window, for both (not below 0)
+        if share < 0.0:  # (not max(): a builtin that parses its keywords costs a request some 700 instructions)
+            share = 0.0
         return req + int(prev_req * share), tok + int(prev_tok * share)
 
     def _wait(self, key_id: str, w: int, limit: int, need: int, *, tokens: bool = False) -> float:
@@ -249,11 +251,11 @@ class Meter:
             resets = f"{(w + 2) * WINDOW - now:.3f}s"
             if rpm is not None:
                 headers = {"x-ratelimit-limit-requests": str(rpm),
-                           "x-ratelimit-remaining-requests": str(max(0, rpm - req - 1)),
+                           "x-ratelimit-remaining-requests": str(rpm - req - 1 if rpm > req else 0),
                            "x-ratelimit-reset-requests": resets}
             if tpm is not None:
                 headers["x-ratelimit-limit-tokens"] = str(tpm)
-                headers["x-ratelimit-remaining-tokens"] = str(max(0, tpm - tok))
+                headers["x-ratelimit-remaining-tokens"] = str(tpm - tok if tpm > tok else 0)
                 headers["x-ratelimit-reset-tokens"] = resets
             if rpm is not None and req >= rpm:
                 reset = self._wait(key.id, w, rpm, 1)

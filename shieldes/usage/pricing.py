@@ -270,7 +270,7 @@ def tokens_nusd(rate: Rate, prompt_tokens: int, completion_tokens: int) -> int:
     TokenUsage built for it."""
     if rate.long is not None:
         rate = tier(rate, prompt_tokens)
-    return to_nusd(max(0, prompt_tokens) * rate.input + completion_tokens * rate.output)
+    return to_nusd((prompt_tokens if prompt_tokens > 0 else 0) * rate.input + completion_tokens * rate.output)
 
 
 # a TokenUsage's counts from cache_read_tokens to containers (its fields 2-7) when it has none
@@ -394,8 +394,11 @@ def completion_cap(most: int, prompt_tokens: int, rate: Rate, budget_left: int |
     left, admission refuses it with the reason."""
     cap = most
     rate = tier(rate, prompt_tokens)
+    # (comparisons, not min() and max(): builtins that parse their keywords, some 700 instructions each)
     if budget_left is not None and rate.output > 0:
-        cap = min(cap, (budget_left * PUSD_PER_NUSD - prompt_tokens * rate.input) // rate.output)
-    if tokens_left is not None:
-        cap = min(cap, tokens_left - prompt_tokens)
-    return max(1, cap)
+        room = (budget_left * PUSD_PER_NUSD - prompt_tokens * rate.input) // rate.output
+        if room < cap:
+            cap = room
+    if tokens_left is not None and tokens_left - prompt_tokens < cap:
+        cap = tokens_left - prompt_tokens
+    return cap if cap > 1 else 1
