@@ -41,6 +41,22 @@ def test_head_frames_and_cleans() -> None:
     assert split.startswith(b"HTTP/1.1 429 Too Many Requests\r\n")
 
 
+def test_head_names_are_matched_whole_and_in_any_case() -> None:
+    from multidict import CIMultiDict
+
+    # a name that only contains a framing or Content-Type name is the handler's own: kept, and no default
+    got = head(200, "OK", CIMultiDict({"X-Content-Type": "a", "X-Connection-Id": "7", "TRANSFER-ENCODING": "gzip",
+                                       "content-TYPE": "a/b"}), 2, True, b"D")
+    assert got == (b"HTTP/1.1 200 OK\r\nX-Content-Type: a\r\nX-Connection-Id: 7\r\ncontent-TYPE: a/b\r\n"
+                   b"Content-Length: 2\r\nDate: D\r\n\r\n")
+    alone = head(200, "OK", {"X-Content-Type": "a", "Keep-Alive": "timeout=5"}, 0, True, b"D")
+    assert alone == (b"HTTP/1.1 200 OK\r\nX-Content-Type: a\r\nContent-Type: application/octet-stream\r\n"
+                     b"Content-Length: 0\r\nDate: D\r\n\r\n")
+    # a lone LF (or CR) in a name or a value is a line break too
+    assert head(200, "OK", {"X-A\nB": "1", "X-C": "2\r"}, 0, True, b"D").startswith(
+        b"HTTP/1.1 200 OK\r\nX-A B: 1\r\nX-C: 2 \r\n")
+
+
 def test_request_bodies_are_decompressed_within_the_limit() -> None:
     import zlib
 
