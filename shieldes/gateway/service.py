@@ -31,6 +31,7 @@ from shieldes.projections.usage import UsageState
 from shieldes.providers.base import (
     Operation,
     Provider,
+    Target,
     TokenUsage,
 )
 from shieldes.providers.chat_history import Found
@@ -160,6 +161,7 @@ class Gateway(UpstreamCalls):
         self.rng = rng or random.Random()
         self.tracing: AttemptSpans | None = None
         self._secrets: dict[str, str | None] = {}
+        self._targets: dict[tuple[str, str], Target] = {}
         # the hash of each key sent lately: a client sends the same key with every request, and
         # a sha256 per request costs more than the lookup (revocation is read from the config)
         self._hashes: dict[str, str] = {}

@@ -176,6 +176,9 @@ class UpstreamCalls:
     tracing: AttemptSpans | None
     keyring: Callable[[], Keyring]
     _secrets: dict[str, str | None]
+    # by (deployment, model): the Target last built for them (a frozen dataclass sets each field
+    # through a C call; a request reuses it while the deployment's parts are the same objects)
+    _targets: dict[tuple[str, str], Target]
     _reported: set[str]
     output_caps: dict[tuple[str, str], int]
     # by (requested, fallbacks, chained), for one config: a route's fallback groups (fallback_groups)
@@ -208,7 +211,15 @@ class UpstreamCalls:
             except SecretError as exc:
                 raise self._misconfigured(dep, f"its provider key cannot be read: {exc.message}") from None
             self._secrets[ref] = api_key
-        return Target(dep.name, dep.base_url, model, api_key, dep.options)
+        ck = (dep.name, model)
+        found = self._targets.get(ck)
+        if found is not None and found.base_url is dep.base_url and found.api_key is api_key \
+                and found.options is dep.options:
+            return found
+        if len(self._targets) >= 10_000:  # (deployments and their models come and go: bounded)
+            self._targets.clear()
+        target = self._targets[ck] = Target(dep.name, dep.base_url, model, api_key, dep.options)
+        return target
 
     def _provider(self, dep: Deployment, model: str) -> Provider:
         provider = self.providers.get(dep.kind)
