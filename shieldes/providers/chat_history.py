@@ -101,12 +101,14 @@ _TOP = msgspec.json.Decoder(_ChatTop)
 _MESSAGES = msgspec.json.Decoder(list[_Message])
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ChatRead:
     """`fields`: those of READ the body has (null included), decoded; `messages`: how many
     (None: the body has no `messages`); `ids`: every tool call id of the history (assistant
     `tool_calls[].id`, tool `tool_call_id`); `size`: its prompt bytes (usage.tokens.prompt_bytes),
-    when read through read_turn (None: not counted)."""
+    when read through read_turn (None: not counted). Read only, but not frozen: every chat request
+    builds one, and a frozen dataclass sets each field through object.__setattr__ (a C call each,
+    some 1,200 instructions a request)."""
 
     fields: dict[str, Any]
     messages: int | None
