@@ -127,13 +127,15 @@ class RequestRecord:
         return self.t_end - self.t0 if self.t_end else 0.0
 
     def ms_after_start(self, t: float) -> float | None:
-        return round((t - self.t0) * 1_000_000.0) / 1000.0 if t else None
+        return ((t - self.t0) * 1_000_000.0 + 0.5) // 1.0 / 1000.0 if t else None
 
     def row(self, node_id: str) -> tuple[Any, ...]:
         """The database row, in COLUMNS order (runs in the writer, not on the request path).
         Written out flat (no helper call per count or timing): it runs once per request. Times in
-        ms to the microsecond as round(us) / 1000 (the nearest float to that many ms, as round(ms, 3)
-        gives it, for a third of the instructions: round() with digits formats the float in decimal)."""
+        ms to the microsecond, as the whole microseconds (half up, by a float floor division) over
+        1000: the nearest float to that many ms, as round(ms, 3) gives it, for a fraction of the
+        instructions (round() with digits formats the float in decimal and parses it back; round()
+        and int() are calls)."""
         key = self.key
         t0, t_end = self.t0, self.t_end
         latency = t_end - t0 if t_end else 0.0
@@ -148,9 +150,9 @@ class RequestRecord:
             _cut(self.path), self.status, self.error_code,
             key.id if key else None, key.name if key else None, key.team_id if key else None,
             _cut(self.model), self.upstream_model, self.deployment, len(tried) if tried else 0,
-            tried, self.stream, round(latency * 1_000_000.0) / 1000.0,
-            round((first_byte - t0) * 1_000_000.0) / 1000.0 if first_byte else None,
-            round((first_token - t0) * 1_000_000.0) / 1000.0 if first_token else None,
+            tried, self.stream, (latency * 1_000_000.0 + 0.5) // 1.0 / 1000.0,
+            ((first_byte - t0) * 1_000_000.0 + 0.5) // 1.0 / 1000.0 if first_byte else None,
+            ((first_token - t0) * 1_000_000.0 + 0.5) // 1.0 / 1000.0 if first_token else None,
             prompt if prompt is None or -INT8_MAX <= prompt <= INT8_MAX else _count(prompt),
             completion if completion is None or -INT8_MAX <= completion <= INT8_MAX else _count(completion),
             cached if cached is None or -INT8_MAX <= cached <= INT8_MAX else _count(cached),
