@@ -16,7 +16,7 @@ from shieldes.cluster.limits import HeadroomSplitter, Rounds
 from shieldes.cluster.view import PendingId, UnflushedId, Usage, WindowId
 from shieldes.errors import BudgetExceeded, RateLimited, retry_after_seconds
 from shieldes.projections.state import Budget, VirtualKey
-from shieldes.usage.admission import NUSD, WINDOW, Seen, budget_message, frees_at, usd
+from shieldes.usage.admission import WINDOW, Seen, budget_message, frees_at, usd
 from shieldes.usage.meter import Meter, Remote, Reservation, sums_of
 
 RATE_WINDOW = "min"  # window name in gossip: the meter's one-minute windows (admission slides over two)
@@ -133,7 +133,7 @@ class ClusterMeter(Meter):
 
     def _split_budget(self, subject: str, budget: Budget, spent: int, today: int, cost: int, cluster: ClusterView,
                       alive: int, rank: int, what: Callable[[], str]) -> None:
-        limit = round(budget.amount_usd * NUSD)
+        limit = budget.limit_nusd
         seen_nusd = spent + cluster.remote_outstanding(subject, today, BUDGET_WINDOW)
         if seen_nusd < limit * BUDGET_SPLIT_FROM:
             return

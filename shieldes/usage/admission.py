@@ -31,7 +31,7 @@ def renewal(period: str, today: int) -> str:
 
 
 def budget_message(what: str, budget: Budget, spent: int, estimate: int, today: int) -> str:
-    limit = round(budget.amount_usd * NUSD)
+    limit = budget.limit_nusd
     used = (f"budget exceeded for {what}: {usd(spent)} of {usd(limit)} spent or held by "
             f"requests in flight in the {budget.period} period")
     if spent >= limit:
@@ -47,7 +47,7 @@ def budget_message(what: str, budget: Budget, spent: int, estimate: int, today: 
 def check_budget(what: str, budget: Budget, spent: int, today: int, estimate: int) -> None:
     """Fail closed: spent (durable + unflushed + peers' pending) + reserved by requests in flight
     + this request's estimate must fit in the budget."""
-    limit = round(budget.amount_usd * NUSD)
+    limit = budget.limit_nusd
     if spent >= limit or spent + estimate > limit:
         raise BudgetExceeded(budget_message(what, budget, spent, estimate, today), frees_at=frees_at(budget, today))
 
@@ -75,9 +75,9 @@ class Seen:
         """nUSD the tightest budget (the key's or its team's) has left, or None without one."""
         left: int | None = None
         if self.key_spent is not None and key.budget is not None:
-            left = round(key.budget.amount_usd * NUSD) - self.key_spent
+            left = key.budget.limit_nusd - self.key_spent
         if self.team_spent is not None and self.team is not None and self.team.budget is not None:
-            room = round(self.team.budget.amount_usd * NUSD) - self.team_spent
+            room = self.team.budget.limit_nusd - self.team_spent
             left = room if left is None else min(left, room)
         return left
 
