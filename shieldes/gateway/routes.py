@@ -15,6 +15,7 @@ from shieldes.errors import BodyTooLarge, InvalidRequest
 from shieldes.gateway import relay
 from shieldes.gateway.checked_histories import REMEMBER_FROM
 from shieldes.gateway.http1 import decompressed
+from shieldes.gateway.lean_request import LeanRequest, LeanResponse
 from shieldes.gateway.middleware import REQUEST_ID, record_of, request_id
 from shieldes.gateway.service import Gateway, sent_keys
 from shieldes.gateway.top_level import NOTHING, ChatTopLevel, Outgoing, TopLevel, read_chat, utf8_checked
@@ -437,6 +438,8 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
         if result.raw is not None:  # the upstream's bytes are already the answer: no re-encoding
             headers = {"Content-Type": "application/json", REQUEST_ID: call.rid}
             headers.update(call.headers)
+            if isinstance(request, LeanRequest):  # the front writes it: no aiohttp response built
+                return LeanResponse(result.raw, headers)
             return web.Response(body=result.raw, headers=headers)
         return json_response(result.body, call.rid, call.headers)
     wants_usage = _client_wants_usage(body)
