@@ -137,9 +137,8 @@ class OpenAIProvider(MediaUpstream):
             self._client, target, url, payload, self._headers(target, azure), self._json_timeout
         )
         # Ollama: arguments as an object; found by a look at the bytes first, as the stream's frames
-        # are (most answers call no tool: no walk of the parsed answer). (find, not `in`: bytes' `in`
-        # tries its operand as an int first, and formats the TypeError, some 1,900 instructions.)
-        if op == "chat" and raw.find(b'"arguments"') >= 0 and OBJECT_ARGUMENTS.search(raw) \
+        # are (most answers call no tool: no walk of the parsed answer)
+        if op == "chat" and b'"arguments"' in raw and OBJECT_ARGUMENTS.search(raw) \
                 and string_answer_arguments(data):
             return JsonResult(body=data, usage=parse_usage(data.get("usage"), data.get("service_tier")))
         return JsonResult(body=data, usage=parse_usage(data.get("usage"), data.get("service_tier")), raw=raw)
