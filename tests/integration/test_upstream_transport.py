@@ -32,6 +32,7 @@ from shieldes.providers.upstream_connection import (
     InvalidAnswer,
     InvalidTarget,
     Timeouts,
+    written,
 )
 from shieldes.secrets import Keyring
 from tests.integration.test_gossip_tls import make_ca
@@ -109,6 +110,36 @@ async def test_a_gzip_body_sent_in_chunks_is_decoded_and_the_connection_reused()
             assert await resp.read() == b'{"ok": true}'
     assert len(conns) == 1
     assert b"accept-encoding" not in heads[0].lower()  # upstreams are not asked to compress
+
+
+@pytest.mark.parametrize("size", [100, 16 * 1024 - 1, 16 * 1024, 73_000, 300_000])
+async def test_a_body_over_16_kb_goes_beside_its_head_uncopied_and_arrives_whole(size: int) -> None:
+    """A coding agent's 73 kB turn is written as the caller's buffer beside the head (uvloop
+    writes both with one writev), not copied into a join with it; a small body is joined."""
+    body = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    head = b"POST /v1/x HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % size
+    pieces = written(head, body)
+    assert b"".join(pieces) == head + body
+    if size >= 16 * 1024:
+        assert pieces[0] is head and pieces[1] is body
+    else:
+        assert len(pieces) == 1
+    got: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        got.append((await read_request(reader))[1])
+        writer.write(answer(b"ok"))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/x"
+    try:
+        async with UpstreamClient() as client:
+            assert await (await client.post(url, body, {}, T)).read() == b"ok"
+    finally:
+        server.close()
+    assert got == [body]
 
 
 async def test_a_pooled_call_asks_asyncio_for_no_loop(monkeypatch: pytest.MonkeyPatch) -> None:
