@@ -16,6 +16,7 @@ import orjson
 from shieldes.errors import InvalidRequest
 from shieldes.gateway.checked_histories import Read
 from shieldes.providers.chat_history import READ, ChatRead, Found, read_chat_request
+from shieldes.providers.upstream_connection import Payload, Pieces
 from shieldes.usage.tokens import prompt_bytes
 
 Body = dict[str, Any]
@@ -192,17 +193,17 @@ _JSON_SPACE = b" \t\r\n"
 _CLOSE = ord("}")
 
 
-def appended(raw: bytes, members: Body) -> bytes | None:
+def appended(raw: bytes, members: Body) -> Pieces | None:
     """`raw`, the client's encoding of a JSON object with at least one member, with `members` (names
     it does not have) added at its end, every byte of the client's kept; None when `raw` does not
-    end as an object does."""
+    end as an object does. In pieces, written upstream as they are: the client's bytes are not
+    copied (a coding agent's turn is tens of kB, a body of screenshots megabytes)."""
     end = len(raw)
     while end and raw[end - 1] in _JSON_SPACE:
         end -= 1
     if not end or raw[end - 1] != _CLOSE:
         return None
-    # one join: a body of screenshots is megabytes, and every copy is a fresh buffer to fault in
-    return b"".join((memoryview(raw)[:end - 1], b",", orjson.dumps(members)[1:]))
+    return Pieces(memoryview(raw)[:end - 1], b",", orjson.dumps(members)[1:])
 
 
 class Outgoing:
@@ -234,7 +235,7 @@ class Outgoing:
             body.pop(name, None)
         return body
 
-    def encoded(self, sent: Body, drop: frozenset[str] = frozenset()) -> bytes:
+    def encoded(self, sent: Body, drop: frozenset[str] = frozenset()) -> Payload:
         """The client's bytes with the top-level fields of `sent` that differ from the client's
         set and those of `drop` left out: the very bytes when nothing differs, the client's bytes
         with the gateway's additions at the end when it only adds, else each top-level field the

@@ -17,6 +17,7 @@ from shieldes.providers.openai import OpenAIProvider, op_path
 from shieldes.providers.openai_responses import ResponsesEventStream
 from shieldes.providers.openai_stream import OpenAIChunkStream
 from shieldes.providers.transport import UpstreamClient, UpstreamResponse
+from shieldes.providers.upstream_connection import Payload
 from shieldes.settings import Settings
 
 ENTRA_SCOPE = "https://cognitiveservices.azure.com/.default"
@@ -98,10 +99,10 @@ class AzureProvider(OpenAIProvider):
     async def call(self, op: Operation, target: Target, body: Body) -> JsonResult:
         return await super().call(op, await self._with_token(target), body)
 
-    async def call_raw(self, op: Operation, target: Target, payload: bytes) -> JsonResult:
+    async def call_raw(self, op: Operation, target: Target, payload: Payload) -> JsonResult:
         return await super().call_raw(op, await self._with_token(target), payload)
 
-    async def stream_bytes(self, op: Operation, target: Target, payload: bytes,
+    async def stream_bytes(self, op: Operation, target: Target, payload: Payload,
                            whole: Callable[[], Body]) -> OpenAIChunkStream:
         return await super().stream_bytes(op, await self._with_token(target), payload, whole)
 

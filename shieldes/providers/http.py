@@ -25,6 +25,7 @@ from shieldes.providers.upstream_connection import (
     ConnectFailed,
     Disconnected,
     InvalidTarget,
+    Payload,
     Timeouts,
     TransportError,
 )
@@ -228,7 +229,7 @@ async def post_for_object(
     client: UpstreamClient,
     target: Target,
     url: str,
-    payload: bytes,
+    payload: Payload,
     headers: Mapping[str, str],
     timeout: Timeouts,
 ) -> tuple[Body, bytes]:
@@ -254,7 +255,7 @@ async def open_event_stream(
     client: UpstreamClient,
     target: Target,
     url: str,
-    payload: bytes,
+    payload: Payload,
     headers: Mapping[str, str],
     timeout: Timeouts,
 ) -> UpstreamResponse:

@@ -26,6 +26,7 @@ from shieldes.providers.openai_strict import STRICT_OPS, Refit, openai_itself, r
 from shieldes.providers.tool_args import OBJECT_ARGUMENTS, string_answer_arguments, string_arguments
 from shieldes.providers.tool_ids import all_fit, chat_history_fits, fit_chat_ids, rule_for
 from shieldes.providers.transport import UpstreamClient, UpstreamResponse
+from shieldes.providers.upstream_connection import Payload
 from shieldes.settings import Settings
 
 _PATHS: dict[str, str] = {
@@ -127,7 +128,7 @@ class OpenAIProvider(MediaUpstream):
         payload.pop("stream_options", None)
         return await self.call_raw(op, target, orjson.dumps(payload))
 
-    async def call_raw(self, op: Operation, target: Target, payload: bytes) -> JsonResult:
+    async def call_raw(self, op: Operation, target: Target, payload: Payload) -> JsonResult:
         """A non-streaming call with a body already encoded for this upstream (the client's own
         bytes when `takes_as_sent`: `model` the target's, no stream fields). The answer comes back
         parsed (for usage and translation) and as the upstream's bytes, to forward without
@@ -154,7 +155,7 @@ class OpenAIProvider(MediaUpstream):
         )
         return await self.stream_bytes(op, target, orjson.dumps(payload), lambda: payload)
 
-    async def stream_bytes(self, op: Operation, target: Target, payload: bytes,
+    async def stream_bytes(self, op: Operation, target: Target, payload: Payload,
                            whole: Callable[[], Body]) -> OpenAIChunkStream:
         """A streaming call with a body already encoded for this upstream (the client's own bytes
         when `takes_as_sent`: a coding agent's long history is not encoded again), which names
@@ -196,7 +197,7 @@ class OpenAIProvider(MediaUpstream):
         return await open_event_stream(self._client, target, url, payload, headers,
                                        self._stream_timeout if streaming else self._json_timeout)
 
-    async def _open_stream(self, url: str, target: Target, azure: bool, payload: bytes) -> UpstreamResponse:
+    async def _open_stream(self, url: str, target: Target, azure: bool, payload: Payload) -> UpstreamResponse:
         resp = await open_event_stream(
             self._client, target, url, payload, self._headers(target, azure), self._stream_timeout
         )

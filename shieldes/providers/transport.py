@@ -27,6 +27,7 @@ from shieldes.providers.upstream_connection import (
     Disconnected,
     InvalidAnswer,
     InvalidTarget,
+    Payload,
     Timeouts,
     TransportError,
     _Connection,
@@ -158,7 +159,7 @@ class UpstreamClient:
         self._closed = False
         self.resolver = Resolver()
 
-    async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeouts: Timeouts) -> UpstreamResponse:
+    async def post(self, url: str, body: Payload, headers: Mapping[str, str], timeouts: Timeouts) -> UpstreamResponse:
         """Send one POST and wait for the answer's head (status and headers)."""
         target = self._targets.get(url)
         if target is None:

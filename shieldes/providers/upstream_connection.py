@@ -29,11 +29,35 @@ _DRAIN_SECONDS = 5.0  # how long a released answer's unread tail may take before
 _READ_FIELDS = frozenset((b"content-length", b"transfer-encoding", b"content-encoding", b"content-type"))
 
 
-def written(head: bytes, body: bytes) -> tuple[bytes, ...]:
+class Pieces:
+    """A request body as buffers written one after the other, never joined: the client's bytes
+    and what the gateway adds after them (top_level.appended), so a coding agent's 73 kB turn is
+    not copied to add a field."""
+
+    __slots__ = ("parts", "size")
+
+    def __init__(self, *parts: bytes | memoryview) -> None:
+        self.parts = parts
+        self.size = sum(map(len, parts))  # (memoryviews of bytes: their length in bytes)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self.parts)
+
+
+Payload = bytes | Pieces  # a request body as the upstream client sends it
+
+
+def written(head: bytes, body: Payload) -> tuple[bytes | memoryview, ...]:
     """The buffers a request is written as: a small body joined to its head (one buffer), a
     larger one as it is beside it, never copied (a 20 MB body of screenshots would be a fresh
     20 MB buffer and its page faults)."""
-    return (head + body,) if len(body) < JOIN_BELOW else (head, body)
+    if type(body) is bytes:
+        return (head + body,) if len(body) < JOIN_BELOW else (head, body)
+    parts = body.parts if isinstance(body, Pieces) else (body,)
+    return (b"".join((head, *parts)),) if len(body) < JOIN_BELOW else (head, *parts)
 
 
 class TransportError(Exception):
@@ -120,7 +144,7 @@ class _Connection(asyncio.Protocol):
 
     # --- a call ----------------------------------------------------------------------------------
 
-    def send(self, head: bytes, body: bytes, timeouts: Timeouts) -> asyncio.Future[None]:
+    def send(self, head: bytes, body: Payload, timeouts: Timeouts) -> asyncio.Future[None]:
         """Write one request (`written`); the returned future resolves when the answer's head is in."""
         self._begin(timeouts)
         self._head = self._loop.create_future()

@@ -31,6 +31,7 @@ from shieldes.providers.upstream_connection import (
     Disconnected,
     InvalidAnswer,
     InvalidTarget,
+    Pieces,
     Timeouts,
     written,
 )
@@ -132,14 +133,21 @@ async def test_a_body_over_16_kb_goes_beside_its_head_uncopied_and_arrives_whole
         await writer.drain()
         writer.close()
 
+    # the client's body with the gateway's fields added after it (top_level.appended): its pieces
+    # written as they are, a view of the client's bytes among them
+    added = Pieces(memoryview(body)[:-1], b",", b'"n": 1}')
+    parts = written(head, added)
+    assert b"".join(parts) == head + body[:-1] + b',"n": 1}'
+    assert len(parts) == (4 if len(added) >= 16 * 1024 else 1)
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/x"
     try:
         async with UpstreamClient() as client:
             assert await (await client.post(url, body, {}, T)).read() == b"ok"
+            assert await (await client.post(url, added, {}, T)).read() == b"ok"
     finally:
         server.close()
-    assert got == [body]
+    assert got == [body, bytes(added)]
 
 
 async def test_a_pooled_call_asks_asyncio_for_no_loop(monkeypatch: pytest.MonkeyPatch) -> None:

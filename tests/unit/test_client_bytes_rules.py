@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from shieldes.gateway.top_level import CHAT_HISTORY, Outgoing, TopLevel, read_chat
 from shieldes.providers.chat_history import READ, read_chat_request
 from shieldes.providers.tool_ids import ANTHROPIC, ANY, MISTRAL, OPENAI, all_fit, chat_history_fits
+from shieldes.providers.upstream_connection import Pieces
 from shieldes.responses.request import forwards_as_sent, parse_request
 
 _values = st.recursive(
@@ -35,19 +36,22 @@ def test_what_goes_upstream_reads_as_the_body_with_the_gateways_fields(
         out = Outgoing(top, {})
         sent = {**out.top.small, **changes}
         expected = {name: value for name, value in {**body, **changes}.items() if name not in drop}
-        assert orjson.loads(out.encoded(sent, drop)) == expected
+        encoded = out.encoded(sent, drop)
+        assert orjson.loads(bytes(encoded)) == expected
         assert out.whole(sent) == {**body, **changes}
         if not changes and not drop.intersection(body):
-            assert out.encoded(sent, drop) is raw  # nothing changed: the very bytes
+            assert encoded is raw  # nothing changed: the very bytes
         elif body.keys().isdisjoint(changes) and not drop.intersection(body):
-            assert out.encoded(sent, drop).startswith(raw.rstrip()[:-1])  # only added: every client byte kept
+            assert bytes(encoded).startswith(raw.rstrip()[:-1])  # only added: every client byte kept
+            # and not copied: they go upstream as a view of the client's body, beside the additions
+            assert isinstance(encoded, Pieces) and memoryview(encoded.parts[0]).obj is raw
 
 
 def test_the_history_stays_the_clients_bytes_when_a_top_level_field_changes() -> None:
     raw = b'{"model": "m", "messages": [{"role": "user", "content": "Caf\\u00e9"}], "stream_options": null}'
     out = Outgoing(TopLevel(raw, CHAT_HISTORY), {})
     sent = {**out.top.small, "model": "upstream-m", "stream_options": {"include_usage": True}}
-    encoded = out.encoded(sent)
+    encoded = bytes(out.encoded(sent))
     assert b'[{"role": "user", "content": "Caf\\u00e9"}]' in encoded  # as the client wrote it
     assert orjson.loads(encoded)["model"] == "upstream-m" and next(iter(orjson.loads(encoded))) == "model"
 
