@@ -19,7 +19,7 @@ import orjson
 from shieldes.cluster.view import Health
 from shieldes.errors import InvalidRequest, ProviderMisconfigured, ShieldesError
 from shieldes.gateway.metrics import Metrics
-from shieldes.gateway.top_level import Outgoing, TopLevel
+from shieldes.gateway.top_level import ChatTopLevel, Outgoing, TopLevel
 from shieldes.gateway.upstream_errors import (
     ModelTried,
     all_at_quota,
@@ -42,6 +42,7 @@ from shieldes.providers.base import (
     TokenUsage,
     UpstreamFailure,
 )
+from shieldes.providers.chat_history import READ
 from shieldes.providers.openai_strict import ABSENT, MARKS, Refit
 from shieldes.providers.output_caps import within_cap
 from shieldes.requestlog.record import RequestRecord
@@ -110,15 +111,22 @@ def fitted(provider: Provider, op: Operation, target: Target, out: Outgoing) -> 
     if refitting is None:
         return None
     top = out.top
+    chat = isinstance(top, ChatTopLevel)
     marked: list[bool] = []
 
     def field(name: str) -> Any:
-        # asked only for OpenAI itself; a body naming neither field (nearly every one) is told by a
-        # scan of its bytes, not split into its fields (`reasoning_effort` is asked beside `thinking`)
-        if not marked:
-            marked.append(any(mark in top.raw for mark in MARKS))
-        if not marked[0]:
-            return ABSENT
+        # asked only for OpenAI itself. A chat read in its typed pass has `top_k` and `thinking`
+        # decoded (chat_history.READ; `reasoning_effort` is asked only beside `thinking`); any other
+        # body naming neither (nearly every one) is told by a scan of its bytes, not split into its
+        # fields: two searches of 73 kB cost 180k instructions, more than the rest of a turn's read
+        if chat:
+            if name in READ:
+                return top.small.get(name, ABSENT)
+        else:
+            if not marked:
+                marked.append(any(mark in top.raw for mark in MARKS))
+            if not marked[0]:
+                return ABSENT
         if name in top.small:
             return top.small[name]
         return orjson.loads(memoryview(top.fields[name])) if top.has(name) else ABSENT

@@ -1,7 +1,8 @@
 """An OpenAI chat request read in one typed pass over its bytes: the top-level fields the gateway
-decides on (model, stream, stream_options, max_tokens, max_completion_tokens, n) decoded, and of
-the history only what the gateway must know (every message an object with a string `role`; its
-tool call ids; every tool call's arguments text); contents, tools' schemas and every other field
+decides on (model, stream, stream_options, max_tokens, max_completion_tokens, n, service_tier;
+top_k and thinking, which OpenAI itself refuses) decoded, and of the history only what the
+gateway must know (every message an object with a string `role`; its tool call ids; every tool
+call's arguments text); contents, tools' schemas and every other field
 are skipped, not decoded into Python objects. A coding agent's 70 kB turn becomes a few hundred
 small objects instead of thousands of strings, dicts and lists, and a body carrying a 2 MB
 screenshot is read once. Pure: no I/O, no state.
@@ -80,6 +81,8 @@ class _ChatRequest(_Foreign, gc=False):
     max_completion_tokens: Any = _UNSET
     n: Any = _UNSET
     service_tier: Any = _UNSET  # (a priority request is held at the priority price)
+    top_k: Any = _UNSET  # (OpenAI itself refuses these two: openai_strict.refit)
+    thinking: Any = _UNSET
 
 
 class _ChatTop(_Foreign, gc=False):  # (_ChatRequest's fields, the messages skipped)
@@ -91,9 +94,12 @@ class _ChatTop(_Foreign, gc=False):  # (_ChatRequest's fields, the messages skip
     max_completion_tokens: Any = _UNSET
     n: Any = _UNSET
     service_tier: Any = _UNSET
+    top_k: Any = _UNSET  # (OpenAI itself refuses these two: openai_strict.refit)
+    thinking: Any = _UNSET
 
 
-OWN = ("model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "n", "service_tier")
+OWN = ("model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "n", "service_tier", "top_k",
+       "thinking")
 READ = (*OWN, *FOREIGN, METADATA)  # decoded, when present
 _OWN_OF, _REST_OF = attrgetter(*OWN), attrgetter(*FOREIGN, METADATA)
 _REQUEST = msgspec.json.Decoder(_ChatRequest)
