@@ -276,7 +276,7 @@ async def open_event_stream(
     return resp
 
 
-def event_object(target: Target, data: bytes) -> Body:
+def event_object(target: Target, data: bytes | memoryview) -> Body:
     """One stream event's JSON payload, which must be an object."""
     try:
         parsed = orjson.loads(data)

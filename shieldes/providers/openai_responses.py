@@ -123,8 +123,9 @@ class ResponsesEventStream(BlockStream):
     _unread: tuple[bytes, ...] = ()
     _unread_bytes = 0
     _snapshot: Body | None = None
-    # the JSON of the newest two snapshots not parsed yet (newest last), parsed when read
-    _snapshot_data: tuple[bytes, ...] = ()
+    # the JSON of the newest two snapshots not parsed yet (newest last), parsed when read: views of
+    # the blocks read (an agent's echo its instructions and tools, kB each, not copied)
+    _snapshot_data: tuple[memoryview, ...] = ()
     _primed: Body | None = None  # the first event, parsed by prime(), until frames() meets it
 
     @property
@@ -257,6 +258,7 @@ class ResponsesEventStream(BlockStream):
         parts: list[bytes] = []
         start = counted = 0  # sent up to start; delta events counted up to counted
         deltas = self.deltas
+        view = memoryview(block)  # (an event's JSON parsed or kept as a view of the block, not a copy)
         while at >= 0:
             # (one-line events: the newlines around `at` end its name line and the event before it,
             # found with memchr, where a search for two newlines walks every byte)
@@ -277,12 +279,12 @@ class ResponsesEventStream(BlockStream):
             else:
                 if block[begin + 7:line] in _PROGRESS_NAMES and not relay.edits_progress:
                     # (its own name is no delta event's)
-                    kept = self._snapshot_data
-                    self._snapshot_data = (kept[-1], block[line + 7:end - 2]) if kept else (block[line + 7:end - 2],)
+                    kept, data = self._snapshot_data, view[line + 7:end - 2]
+                    self._snapshot_data = (kept[-1], data) if kept else (data,)
                     at = block.find(_RESPONSE_KEY, end)
                     continue
                 try:
-                    event = self._event(block[line + 7:end - 2], False)
+                    event = self._event(view[line + 7:end - 2], False)
                 except UpstreamFailure:
                     return None
             if isinstance(event.get("response"), dict):
@@ -317,7 +319,7 @@ class ResponsesEventStream(BlockStream):
             out.append(encode_event(str(event.get("type")), event))
         return b"".join(out), deltas, None
 
-    def _event(self, data: bytes, first: bool) -> Body:
+    def _event(self, data: bytes | memoryview, first: bool) -> Body:
         event = event_object(self._target, data)
         kind = event.get("type")
         if first and kind == "error":

@@ -315,6 +315,32 @@ def test_an_agents_long_response_events_leave_the_deltas_counted_for_the_bill() 
             assert client_view(asyncio.run(forwarded(pieces, previous))) == client_view(reference)
 
 
+def test_an_agents_progress_events_are_kept_as_views_of_the_read_not_copies() -> None:
+    """The response so far (created, in progress), kept unparsed for a failure's snapshot, is a view
+    of the block read: an agent's echoes its instructions and tools (kB each), copied twice a
+    stream before. A failure still reports the newest of them."""
+    long = dict(response("in_progress"), instructions="You are a careful coding agent. " * 150)
+    events = [{"type": "response.created", "response": long},
+              {"type": "response.in_progress", "response": dict(long, id="resp_2")}]
+    block = b"".join(framed({**e, "sequence_number": i}, "openai") for i, e in enumerate(events))
+
+    async def run() -> list[Any]:
+        native = await opened([block], None, broken=True)
+        out = []
+        async for frame in native.frames(bill, Tally()):
+            if not out:
+                kept = native._up._snapshot_data
+                assert [type(data) for data in kept] == [memoryview, memoryview]
+                assert all(data.obj is block for data in kept)
+            out.append(frame)
+        await native.aclose()
+        return [orjson.loads(f.split(b"\ndata: ", 1)[1]) for f in b"".join(out).split(b"\n\n") if f]
+
+    sent = asyncio.run(run())
+    assert sent[-1]["type"] == "response.failed" and sent[-1]["response"]["id"] == "resp_2"
+    assert sent[-1]["response"]["instructions"] == long["instructions"]
+
+
 def test_the_last_sequence_number_is_read_off_the_forwarded_bytes_when_a_failure_asks() -> None:
     """Forwarded reads are read for their last sequence number only when a failure numbers its
     events: one read at a time (kept reads let go past a bound) or whole, the last one written as a
