@@ -65,10 +65,13 @@ def legacy_data_dir_notice(settings: Settings) -> str | None:
 
 def embedded_database_url(data_dir: Path) -> str:
     """Start (or reuse) the embedded Postgres under `data_dir` for the rest of this process (benches);
-    the server is left running. Commands and nodes use `acquire`, which stops it after its last user."""
+    the lease ends when the process exits, which stops the server if it was its last user."""
+    import atexit
+
     from shieldes.embedded import EmbeddedPostgres
 
     lease = EmbeddedPostgres(data_dir).acquire("bench")
+    atexit.register(lease.release)
     return lease.url
 
 

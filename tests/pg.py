@@ -3,6 +3,7 @@ a migrated template database, and a fresh copy of it per test (CREATE DATABASE .
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import signal
@@ -40,8 +41,11 @@ def acquire_server() -> Lease | db.ExternalDatabase:
 
 
 def server_url() -> str:
-    """For benches: the server stays up after the process (the lease ends with it)."""
-    return acquire_server().url
+    """For benches: the session's server, released when the process exits (an embedded server is
+    then stopped if this process was its last user)."""
+    lease = acquire_server()
+    atexit.register(lease.release)
+    return lease.url
 
 
 def postgres_running_under(root: Path) -> list[str]:
