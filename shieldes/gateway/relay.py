@@ -39,6 +39,9 @@ class Tally:
     # why the upstream broke the stream (scrubbed, as the client was told): log and request log
     failure = ""
     failure_code: str | None = None  # its UpstreamFailure.code
+    # whether the finish reasons are noted: only a traced stream's attempt span reads them, and
+    # finding them in a chat read of several events costs a walk of its bytes and a loop
+    wants_reasons = True
 
     def __init__(self) -> None:
         # why each choice finished, in the upstream's words (OpenAI finish_reason, Anthropic
@@ -85,7 +88,8 @@ async def openai_frames(stream: ChunkStream, tally: Tally, client_wants_usage: b
             if not tally.content_chunks:
                 tally.first_token_at = time.perf_counter()
             tally.content_chunks += 1
-            note_finish(tally, choices)
+            if tally.wants_reasons:
+                note_finish(tally, choices)
             if not client_wants_usage:
                 chunk.pop("usage", None)  # the chunk dict is ours: parsed for this request
         elif not client_wants_usage and "usage" in chunk:

@@ -291,6 +291,8 @@ class Call:
             headers = {**headers, **self.fallback_headers(served)}
         # pump_stream's work, in this coroutine (a layer costs every stream one)
         tally = relay.Tally()
+        if rec is None or rec.upstream_span is None:  # (no attempt span to name the finish reasons)
+            tally.wants_reasons = False
         try:
             resp = relay.sse_response(self.rid, headers)
             await relay.pump(request, resp, render(stream, tally), tally, self.gw.settings.disconnect_drain_seconds,

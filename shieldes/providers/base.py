@@ -157,6 +157,7 @@ class StreamCounts(Protocol):
     content_chunks: int
     first_token_at: float  # perf_counter of the first content chunk
     finish_reasons: list[str]
+    wants_reasons: bool  # whether finish_reasons are read (else a relay may leave them out)
 
 
 class Provider(Protocol):

@@ -66,7 +66,7 @@ class OpenAIChunkStream(BlockStream):
         read, forwarding the upstream's own bytes; then `closing()` (see relay.usage_frame) and
         [DONE]. With `strip_usage` the frames are those relay.openai_frames would send a client
         that did not ask for usage (no usage chunk, no `usage` fields). `counts` notes the content
-        chunks, the first one's time and the finish reasons as they go by."""
+        chunks, the first one's time and, when `counts.wants_reasons`, the finish reasons as they go by."""
         if self._frame_gen is None:
             self._frame_gen = self._iterate_frames(counts, strip_usage, closing)
         return self._frame_gen
@@ -77,6 +77,7 @@ class OpenAIChunkStream(BlockStream):
         # in a layer of its own: a layer costs every read a resumption, and every stream its
         # creation, the event loop's tracking of it and its closing).
         self._head.clear()  # the primed chunk's bytes are still in what was read: sent from there
+        reasons = counts.wants_reasons
         try:
             out, content, failure, done = self._frames_of_reads(strip)
             while True:
@@ -87,7 +88,7 @@ class OpenAIChunkStream(BlockStream):
                         counts.content_chunks += content
                     # (most reads hold one event, its reason null at its tail: one find; another key
                     # needs 16 bytes past the null, else a find for it; then one split)
-                    at = out.find(_FINISH_KEY)
+                    at = out.find(_FINISH_KEY) if reasons else -1
                     if at >= 0 and (out[at + 16:at + 20] != b"null" or (
                             at + 36 <= len(out) and out.find(_FINISH_KEY, at + 20) >= 0)):
                         counts.finish_reasons += finish_reasons(out)

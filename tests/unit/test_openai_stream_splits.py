@@ -110,12 +110,13 @@ class Outcome:
         return self.chunks, self.content, self.usage, self.failure, self.reasons
 
 
-async def read_frames(pieces: list[bytes], strip: bool) -> Outcome:
+async def read_frames(pieces: list[bytes], strip: bool, reasons: bool = True) -> Outcome:
     out = Outcome()
     stream = OpenAIChunkStream(Reads(pieces), TARGET)  # type: ignore[arg-type]
     try:
         await stream.prime()
         tally = relay.Tally()
+        tally.wants_reasons = reasons
         frames = b"".join([f async for f in stream.frames(tally, strip)])
         out.content, out.reasons = tally.content_chunks, tally.finish_reasons
     except UpstreamFailure as failure:
@@ -216,6 +217,26 @@ def test_a_finish_reason_after_a_null_one_in_a_read_is_noted() -> None:
     body = b"".join(b"data: " + p + b"\n\n" for p in (PAYLOADS[10], PAYLOADS[11], PAYLOADS[13]))
     for pieces in ([body], [body + b"data: [DONE]\n\n"]):
         assert asyncio.run(read_frames(pieces, True)).reasons == ["stop", "stop"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(body=bodies(), strip=st.booleans(), whole=st.booleans())
+def test_finish_reasons_nobody_reads_are_left_out(body: bytes, strip: bool, whole: bool) -> None:
+    """A stream whose finish reasons nothing reads (no attempt span: tracing off) notes none, and
+    gives the client the same frames, content count, usage and failure."""
+    pieces = [body] if whole else [p + b"\n\n" for p in body.split(b"\n\n")[:-1]]
+    wanted = asyncio.run(read_frames(pieces, strip))
+    unwanted = asyncio.run(read_frames(pieces, strip, reasons=False))
+    assert unwanted.reasons == []
+    unwanted.reasons = wanted.reasons
+    assert unwanted.key() == wanted.key()
+
+
+def test_a_stream_without_reasons_wanted_notes_none() -> None:
+    body = b"".join(b"data: " + p + b"\n\n" for p in (PAYLOADS[10], PAYLOADS[11], PAYLOADS[13]))
+    for pieces in ([body], [body + b"data: [DONE]\n\n"], [b"data: " + PAYLOADS[11] + b"\n\n"] * 2):
+        assert asyncio.run(read_frames(pieces, True)).reasons
+        assert asyncio.run(read_frames(pieces, True, reasons=False)).reasons == []
 
 
 FINISH_SPEC = re.compile(rb'"finish_reason":\s*"([^"\\]{1,64})"')  # what a finish reason is, by regex
