@@ -55,11 +55,14 @@ def one_line_objects(block: bytes) -> int:
         return 0
     if block.find(b"\n") == len(block) - 2:  # one event, as most reads are (memchr, not two counts)
         return 1
-    # Several, as a stream written at once is read: split at the separators, every newline is in
-    # one (or the last) when what is between them holds none, found with memchr in their join
-    # (counting the newlines took 5 instructions a byte: 36k of a 20-token stream's 52k here)
-    pieces = block[7:-3].split(b"}\n\ndata: {")
-    return 0 if _LF in b"".join(pieces) else len(pieces)
+    # Several, as a stream written at once is read: the separators (`}\n\ndata: {`, which cannot
+    # overlap) and the last event's end hold two newlines each, so there is no other newline when
+    # the newlines are twice the events. The separators counted, the newlines by how many bytes a
+    # delete of them takes out (found with memchr, where a count of them walks byte by byte at
+    # 5 instructions a byte): 22k of a 24-event read, where a split at the separators and a
+    # memchr in the join of the pieces took 27k
+    n = block.count(b"}\n\ndata: {") + 1
+    return n if len(block) - len(block.replace(b"\n", b"")) == 2 * n else 0
 
 
 def named_event_lines(block: bytes) -> tuple[list[bytes], set[bytes]] | None:

@@ -251,6 +251,23 @@ def test_finish_reasons_are_the_regexs(parts: list[bytes]) -> None:
     assert finish_reasons(block) == [m.decode() for m in FINISH_SPEC.findall(block)]
 
 
+def one_line_objects_by_split(block: bytes) -> int:
+    """What one_line_objects counts, by its definition: the events between the separators."""
+    if block[:7] != b"data: {" or block[-3:] != b"}\n\n":
+        return 0
+    pieces = block[7:-3].split(b"}\n\ndata: {")
+    return 0 if any(b"\n" in p for p in pieces) else len(pieces)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from([b"data: {", b"}", b"\n", b"\n\n", b"}\n\ndata: {", b'"a":1', b"data: ",
+                                 b"{", b"}\n\n", b"\r"]), max_size=14))
+def test_one_line_objects_counts_the_events_between_separators(parts: list[bytes]) -> None:
+    """(An equivalence test: the count by newlines against the split at the separators.)"""
+    for block in (b"".join(parts), b"data: {" + b"".join(parts) + b"}\n\n"):
+        assert one_line_objects(block) == one_line_objects_by_split(block)
+
+
 def test_one_line_objects() -> None:
     assert one_line_objects(b'data: {"a":1}\n\ndata: {"b":2}\n\n') == 2
     assert one_line_objects(b'data: {"a":1}\n\n') == 1
