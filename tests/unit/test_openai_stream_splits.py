@@ -129,10 +129,11 @@ async def read_frames(pieces: list[bytes], strip: bool, reasons: bool = True) ->
     return out
 
 
-async def read_parsed(pieces: list[bytes], strip: bool) -> Outcome:
+async def read_parsed(pieces: list[bytes], strip: bool, reasons: bool = True) -> Outcome:
     out = Outcome()
     stream = OpenAIChunkStream(Reads(pieces), TARGET)  # type: ignore[arg-type]
     tally = relay.Tally()
+    tally.wants_reasons = reasons
     frames: list[bytes] = []
     try:
         await stream.prime()
@@ -235,8 +236,10 @@ def test_finish_reasons_nobody_reads_are_left_out(body: bytes, strip: bool, whol
 def test_a_stream_without_reasons_wanted_notes_none() -> None:
     body = b"".join(b"data: " + p + b"\n\n" for p in (PAYLOADS[10], PAYLOADS[11], PAYLOADS[13]))
     for pieces in ([body], [body + b"data: [DONE]\n\n"], [b"data: " + PAYLOADS[11] + b"\n\n"] * 2):
-        assert asyncio.run(read_frames(pieces, True)).reasons
-        assert asyncio.run(read_frames(pieces, True, reasons=False)).reasons == []
+        for read in (read_frames, read_parsed):  # forwarded, and parsed as a translation's chunks are
+            wanted = asyncio.run(read(pieces, True))
+            unwanted = asyncio.run(read(pieces, True, reasons=False))
+            assert wanted.reasons and unwanted.reasons == [] and unwanted.content == wanted.content
 
 
 FINISH_SPEC = re.compile(rb'"finish_reason":\s*"([^"\\]{1,64})"')  # what a finish reason is, by regex
