@@ -7,6 +7,7 @@ bytes come back as they are; they are read on the side only for usage."""
 
 from __future__ import annotations
 
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Callable, Mapping
@@ -25,7 +26,7 @@ from shieldes.providers.http import (
 )
 from shieldes.providers.native_stream import HeldStream
 from shieldes.providers.sse import SSEDecoder
-from shieldes.providers.sse_blocks import last_blank_line, named_event_lines
+from shieldes.providers.sse_blocks import last_blank_line
 from shieldes.providers.tool_ids import ANTHROPIC, fit_messages_ids
 from shieldes.providers.transport import UpstreamClient, UpstreamResponse
 from shieldes.providers.upstream_connection import Timeouts
@@ -133,11 +134,21 @@ async def open_native_stream(client: UpstreamClient, target: Target, url: str, p
 # What a message_delta's usage may correct of message_start's.
 _DELTA_INPUT = frozenset(("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "cache_creation",
                           "server_tool_use"))
-# The events whose bodies the watch reads; every other event is counted (or ignored) by its name.
-_READ_NAMES = (b"event: message_start", b"event: message_delta", b"event: error")
-_CONTENT_NAME = b"event: content_block_delta"
+# A block of whole events framed as Anthropic frames them: `event: NAME` then one `data:` line each.
+# One regex pass checks it (fewer instructions than a split at every newline and its checks); then
+# a line that is exactly an event name can only be a name line (data lines start `data: `, blank
+# lines are empty), so the few events the watch reads are found by their name lines with `find`.
+_NAMED_EVENTS = re.compile(rb"(?:event: [^\n]*\ndata: [^\n]*\n\n)+")
+# The events whose bodies the watch reads (their name lines, then the same after a newline: one
+# at a line start); every other event is counted (or ignored) by its name.
+_READ_NAMES = tuple((kind, b"event: %s\n" % kind.encode(), b"\nevent: %s\n" % kind.encode())
+                    for kind in ("message_start", "message_delta", "error"))
+_READ_KINDS = frozenset(kind for kind, _line, _after in _READ_NAMES)
+_CONTENT_LINE = b"event: content_block_delta\n"
+_CONTENT_AFTER = b"\n" + _CONTENT_LINE
 _CONTENT_HEAD = b"event: content_block_delta\ndata: "  # how a token's read begins
-_STOP_NAME = b"event: message_stop"
+_STOP_LINE = b"event: message_stop\n"
+_STOP_AFTER = b"\n" + _STOP_LINE
 
 
 class UsageWatch:
@@ -159,28 +170,45 @@ class UsageWatch:
         bodies are parsed, the other events are counted by name. The block's first event (its
         name, its body if parsed); None when the block is framed any other way (then it goes
         event by event through `see`)."""
-        framed = named_event_lines(block)
-        if framed is None:
+        name_end = block.find(b"\n")
+        if block.find(b"\n", name_end + 1) == len(block) - 2 and block[:7] == b"event: " and \
+                block.startswith(b"data: ", name_end + 1) and block[-1] == 10:  # (10: a newline)
+            return self._see_one(block, name_end)  # one event, as a paced stream's reads are
+        if _NAMED_EVENTS.fullmatch(block) is None:
             return None
-        lines, distinct = framed
-        names = lines[0:-1:3]  # looked up as list items, not searched for in the bytes
+        read: list[tuple[int, str, int]] = []  # (where the event starts, its name, its name line's length)
+        for kind, line, after in _READ_NAMES:
+            if block.startswith(line):
+                read.append((0, kind, len(line)))
+            at = block.find(after)
+            while at >= 0:
+                read.append((at + 1, kind, len(line)))
+                at = block.find(after, at + 1)
+        if len(read) > 1:
+            read.sort()  # in the stream's order
         first: Body | None = None
-        read: list[int] = []  # where each event read is (list.index in C, not a loop over every name)
-        for name in _READ_NAMES:
-            if name in distinct:  # (by hash: a read of a whole stream has some 26 names)
-                at = -1
-                for _ in range(names.count(name)):
-                    at = names.index(name, at + 1)
-                    read.append(at)
-        for i in sorted(read):  # in the stream's order
-            parsed = self.see(names[i][7:].decode(), lines[3 * i + 1][6:])
-            if i == 0:
+        for at, kind, size in read:
+            data = at + size + 6  # past `data: `
+            parsed = self.see(kind, block[data:block.index(b"\n", data)])
+            if not at:
                 first = parsed
-        if _CONTENT_NAME in distinct:
-            self.content_events += names.count(_CONTENT_NAME)
-        if _STOP_NAME in distinct:
+        self.content_events += block.count(_CONTENT_AFTER) + block.startswith(_CONTENT_LINE)
+        if block.find(_STOP_AFTER) >= 0 or block.startswith(_STOP_LINE):
             self.done = True
-        return names[0][7:].decode("utf-8", "replace"), first
+        return block[7:block.index(b"\n")].decode("utf-8", "replace"), first
+
+    def _see_one(self, block: bytes, name_end: int) -> tuple[str, Body | None]:
+        """see_block of one event, `event: NAME` (ending at `name_end`) then one `data:` line."""
+        name = block[7:name_end]
+        if name == b"content_block_delta":
+            self.content_events += 1
+            return "content_block_delta", None
+        kind = name.decode("utf-8", "replace")
+        if kind in _READ_KINDS:
+            return kind, self.see(kind, block[name_end + 7:-2])
+        if kind == "message_stop":
+            self.done = True
+        return kind, None
 
     def see(self, event: str, data: bytes) -> Body | None:
         try:

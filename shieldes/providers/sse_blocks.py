@@ -65,28 +65,6 @@ def one_line_objects(block: bytes) -> int:
     return n if len(block) - len(block.replace(b"\n", b"")) == 2 * n else 0
 
 
-def named_event_lines(block: bytes) -> tuple[list[bytes], set[bytes]] | None:
-    """The lines of `block` (split at each newline) when it is nothing but events framed as
-    Anthropic frames them, `event: NAME` then one `data:` line (no carriage return in it: the
-    caller checked): event i's name line is item 3i, its data line 3i+1; and the distinct name
-    lines (looked up by hash, where the list is searched item by item). Else None.
-
-    One split does the checking: names repeat, so they are checked once per distinct name, and
-    the data lines by one count over the bytes."""
-    lines = block.split(b"\n")
-    n = len(lines) // 3
-    # 3 lines per event (the last one blank) and the empty item after the last newline ...
-    if not n or len(lines) != 3 * n + 1 or lines[-1] or lines[2::3].count(b"") != n:
-        return None
-    # ... every name line an `event:` field (no line holds a newline, so in the distinct names
-    # joined after newlines `\nevent: ` can only start a line: one per name), so `\ndata: ` can
-    # only start a data line: n of them. (Counted in C, not by a loop over the names.)
-    names = set(lines[0:-1:3])
-    if (b"\n" + b"\n".join(names)).count(b"\nevent: ") != len(names) or block.count(b"\ndata: ") != n:
-        return None
-    return lines, names
-
-
 def decoded(block: bytes, at_end: bool) -> list[bytes]:
     """The data of each event in `block`, which starts at an event boundary (and, unless it is
     the end of the body, ends at one)."""

@@ -198,3 +198,64 @@ def test_message_delta_usage_corrects_the_start(delta: dict[str, Any], expected:
     watch.see("message_start", orjson.dumps(START))
     watch.see("message_delta", orjson.dumps({"type": "message_delta", "usage": delta}))
     assert watch.usage == expected
+
+
+def split_reading(block: bytes) -> tuple[Any, ...]:
+    """see_block as it read a block before its regex and name-line searches (one split at every
+    newline, the names looked up in it): what the watch must still give for any block."""
+    watch = UsageWatch()
+    lines = block.split(b"\n")
+    n = len(lines) // 3
+    if not n or len(lines) != 3 * n + 1 or lines[-1] or lines[2::3].count(b"") != n or \
+            not all(line.startswith(b"event: ") for line in lines[0:-1:3]) or \
+            not all(line.startswith(b"data: ") for line in lines[1::3]):
+        return (None,)
+    names = lines[0:-1:3]
+    first = None
+    for i, name in enumerate(names):
+        if name in (b"event: message_start", b"event: message_delta", b"event: error"):
+            parsed = watch.see(name[7:].decode(), lines[3 * i + 1][6:])
+            if i == 0:
+                first = parsed
+    watch.content_events += names.count(b"event: content_block_delta")
+    watch.done = b"event: message_stop" in names
+    return (names[0][7:].decode("utf-8", "replace"), first), watch_state(watch)
+
+
+def watch_state(watch: UsageWatch) -> tuple[Any, ...]:
+    return watch.usage, watch.done, watch.errored, watch.content_events, watch.stop_reason
+
+
+NAMES = ["message_start", "message_delta", "error", "message_stop", "content_block_delta", "ping",
+         "xmessage_delta", "message_delta ", "event: message_stop", "content_block_delta\tx", "é", ""]
+DATA = [orjson.dumps(START), orjson.dumps(EVENTS[5][1]), orjson.dumps(EVENTS[6][1]), orjson.dumps(ERROR[1]),
+        b"", b"{}", b"event: message_stop", b"{\"type\":\"message_start\"", b'"x"']
+
+
+@st.composite
+def named_blocks(draw: Any) -> bytes:
+    """Blocks of `event:` / `data:` lines, most framed the usual way, some not."""
+    lines = []
+    for _ in range(draw(st.integers(1, 6))):
+        name, data = draw(st.sampled_from(NAMES)).encode(), draw(st.sampled_from(DATA))
+        lines.append(b"event: " + name + b"\ndata: " + data + b"\n\n")
+    block = b"".join(lines)
+    flaw = draw(st.integers(0, 9))
+    if flaw == 0:  # a line too many or too few somewhere
+        at = draw(st.integers(0, len(block)))
+        block = block[:at] + draw(st.sampled_from([b"\n", b"\ndata: x", b"\nevent: message_stop\n"])) + block[at:]
+    elif flaw == 1:
+        at = draw(st.integers(0, len(block) - 1))
+        block = block[:at] + block[at + 1:]
+    return block
+
+
+@settings(max_examples=1000, deadline=None)
+@given(block=named_blocks())
+def test_a_block_is_read_as_by_its_lines(block: bytes) -> None:
+    """An equivalence test: the watch reads a block (one event or many, the usual framing or not)
+    as a split at every newline read it."""
+    watch = UsageWatch()
+    got = watch.see_block(block)
+    expected = split_reading(block)
+    assert (got,) == expected if got is None else (got, watch_state(watch)) == expected
