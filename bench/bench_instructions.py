@@ -6,7 +6,7 @@ the machine, where a CPU time here moves by more than the difference at stake.
 
     PYTHONPATH=. python bench/bench_instructions.py [--modes json,stream,messages-stream,responses-stream]
         [--window 6] [--rounds 3] [--agent-turns N] [--image-kb N] [--tree DIR ...] [--workers 2]
-        [--gossip-interval 1] [--top 25] [--profile DIR] [--save FILE]
+        [--gossip-interval 1] [--top 25] [--profile DIR] [--save FILE] [--connections 16] [--cache-sim]
 
 Each server runs under `valgrind --tool=callgrind` (the fake upstream and Postgres do not); a
 sequential client (one keep-alive connection) warms a mode up, then counts windows of the same
@@ -33,6 +33,13 @@ default a round with news goes out after nearly every request under valgrind and
 hundreds natively, so the rounds would count per request; at 1 s one round with news falls on
 each second of every window, whatever its requests, and cancels as the timers do (what a round
 costs is in the clock's figure, per second).
+`--connections N` sends a window's requests N at a time, each on a connection of its own, so that N
+are in flight together as under the gateway bench's load (a request's per-loop-turn work is shared
+by the requests in flight). `--cache-sim` turns on callgrind's cache simulation (first-level
+instruction and data caches, last level) and reports estimated cycles instead of instructions:
+each instruction 1, a first-level miss 10 more, a last-level miss 100 more (callgrind's own
+estimate; a process alone, no other process evicting its lines, no branch predictor).
+
 `--profile DIR` keeps each dump there, for `callgrind_annotate --inclusive=yes DIR/<file>`.
 """
 
@@ -49,6 +56,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,7 +122,8 @@ class Counted:
             subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True, timeout=120)
 
     def count(self) -> int:
-        """Instructions executed since the last zero, over every process; zeroes them again."""
+        """Instructions executed since the last zero (with --cache-sim, estimated cycles), over every
+        process; zeroes them again."""
         self.dumps += 1
         pids = self.pids()
         self.control(f"--dump={self.name}-{self.dumps}")
@@ -129,28 +138,40 @@ class Counted:
 def dumped_total(out: Path, pid: int, dump: int) -> int:
     """The instruction count of a process's `dump`-th dump: its `summary:` line, every thread's count
     since the last zero (exact; `totals:`, the sum of the file's lines, can carry costs from before the
-    zero into the first dump after it)."""
+    zero into the first dump after it). With the cache simulation on, the estimated cycles instead."""
     path = out.parent / f"{out.name}.{pid}.{dump}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if path.exists():
+            events: list[str] = []
             for line in path.read_text(errors="replace").splitlines():
-                if line.startswith("summary:"):
-                    return int(line.split()[1])
+                if line.startswith("events:"):
+                    events = line.split()[1:]
+                elif line.startswith("summary:"):
+                    return estimated_cycles(dict(zip(events, map(int, line.split()[1:]), strict=False)))
         time.sleep(0.05)
     raise SystemExit(f"callgrind wrote no dump {path} within 60 s")
 
 
-def valgrind(out: Path, children: bool) -> list[str]:
-    return ["valgrind", "--tool=callgrind", "--dump-instr=no", "--dump-line=no", "--collect-jumps=no",
+def estimated_cycles(events: dict[str, int]) -> int:
+    """Instructions, plus (when simulated) 10 cycles a first-level cache miss and 100 a last-level
+    one: callgrind's own cycle estimate. Without the cache simulation, the instructions alone."""
+    first = events.get("I1mr", 0) + events.get("D1mr", 0) + events.get("D1mw", 0)
+    last = events.get("ILmr", 0) + events.get("DLmr", 0) + events.get("DLmw", 0)
+    return events["Ir"] + 10 * first + 100 * last
+
+
+def valgrind(out: Path, children: bool, cache_sim: bool) -> list[str]:
+    return ["valgrind", "--tool=callgrind", f"--cache-sim={'yes' if cache_sim else 'no'}",
+            "--dump-instr=no", "--dump-line=no", "--collect-jumps=no",
             f"--trace-children={'yes' if children else 'no'}", f"--callgrind-out-file={out}.%p"]
 
 
 def start(name: str, args: list[str], env: dict[str, str], src: Path, scratch: Path, key: str | None,
-          port: int, children: bool = False) -> Counted:
+          port: int, cache_sim: bool, children: bool = False) -> Counted:
     out = scratch / name.replace(" ", "-")
     proc = subprocess.Popen(
-        [*valgrind(out, children), sys.executable, *args], cwd=src,
+        [*valgrind(out, children, cache_sim), sys.executable, *args], cwd=src,
         env={**os.environ, "PYTHONPATH": str(src), "PYTHONHASHSEED": "0", **env},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return Counted(name, proc, port, key, out)
@@ -185,17 +206,21 @@ def hold(target: Counted) -> socket.socket | None:
     return sock
 
 
-def measure(target: Counted, data: bytes, path: str, warmup: int, window: float, rounds: int) -> dict[str, Any]:
+def measure(target: Counted, data: bytes, path: str, warmup: int, window: float, rounds: int,
+            connections: int) -> dict[str, Any]:
     """Instructions per request: the median slope of a window's count over its requests, between windows
     of the same length in time carrying n and 3n requests (as many as fit, at the warm-up's pace)
     paced across it. A node's batches (the request log's, the usage flusher's) are written an
     interval after their first record, set to the window's length: one of each lands in every
     window, whatever its requests, and cancels in the slope, as the timers' ticks (the loop-lag
     probe) do; under valgrind a request takes some 50x longer than natively, so at their usual
-    intervals they would fall on 50x fewer requests than on a real machine."""
+    intervals they would fall on 50x fewer requests than on a real machine. With `connections` > 1 a
+    window's requests go out `connections` at a time, each on a keep-alive connection of its own, so
+    that many are in flight together, as under the gateway bench's load."""
     url = f"http://127.0.0.1:{target.port}{path}"
     headers = {**bg.request_headers(url, target.key), "Content-Type": "application/json"}
     conn = http.client.HTTPConnection("127.0.0.1", target.port, timeout=600)
+    pool = [http.client.HTTPConnection("127.0.0.1", target.port, timeout=600) for _ in range(connections)]
     held = hold(target)
     windows: list[tuple[float, int, int]] = []  # (seconds, requests, instructions)
     pair: tuple[tuple[Path, ...], ...] = ((), ())  # the dumps of the last two windows
@@ -212,14 +237,18 @@ def measure(target: Counted, data: bytes, path: str, warmup: int, window: float,
                 time.sleep((0.5 - time.monotonic()) % 1.0)  # halfway between two ticks of the node's clock
                 began = time.monotonic()
                 target.control("--zero")
-                for i in range(k):
-                    send(conn, path, data, headers)
-                    time.sleep(max(0.0, began + (i + 1) * 0.8 * window / k - time.monotonic()))
+                if connections == 1:
+                    for i in range(k):
+                        send(conn, path, data, headers)
+                        time.sleep(max(0.0, began + (i + 1) * 0.8 * window / k - time.monotonic()))
+                else:
+                    send_together(pool, path, data, headers, k, began, 0.8 * window)
                 time.sleep(max(0.0, began + span - time.monotonic()))  # its batches written
                 windows.append((time.monotonic() - began, k, target.count()))
                 pair = (*pair[1:], target.last)
     finally:
-        conn.close()
+        for c in (conn, *pool):
+            c.close()
         if held is not None:
             held.close()
     rate, per_request = fit(windows)
@@ -229,6 +258,24 @@ def measure(target: Counted, data: bytes, path: str, warmup: int, window: float,
     return {"per_request": statistics.median(pairs), "fitted": per_request, "clock_per_s": rate, "pairs": pairs,
             "requests": n,
             "whole_window": windows[-1][2] / windows[-1][1], "functions": slope(pair, 2 * n)}
+
+
+def send_together(pool: list[http.client.HTTPConnection], path: str, data: bytes, headers: dict[str, str],
+                  k: int, began: float, span: float) -> None:
+    """`k` requests in groups of len(pool), a group's requests sent together, one on each connection
+    (a thread each), the groups paced across `span` seconds from `began`."""
+    group = len(pool)
+
+    def one(j: int) -> None:
+        for i in range(j, k, group):
+            time.sleep(max(0.0, began + (i // group) * group * span / k - time.monotonic()))
+            send(pool[j], path, data, headers)
+
+    threads = [threading.Thread(target=one, args=(j,)) for j in range(group)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def slope(pair: tuple[tuple[Path, ...], ...], more: int) -> dict[str, float]:
@@ -279,6 +326,11 @@ def main() -> None:
     parser.add_argument("--gossip-interval", type=float, default=1.0,
                         help="SHIELDES_GOSSIP_INTERVAL of the `--workers` node (see above)")
     parser.add_argument("--no-bare", action="store_true", help="leave out the bare proxy")
+    parser.add_argument("--connections", type=int, default=1,
+                        help="requests in flight together (each on a keep-alive connection of its own)")
+    parser.add_argument("--cache-sim", action="store_true",
+                        help="simulate the caches: count estimated cycles (instructions + 10 a first-level "
+                        "miss + 100 a last-level miss) instead of instructions")
     parser.add_argument("--top", type=int, default=25, help="functions listed per mode by their own instructions "
                         "beyond the bare proxy's (the last pair of windows'), 0: none")
     parser.add_argument("--profile", type=Path, help="keep callgrind's dumps in this directory")
@@ -310,20 +362,22 @@ def main() -> None:
         if not args.no_bare:
             port = bg.free_port()
             targets.append(start("bare proxy", [str(ROOT / "bench" / "bench_gateway.py"), "proxy", "--port", str(port),
-                                                "--upstream", upstream], {}, ROOT, scratch, None, port))
+                                                "--upstream", upstream], {}, ROOT, scratch, None, port,
+                                 args.cache_sim))
         for i, (tree, db) in enumerate(zip(trees, prepared, strict=True)):
             port = bg.free_port()
             name = "node" if tree == ROOT else f"tree {i}"
             targets.append(start(name, ["-m", "shieldes", "serve", "--host", "127.0.0.1", "--port", str(port),
                                         "--node-id", f"bench-instr-{i}"],
-                                 {"SHIELDES_DATABASE_URL": db.url, **batches}, tree, scratch, db.secret, port))
+                                 {"SHIELDES_DATABASE_URL": db.url, **batches}, tree, scratch, db.secret, port,
+                                 args.cache_sim))
         if args.workers > 1:
             port = bg.free_port()
             targets.append(start(f"node x{args.workers}", [
                 "-m", "shieldes", "serve", "--host", "127.0.0.1", "--port", str(port), "--node-id", "bench-instr-w",
                 "--workers", str(args.workers)], {"SHIELDES_DATABASE_URL": prepared[0].url, **batches,
                                                   "SHIELDES_GOSSIP_INTERVAL": str(args.gossip_interval)}, ROOT, scratch,
-                prepared[0].secret, port, children=True))
+                prepared[0].secret, port, args.cache_sim, children=True))
         bg.wait_port(up_port)
         bg.wait_port(slow_port)
         for t in targets:
@@ -332,7 +386,8 @@ def main() -> None:
         for mode in modes:
             data, path = body_of(mode, args.agent_turns, args.image_kb)
             for t in targets:
-                results.setdefault(mode, {})[t.name] = measure(t, data, path, args.warmup, args.window, args.rounds)
+                results.setdefault(mode, {})[t.name] = measure(t, data, path, args.warmup, args.window, args.rounds,
+                                                                args.connections)
                 got = results[mode][t.name]
                 print(f"{mode:18} {t.name:12} {got['per_request']:12,.0f} per request (pairs of windows: "
                       f"{', '.join(f'{n:,.0f}' for n in got['pairs'])}; the clock's {got['clock_per_s']:,.0f}/s; "
@@ -356,7 +411,7 @@ def main() -> None:
             bg.drop_scratch(db.url)
     if args.save:
         args.save.write_text(json.dumps(results, indent=1))
-    report(results, trees)
+    report(results, trees, "estimated cycles" if args.cache_sim else "instructions")
     if args.top:
         for mode, by in results.items():
             print_top(mode, by, args.top)
@@ -376,9 +431,9 @@ def print_top(mode: str, by: dict[str, dict[str, Any]], top: int) -> None:
         print(f"{n:+10,.0f}" + "".join(f" {by[t]['functions'].get(f, 0.0):12,.0f}" for t in names) + f"  {f[:100]}")
 
 
-def report(results: dict[str, dict[str, dict[str, Any]]], trees: list[Path]) -> None:
+def report(results: dict[str, dict[str, dict[str, Any]]], trees: list[Path], unit: str) -> None:
     names = list(next(iter(results.values())))
-    print("\ninstructions per request (what each request adds; the clock's work apart)")
+    print(f"\n{unit} per request (what each request adds; the clock's work apart)")
     print(f"{'mode':18}" + "".join(f" {n:>14}" for n in names) + "  ratios")
     for mode, by in results.items():
         cells = "".join(f" {by[n]['per_request']:>14,.0f}" for n in names)

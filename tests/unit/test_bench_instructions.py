@@ -70,3 +70,11 @@ def test_the_fit_tells_the_clocks_share_from_the_requests() -> None:
     windows = [(t, n, round(2_000_000 * t + 900_000 * n)) for t, n in ((6.0, 10), (6.4, 30), (5.9, 10), (7.5, 30))]
     rate, per_request = bi.fit(windows)
     assert abs(rate - 2_000_000) < 1 and abs(per_request - 900_000) < 1
+
+
+def test_a_cache_simulated_dumps_count_is_its_estimated_cycles(tmp_path: Path) -> None:
+    # --cache-sim: the summary carries the misses too; callgrind leaves trailing zero columns out
+    dump = DUMP.replace("events: Ir\nsummary: 1500",
+                        "events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw\nsummary: 1500 700 300 20 30 5 2")
+    (tmp_path / "node.4242.2").write_text(dump)
+    assert bi.dumped_total(tmp_path / "node", 4242, 2) == 1500 + 10 * (20 + 30 + 5) + 100 * 2
