@@ -104,11 +104,14 @@ def repartition_empty(conn: psycopg.Connection[Any], size: int) -> None:
         conn.execute("UPDATE log_head SET partition_size = %s, partitions_end = %s WHERE id = 1", (size, 2 * size))
 
 
-def fresh_database(url: str, *, migrated: bool = True) -> str:
+def fresh_database(url: str, *, migrated: bool = True, copy_of: str | None = None) -> str:
+    """A new database: at alembic head, empty (`migrated=False`), or a copy of the database at the
+    URL `copy_of` (which no connection may be open on)."""
     name = "t_" + uuid.uuid4().hex[:16]
+    template = urlsplit(copy_of).path.lstrip("/") if copy_of else TEMPLATE
     with psycopg.connect(url, autocommit=True) as conn:
-        if migrated:
-            conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+        if migrated or copy_of:
+            conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
         else:
             conn.execute(f"CREATE DATABASE {name}")
     return with_database(url, name)

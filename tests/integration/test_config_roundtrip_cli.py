@@ -39,6 +39,31 @@ def export(url: str, path: Path | None = None) -> dict[str, Any]:
     return dict(json.loads(path.read_text()))
 
 
+@pytest.fixture(scope="module")
+def staged(pg_server: str) -> Iterator[str]:
+    """A database `staging` wrote through the CLI, once for the module: the tests get copies of it
+    (staged_url, staged_prod_url), each a database of its own."""
+    url = pg.fresh_database(pg_server)
+    staging(url)
+    yield url
+    pg.drop_database(pg_server, url)
+
+
+@pytest.fixture
+def staged_url(pg_server: str, staged: str) -> Iterator[str]:
+    url = pg.fresh_database(pg_server, copy_of=staged)
+    yield url
+    pg.drop_database(pg_server, url)
+
+
+@pytest.fixture
+def staged_prod_url(pg_server: str, staged: str) -> Iterator[str]:
+    """A second copy of the staged database, for a test that edits two staged databases two ways."""
+    url = pg.fresh_database(pg_server, copy_of=staged)
+    yield url
+    pg.drop_database(pg_server, url)
+
+
 def staging(url: str) -> None:
     """A config using every section of the export: provider types with settings, a pattern, an
     alias with weights and fallbacks, prices (a pattern, cache prices), a routing strategy, teams
@@ -66,10 +91,9 @@ def staging(url: str) -> None:
     ok(url, "key", "revoke", "old")
 
 
-def test_export_imports_into_an_empty_database_and_exports_the_same(database_url: str, prod_url: str,
+def test_export_imports_into_an_empty_database_and_exports_the_same(staged_url: str, prod_url: str,
                                                                      tmp_path: Path) -> None:
-    staging(database_url)
-    source = export(database_url, tmp_path / "shieldes.json")
+    source = export(staged_url, tmp_path / "shieldes.json")
     assert (source["format"], source["version"]) == ("shieldes", 2)
 
     dry = json.loads(ok(prod_url, "--json", "config", "import", str(tmp_path / "shieldes.json"), "--dry-run"))
@@ -110,13 +134,12 @@ def test_export_imports_into_an_empty_database_and_exports_the_same(database_url
     assert second["events_appended"] == 0 and config_events(prod_url) == before
 
 
-def test_dry_run_shows_an_edit_import_applies_it_and_a_second_import_changes_nothing(database_url: str,
+def test_dry_run_shows_an_edit_import_applies_it_and_a_second_import_changes_nothing(staged_url: str,
                                                                                       tmp_path: Path) -> None:
-    staging(database_url)
     path = tmp_path / "shieldes.json"
-    doc = export(database_url, path)
-    before = config_events(database_url)
-    same = shieldes(database_url, "config", "import", str(path), "--dry-run")
+    doc = export(staged_url, path)
+    before = config_events(staged_url)
+    same = shieldes(staged_url, "config", "import", str(path), "--dry-run")
     assert same.returncode == 0, same.stderr
     assert "shieldes: would add 0, update 0, leave 12 unchanged (dry run: nothing written)" in same.stdout
 
@@ -131,7 +154,7 @@ def test_dry_run_shows_an_edit_import_applies_it_and_a_second_import_changes_not
     edited["teams"].append({"id": None, "name": "ops", "budget": None})
     path.write_text(json.dumps(edited))
 
-    dry = json.loads(ok(database_url, "--json", "config", "import", str(path), "--dry-run"))
+    dry = json.loads(ok(staged_url, "--json", "config", "import", str(path), "--dry-run"))
     changed = {(c["kind"], c["name"]): (c["action"], c["detail"]) for c in dry["changes"]
                if c["action"] != "unchanged"}
     assert changed == {
@@ -142,20 +165,20 @@ def test_dry_run_shows_an_edit_import_applies_it_and_a_second_import_changes_not
         ("key", "app"): ("update", "team ml -> web; rpm 600 -> 900; budget $50/30d -> none"),
         ("pricing", "gpt-4o-mini"): ("add", "input $0.2/1M, output $0.8/1M"),
     }
-    assert config_events(database_url) == before
+    assert config_events(staged_url) == before
 
-    ok(database_url, "config", "import", str(path))
-    after = export(database_url)
+    ok(staged_url, "config", "import", str(path))
+    after = export(staged_url)
     ops = next(t for t in after["teams"] if t["name"] == "ops")
     assert ops["id"].startswith("team_")  # no id in the file: a new one
     assert after == {**edited, "teams": sorted([*edited["teams"][:-1], ops], key=lambda t: t["name"]),
                      "pricing": sorted(edited["pricing"], key=lambda p: p["model"])}
 
-    written = config_events(database_url)
-    again = json.loads(ok(database_url, "--json", "config", "import", str(path), "--dry-run"))
+    written = config_events(staged_url)
+    again = json.loads(ok(staged_url, "--json", "config", "import", str(path), "--dry-run"))
     assert again["summary"] == {"add": 0, "update": 0, "unchanged": 14}
-    assert json.loads(ok(database_url, "--json", "config", "import", str(path)))["events_appended"] == 0
-    assert config_events(database_url) == written
+    assert json.loads(ok(staged_url, "--json", "config", "import", str(path)))["events_appended"] == 0
+    assert config_events(staged_url) == written
 
 
 def _refused(url: str, path: Path, doc: Any, *args: str, **env: str) -> str:
@@ -232,59 +255,57 @@ def _last_config_events(url: str, n: int) -> list[tuple[str, dict[str, Any]]]:
 
 
 def test_an_edited_provider_is_updated_as_provider_update_would_and_a_type_change_is_refused(
-        database_url: str, prod_url: str, tmp_path: Path) -> None:
-    staging(database_url)
+        staged_url: str, staged_prod_url: str, tmp_path: Path) -> None:
     path = tmp_path / "shieldes.json"
-    doc = export(database_url, path)
+    doc = export(staged_url, path)
     providers = {p["name"]: p for p in doc["providers"]}
     providers["openai"].update(base_url="https://proxy.internal/v1", models=["gpt-4o"],  # gpt-4o-mini left out
                                options={"rpm": "6000"})
     providers["azure-eu"]["options"] = {"api_version": "2025-01-01"}
     providers["anthropic"]["api_key"] = "env:ANTHROPIC_KEY_2"
     path.write_text(json.dumps(doc))
-    before = config_events(database_url)
+    before = config_events(staged_url)
 
-    dry = shieldes(database_url, "config", "import", str(path), "--dry-run")
+    dry = shieldes(staged_url, "config", "import", str(path), "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "https://api.openai.com/v1 -> https://proxy.internal/v1; rpm 5000 -> 6000" in dry.stdout
     assert "api_version 2024-10-21 -> 2025-01-01" in dry.stdout and "key env:ANTHROPIC_API_KEY -> env:ANTHROPIC_KEY_2" \
         in dry.stdout
     assert "shieldes: would add 0, update 3, leave 9 unchanged (dry run: nothing written)" in dry.stdout
     assert "provider 'openai' also serves gpt-4o-mini" in dry.stderr  # kept: an import removes nothing
-    assert config_events(database_url) == before
+    assert config_events(staged_url) == before
 
-    done = json.loads(ok(database_url, "--json", "config", "import", str(path)))
+    done = json.loads(ok(staged_url, "--json", "config", "import", str(path)))
     assert done["summary"]["update"] == 3 and done["events_appended"] == 3
-    after = {p["name"]: p for p in export(database_url)["providers"]}
+    after = {p["name"]: p for p in export(staged_url)["providers"]}
     assert after["openai"] == {**providers["openai"], "models": ["gpt-4o", "gpt-4o-mini"]}
     assert after["azure-eu"] == providers["azure-eu"] and after["anthropic"] == providers["anthropic"]
-    imported = _last_config_events(database_url, 3)
+    imported = _last_config_events(staged_url, 3)
 
     # the same events `provider update` appends for the same changes, each in the audit log
-    staging(prod_url)
-    ok(prod_url, "provider", "update", "anthropic", "--api-key-env", "ANTHROPIC_KEY_2")
-    ok(prod_url, "provider", "update", "azure-eu", "--api-version", "2025-01-01")
-    ok(prod_url, "provider", "update", "openai", "--base-url", "https://proxy.internal/v1", "--rpm", "6000")
-    assert sorted(imported, key=lambda e: e[1]["name"]) == _last_config_events(prod_url, 3)
-    with psycopg.connect(database_url) as conn:
+    ok(staged_prod_url, "provider", "update", "anthropic", "--api-key-env", "ANTHROPIC_KEY_2")
+    ok(staged_prod_url, "provider", "update", "azure-eu", "--api-version", "2025-01-01")
+    ok(staged_prod_url, "provider", "update", "openai", "--base-url", "https://proxy.internal/v1", "--rpm", "6000")
+    assert sorted(imported, key=lambda e: e[1]["name"]) == _last_config_events(staged_prod_url, 3)
+    with psycopg.connect(staged_url) as conn:
         audited = conn.execute("SELECT actor, subject FROM audit_log WHERE type = 'provider.updated' "
                                "ORDER BY position").fetchall()
     assert sorted(s for _, s in audited) == ["anthropic", "azure-eu", "openai"]
     assert all(a.endswith(":config-import") for a, _ in audited)
 
     # a second import changes nothing
-    written = config_events(database_url)
-    again = json.loads(ok(database_url, "--json", "config", "import", str(path)))
+    written = config_events(staged_url)
+    again = json.loads(ok(staged_url, "--json", "config", "import", str(path)))
     assert again["summary"] == {"add": 0, "update": 0, "unchanged": 12} and again["events_appended"] == 0
-    assert config_events(database_url) == written
+    assert config_events(staged_url) == written
 
     # a type change is refused, saying what to do, and nothing is written
     retyped = copy.deepcopy(doc)
     next(p for p in retyped["providers"] if p["name"] == "anthropic")["type"] = "openai"
-    refused = _refused(database_url, path, retyped)
+    refused = _refused(staged_url, path, retyped)
     assert "makes provider 'anthropic' type openai, but it exists here with type anthropic" in refused
     assert "`shieldes provider remove anthropic`" in refused
-    assert config_events(database_url) == written
+    assert config_events(staged_url) == written
 
 
 def test_a_per_image_price_goes_through_export_and_import(database_url: str, prod_url: str, tmp_path: Path) -> None:
