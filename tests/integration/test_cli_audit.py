@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from shieldes.events.codec import Codec
 from shieldes.events.pg_store import PostgresEventStore, open_pool
 from shieldes.events.store import AppendOptions, NewEvent
 from shieldes.snapshots.rollups import fold_deltas
+from tests import pg
 from tests.cli import count_events, invoke, ok, populate, refused, sql
 
 AUDIT_SQL = Path(__file__).resolve().parents[2] / "examples" / "audit.sql"
@@ -352,30 +354,44 @@ def _many_keys(database_url: str) -> None:
     sql(database_url, "ANALYZE config_index")
 
 
-def test_a_page_of_the_audit_log_reads_its_own_rows_among_many_keys(database_url: str) -> None:
+@pytest.fixture(scope="module")
+def many_keys(pg_server: str) -> Iterator[str]:
+    """A database holding _many_keys' seed, made once for the module: the tests get copies of it."""
+    url = pg.fresh_database(pg_server)
+    _many_keys(url)
+    yield url
+    pg.drop_database(pg_server, url)
+
+
+@pytest.fixture
+def many_keys_url(pg_server: str, many_keys: str) -> Iterator[str]:
+    url = pg.fresh_database(pg_server, copy_of=many_keys)
+    yield url
+    pg.drop_database(pg_server, url)
+
+
+def test_a_page_of_the_audit_log_reads_its_own_rows_among_many_keys(many_keys_url: str) -> None:
     """A page without a subject names each row's key or team by one lookup in config_index: the
     view joined every config event of the page to every key (a nested loop under the LIMIT), a
     million rows read per row at a million keys, past the 30 s read bound."""
     from shieldes.events.queries import AUDIT_SQL, audit_params
 
-    _many_keys(database_url)
     params = audit_params(limit=100)
-    with psycopg.connect(database_url) as conn:
+    with psycopg.connect(many_keys_url) as conn:
         plan = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + AUDIT_SQL, params).fetchone()[0][0]["Plan"]
     assert _rows_read(plan) < 100 * 20, _rows_read(plan)  # a few per row of the page (20,000 keys per row before)
-    rows = ok(database_url, "audit", "log", "--limit", "3")
+    rows = ok(many_keys_url, "audit", "log", "--limit", "3")
     assert sorted((r["type"], r["subject"]) for r in rows) == [("budget.set", "app-19999"), ("budget.set", "eng"),
                                                                ("virtual_key.created", "app-19999")]
 
 
-def test_the_audit_of_one_subject_reads_its_events_among_many_keys(database_url: str) -> None:
+def test_the_audit_of_one_subject_reads_its_events_among_many_keys(many_keys_url: str) -> None:
     """`--subject` starts from the events of the keys and teams with that id or name (and the
     shared config) in `audit_subjects`: it matched every config event's looked-up name, one
     lookup per event (9.5 s at a million keys). The same rows, also for the audit role."""
     from shieldes.events.queries import audit_params, audit_sql
 
-    _many_keys(database_url)
-    sql(database_url, "ANALYZE config_index")
+    sql(many_keys_url, "ANALYZE config_index")
     for subject, expected in (
         ("app-77", [("budget.set", "app-77"), ("virtual_key.created", "app-77")]),
         ("key_0000004d", [("budget.set", "app-77"), ("virtual_key.created", "app-77")]),
@@ -384,11 +400,11 @@ def test_the_audit_of_one_subject_reads_its_events_among_many_keys(database_url:
         ("nobody", []),
     ):
         params = audit_params(subject=subject, limit=100)
-        with psycopg.connect(database_url, autocommit=True) as conn:
+        with psycopg.connect(many_keys_url, autocommit=True) as conn:
             plan = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + audit_sql(params), params).fetchone()[0][0]["Plan"]
             conn.execute("SET ROLE shieldes_audit")
             as_auditor = conn.execute(audit_sql(params), params).fetchall()
         assert _rows_read(plan) < 200, (subject, _rows_read(plan))  # 40,000 lookups before
-        rows = ok(database_url, "audit", "log", "--subject", subject)
+        rows = ok(many_keys_url, "audit", "log", "--subject", subject)
         assert sorted((r["type"], r["subject"]) for r in rows) == expected
         assert sorted((r[3], r[4]) for r in as_auditor) == expected
