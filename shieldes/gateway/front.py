@@ -51,6 +51,10 @@ FILES_CHECK_SECONDS = 5.0  # how often the open files are counted against the li
 # Pending connections the kernel holds for accept(): a burst of clients (agents starting together)
 # is not refused or delayed by SYN retries; the kernel caps it at net.core.somaxconn.
 LISTEN_BACKLOG = 1024
+# Every connection reads into the front's one buffer (as uvloop reads into its loop's one buffer),
+# and its parser reads the request there: a body is copied out once, by the parser.
+READ_BUFFER = 256 * 1024
+HOT_PEEK = 128  # the bytes a read's request line is told by (hot_target, _hot_line: at most 70)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Observe = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
@@ -76,6 +80,7 @@ class Front:
         self.hot_paths = frozenset(self.matches)  # what hot_target takes: the app's, not the list's
         self.connections: set[_Connection] = set()
         self.reads = 0  # of request bytes, ever: a node idle over an interval read none (malloc.IdleTrim)
+        self.read_view = memoryview(bytearray(READ_BUFFER))  # every connection's reads land here
         self.server: asyncio.AbstractServer | None = None
         # every answer's Date, formatted as the second turns (a timer while listening), not per answer
         self.date = _http_date(time.time())
@@ -182,7 +187,7 @@ _NO_HEAD = ("", "", CIMultiDictProxy(CIMultiDict[str]()), True, None)
 _HEAD_TOO_LARGE = ("headers_too_large", f"the request's headers are over {MAX_HEAD} bytes together; send smaller ones")
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(asyncio.BufferedProtocol):
     """One client connection while it is here: requests parsed, answered one after another."""
 
     def __init__(self, front: Front) -> None:
@@ -199,7 +204,8 @@ class _Connection(asyncio.Protocol):
         self._drained: asyncio.Future[None] | None = None
         self.idle_since = self.loop.time()
         self._refusal: bytes | None = None  # sent once the answer being written is out
-        self._head_raw: list[bytes] | None = None  # the bytes of a request's head, while it is read
+        # the bytes of a request's head, while it is read (a view of the read being parsed, bytes after it)
+        self._head_raw: list[bytes | memoryview] | None = None
         # the start of the last hot request line read at a boundary, `POST <target> `: a keep-alive
         # client calls the same route again, told by one startswith
         self._hot_line: bytes | None = None
@@ -278,7 +284,19 @@ class _Connection(asyncio.Protocol):
             self._drained = self.loop.create_future()
             await self._drained
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.front.read_view  # (shared: each read is taken out of it before the next one)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """A read landed in the front's buffer: the parser reads it there, and only what a request
+        keeps (its body, headers, target) is copied out, once, by the parser's callbacks."""
+        self.received(self.front.read_view[:nbytes])
+        raw = self._head_raw  # a head that spans reads: its part in this read outlives the buffer
+        if raw and type(raw[-1]) is memoryview:
+            raw[-1] = raw[-1].tobytes()
+
+    def received(self, data: memoryview) -> None:
+        """The bytes of one read, a view valid only until this returns."""
         self.front.reads += 1
         if self._refusal is not None:
             return
@@ -288,19 +306,20 @@ class _Connection(asyncio.Protocol):
             self._feed(data)
             return
         if self._task is None and not self._unparsed:  # the usual case: a request on an idle connection
+            start = data[:HOT_PEEK].tobytes()  # (enough to tell the request line's target)
             line = self._hot_line
-            if line is not None and data.startswith(line):  # the route this client called last, again
+            if line is not None and start.startswith(line):  # the route this client called last, again
                 self._head_raw = [data]
                 self._feed(data)
                 return
-            hot = hot_target(data, self.front.hot_paths)
+            hot = hot_target(start, self.front.hot_paths)
             if hot:
-                self._hot_line = data[:data.index(b" ", 5) + 1]  # `POST <target> `
+                self._hot_line = start[:start.index(b" ", 5) + 1]  # `POST <target> `
                 self._head_raw = [data]  # (kept until its head is complete: see _HandOff)
                 self._feed(data)
                 return
             if hot is False:
-                self._hand_off(data)
+                self._hand_off(data.tobytes())
                 return
         self._unparsed += data
         if self._task is None:
@@ -334,13 +353,14 @@ class _Connection(asyncio.Protocol):
 
     def _hand_off(self, raw: bytes) -> None:
         assert self.transport is not None
+        self._head_raw = None
         self.front.connections.discard(self)
         handler = self.front.handoff()
         self.transport.set_protocol(handler)
         handler.connection_made(self.transport)
         handler.data_received(raw)
 
-    def _feed(self, data: bytes) -> None:
+    def _feed(self, data: bytes | memoryview) -> None:
         try:
             self._parser.feed_data(data)
             if self._reading_fields:  # a head (or trailers) that spans reads: what came is measured now

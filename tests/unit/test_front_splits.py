@@ -91,12 +91,26 @@ def connect(app: web.Application) -> tuple[_Connection, Recorder, Elsewhere]:
     return conn, transport, elsewhere
 
 
+def deliver(conn: _Connection, transport: Recorder, piece: bytes) -> None:
+    """`piece` read as a transport reads for a buffered protocol: into the buffer the protocol
+    gives, as much as it holds, then the protocol told how much landed; what is left of it goes
+    to aiohttp's side if the connection was handed over meanwhile. The buffer is overwritten
+    after each read, as the next read overwrites it, so a view kept of it shows."""
+    while piece:
+        if transport.protocol is not None:
+            transport.protocol.data_received(piece)
+            return
+        buffer = conn.get_buffer(-1)
+        n = min(len(buffer), len(piece))
+        buffer[:n] = piece[:n]
+        conn.buffer_updated(n)
+        buffer[:n] = b"\xff" * n
+        piece = piece[n:]
+
+
 async def feed(conn: _Connection, transport: Recorder, piece: bytes) -> None:
     """`piece` to whichever side holds the connection now, then a few turns for answers to run."""
-    if transport.protocol is not None:
-        transport.protocol.data_received(piece)
-    else:
-        conn.data_received(piece)
+    deliver(conn, transport, piece)
     for _ in range(5):  # (each answer is a task on this loop)
         await asyncio.sleep(0)
 
