@@ -81,10 +81,10 @@ def post(path: str, body: bytes, chunked: bool = False) -> bytes:
 DATE_HEADER = re.compile(rb"Date: [^\r\n]*\r\n")
 
 
-def connect(app: web.Application) -> tuple[_Connection, Recorder, Elsewhere]:
-    """A front connection serving `app` (bodies up to 10,000 bytes), its transport and aiohttp's side."""
+def connect(app: web.Application, max_body: int = 10_000) -> tuple[_Connection, Recorder, Elsewhere]:
+    """A front connection serving `app` (bodies up to `max_body` bytes), its transport and aiohttp's side."""
     elsewhere = Elsewhere()
-    front = Front(app, lambda: elsewhere, observe, max_body=10_000)
+    front = Front(app, lambda: elsewhere, observe, max_body=max_body)
     transport = Recorder()
     conn = _Connection(front)
     conn.connection_made(transport)
@@ -121,12 +121,12 @@ async def answered(conn: _Connection) -> None:
         await asyncio.sleep(0)
 
 
-async def run(pieces: list[bytes]) -> tuple[bytes, bytes]:
+async def run(pieces: list[bytes], max_body: int = 10_000) -> tuple[bytes, bytes]:
     """(what the front wrote, what was handed to aiohttp's side) after feeding `pieces`."""
     app = web.Application()
     for path in ("/v1/chat/completions", "/v1/embeddings", "/embeddings"):
         app.router.add_post(path, echo)
-    conn, transport, elsewhere = connect(app)
+    conn, transport, elsewhere = connect(app, max_body)
     for piece in pieces:
         if not piece:  # wait until every answer so far is out
             await answered(conn)
@@ -177,3 +177,59 @@ def test_one_byte_at_a_time() -> None:
     answers, handed = asyncio.run(run([data[i:i + 1] for i in range(len(data))]))
     assert answers == asyncio.run(run([HOT]))[0]
     assert handed == OTHER
+
+
+# Bodies larger than a read (the front's buffer holds READ_BUFFER bytes), each different at every
+# byte, pipelined on one keep-alive connection with an empty one and a chunked one between them.
+LARGE = bytes(range(256)) * 1200 + b"end"  # 307,203 bytes: two reads at least, whole
+LARGE_HOT = (post("/v1/chat/completions", LARGE) + post("/v1/embeddings", b"") + post("/embeddings", LARGE[:70_001])
+             + post("/v1/chat/completions", LARGE[1:50_000], chunked=True) + post("/v1/chat/completions", LARGE[::-1]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(1, len(LARGE_HOT) - 1), max_size=10, unique=True))
+def test_large_bodies_over_many_reads_reach_the_handler_whole(cuts: list[int]) -> None:
+    """Each read lands in the front's one buffer, which the next read overwrites (here with 0xff
+    at once): every body the handler gets is the one sent, however the stream is cut."""
+    answers, handed = asyncio.run(run(pieces_of(LARGE_HOT, cuts), max_body=400_000))
+    assert handed == b""
+    bodies = [b"/v1/chat/completions " + LARGE, b"/v1/embeddings ", b"/embeddings " + LARGE[:70_001],
+              b"/v1/chat/completions " + LARGE[1:50_000], b"/v1/chat/completions " + LARGE[::-1]]
+    at = 0
+    for body in bodies:
+        found = answers.find(b"Content-Length: %d\r\n" % len(body), at)
+        assert found >= 0
+        at = answers.index(b"\r\n\r\n", found) + 4
+        assert answers[at:at + len(body)] == body
+        at += len(body)
+    assert at == len(answers)
+
+
+def test_a_head_cut_across_reads_is_handed_over_as_sent() -> None:
+    """A request asking to upgrade is handed to aiohttp's side with its head as sent, the parts
+    of it that came in earlier reads (long overwritten in the buffer) included."""
+    data = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nX-Long: " + b"v" * 3000
+            + b"\r\nUpgrade: h2c\r\nConnection: Upgrade\r\nContent-Length: 2\r\n\r\n{}")
+    answers, handed = asyncio.run(run(pieces_of(data, [40, 1000, 2000, 3050])))
+    assert answers == b"" and handed == data
+
+
+def test_a_client_that_closes_before_its_body_ends_gets_no_answer() -> None:
+    """Fewer bytes than Content-Length, then the close: no handler runs, nothing is written, and
+    what was read of the body is let go."""
+    async def go() -> None:
+        called: list[bytes] = []
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            called.append(await request.read())
+            return web.Response(body=b"")
+
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", handler)
+        conn, transport, _ = connect(app, max_body=400_000)
+        await feed(conn, transport, post("/v1/chat/completions", LARGE)[:-100])
+        conn.connection_lost(None)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert called == [] and transport.out == b"" and conn._body == [] and conn.closed
+    asyncio.run(go())
