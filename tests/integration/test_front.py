@@ -10,12 +10,24 @@ import socket
 
 import httptools
 import openai
+import pytest
 
 from shieldes.gateway.observe import IN_FLIGHT
 from tests.fake_upstream import FakeUpstream
 from tests.integration.gateway_harness import UPSTREAM_KEY, Harness, harness, wait_until
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hello there"}]}
+
+
+@pytest.fixture(params=["asyncio", "uvloop"], autouse=True)
+def event_loop_policy(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoopPolicy:
+    """Each case on both loops: nodes run on uvloop, whose transports read for the front
+    (a buffered protocol) in code of their own."""
+    if request.param == "uvloop":
+        import uvloop
+
+        return uvloop.EventLoopPolicy()
+    return asyncio.DefaultEventLoopPolicy()
 
 
 class Answers:
@@ -318,3 +330,41 @@ async def test_a_failure_outside_the_handlers_still_gets_an_answer(database_url:
         client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=key, max_retries=0)
         chat = await client.chat.completions.create(model="gpt-4o", messages=CHAT["messages"])  # type: ignore[arg-type]
         assert chat.choices[0].message.content == "Hello from the fake upstream"
+
+
+async def test_large_bodies_whole_in_pieces_and_cut_short(database_url: str) -> None:
+    """A coding agent's turn, larger than a read, reaches the upstream byte for byte on one
+    keep-alive connection: sent in one write, then in pieces with the head apart; a body of 0
+    bytes is refused in the API's shape as before; a client that sends fewer bytes than its
+    Content-Length and closes gets nothing, and the node goes on serving."""
+    async with harness(database_url) as h:
+        key = await h.create_key("app")
+        await h.sync()
+        turn = dict(CHAT, messages=[{"role": "user", "content": "".join(f"line {i} of the file\n"
+                                                                        for i in range(20_000))}])
+        whole = post("/v1/chat/completions", key, turn)
+        assert len(whole) > 400_000
+        raw = await Raw.open(h)
+        await raw.send(whole)
+        assert [a[0] for a in await raw.answers_until(1)] == [200]
+        head_end = whole.index(b"\r\n\r\n") + 4
+        for piece in (whole[:head_end], whole[head_end:head_end + 1000], whole[head_end + 1000:300_000],
+                      whole[300_000:]):
+            await raw.send(piece)
+        empty = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {key}\r\n"
+                 "Content-Type: application/json\r\nContent-Length: 0\r\n\r\n").encode()
+        await raw.send(empty)
+        answers = await raw.answers_until(3)
+        assert [a[0] for a in answers] == [200, 200, 400]
+        assert json.loads(answers[2][2])["error"]["type"] == "invalid_request_error"
+        await raw.close()
+        assert [r.body["messages"] for r in h.upstream.requests_to("/v1/chat/completions")] == [turn["messages"]] * 2
+
+        raw = await Raw.open(h)
+        await raw.send(whole[:-5000])
+        await raw.close()
+        raw = await Raw.open(h)
+        await raw.send(post("/v1/chat/completions", key, CHAT))
+        assert [a[0] for a in await raw.answers_until(1)] == [200]
+        await raw.close()
+        assert len(h.upstream.requests_to("/v1/chat/completions")) == 3

@@ -29,6 +29,17 @@ from tests.integration.test_upstream_transport import server_tls_for
 MSGS = [{"role": "user", "content": "hi"}]
 
 
+@pytest.fixture(params=["asyncio", "uvloop"], autouse=True)
+def event_loop_policy(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoopPolicy:
+    """Each case on both loops: nodes run on uvloop, whose TLS reads into the front's buffer
+    (a buffered protocol) in code of its own."""
+    if request.param == "uvloop":
+        import uvloop
+
+        return uvloop.EventLoopPolicy()
+    return asyncio.DefaultEventLoopPolicy()
+
+
 async def test_the_sdks_reach_the_node_over_https(database_url: str, tmp_path: Path) -> None:
     _ctx, ca_file = server_tls_for(tmp_path, "localhost")
     trust = ssl.create_default_context(cafile=str(ca_file))
