@@ -289,14 +289,9 @@ class _Connection(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         """A read landed in the front's buffer: the parser reads it there, and only what a request
-        keeps (its body, headers, target) is copied out, once, by the parser's callbacks."""
-        self.received(self.front.read_view[:nbytes])
-        raw = self._head_raw  # a head that spans reads: its part in this read outlives the buffer
-        if raw and type(raw[-1]) is memoryview:
-            raw[-1] = raw[-1].tobytes()
-
-    def received(self, data: memoryview) -> None:
-        """The bytes of one read, a view valid only until this returns."""
+        keeps (its body, headers, target) is copied out, once, by the parser's callbacks. Nothing
+        keeps a view of the buffer past this call (_feed)."""
+        data = self.front.read_view[:nbytes]
         self.front.reads += 1
         if self._refusal is not None:
             return
@@ -383,6 +378,10 @@ class _Connection(asyncio.BufferedProtocol):
                 return
             log.info("refused a malformed HTTP request (%s)", type(exc).__name__)
             self._refuse(400, "malformed_request", "malformed HTTP request; send a valid HTTP/1.1 request")
+        finally:
+            raw = self._head_raw  # a head that spans reads: its part in this read outlives the buffer
+            if raw and type(raw[-1]) is memoryview:
+                raw[-1] = raw[-1].tobytes()
 
     def _measure_head(self) -> None:
         """Refuse a head whose headers so far are over MAX_HEAD, as the read that crossed the limit
