@@ -98,6 +98,7 @@ PROMPT = "Reply with the single word PONG."
 # through the node, and the upstream's answer quotes it: the token in the client's output proves the
 # round trip, tool call and tool result, in both directions and through each translation.
 TOOL_FILE = "pong.txt"
+SOCKET_LINE_WAIT = 5.0  # seconds over_socket waits for a WebSocket's access line once its client exited
 AGENT_PROMPT = f"Read the file {TOOL_FILE} and reply with the word it holds."
 
 
@@ -400,7 +401,7 @@ async def codex(bin_dir: Path, node: str, key: str, work: Path, up: Upstream, la
     code, out, err = await run([str(bin_dir / "codex"), "exec", "--skip-git-repo-check", AGENT_PROMPT], env, work,
                                240)
     outcome = agent_outcome(label, code, out, err, up.requests[start:], token_of(work), tool_script(work))
-    return over_socket(outcome, work, log_lines) if builtin else outcome
+    return await over_socket(outcome, work, log_lines) if builtin else outcome
 
 
 async def gemini_cli(bin_dir: Path, node: str, key: str, work: Path, up: Upstream) -> Outcome:
@@ -493,17 +494,25 @@ async def mcp_client(label: str, key_name: str, model: str, bin_dir: Path, node:
     return Outcome(label, found.ok, detail, summarize(requests))
 
 
-def over_socket(outcome: Outcome, work: Path, log_lines: int) -> Outcome:
+async def over_socket(outcome: Outcome, work: Path, log_lines: int) -> Outcome:
     """`outcome`, failed if its turns did not go over a Responses WebSocket (the node's access lines
-    after `log_lines` show no `GET /v1/responses ... 101`): a client that falls back to HTTP answers too."""
+    after `log_lines` show no `GET /v1/responses ... 101`): a client that falls back to HTTP answers too.
+    A socket's access line is written once it closes, which can be just after the client exits (and
+    access lines go out up to 50 ms late): it is waited for, up to SOCKET_LINE_WAIT."""
     if not outcome.ok:
         return outcome
-    lines = (work / "node.log").read_bytes().splitlines()[log_lines:]
-    if not any(b"GET /v1/responses" in line and b" 101 " in line for line in lines):
+    deadline = time.monotonic() + SOCKET_LINE_WAIT
+    while not socket_line_after(work / "node.log", log_lines) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    if not socket_line_after(work / "node.log", log_lines):
         return Outcome(outcome.client, False, "answered, but over HTTP: the WebSocket was refused (see the node "
                        "log)", outcome.seen)
     outcome.detail += "; over the Responses WebSocket"
     return outcome
+
+
+def socket_line_after(log: Path, log_lines: int) -> bool:
+    return any(b"GET /v1/responses" in line and b" 101 " in line for line in log.read_bytes().splitlines()[log_lines:])
 
 
 def token_of(work: Path) -> str:
@@ -596,7 +605,7 @@ async def python_client(python: str, name: str, code: str, node: str, key: str, 
                              work, 120)
     outcome = agent_outcome(name, rc, " | ".join(line for line in out.split("\n") if line), err,
                             up.requests[start:], token_of(work), tool_script(work), agent="agents" in name)
-    return over_socket(outcome, work, log_lines) if "websocket" in name else outcome
+    return await over_socket(outcome, work, log_lines) if "websocket" in name else outcome
 
 
 def install_python(prefix: Path) -> str:
