@@ -10,24 +10,14 @@ import socket
 
 import httptools
 import openai
-import pytest
 
 from shieldes.gateway.observe import IN_FLIGHT
+from tests.both_loops import event_loop_policy  # noqa: F401 (each test on asyncio and on uvloop)
 from tests.fake_upstream import FakeUpstream
 from tests.integration.gateway_harness import UPSTREAM_KEY, Harness, harness, wait_until
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hello there"}]}
 
-
-@pytest.fixture(params=["asyncio", "uvloop"], autouse=True)
-def event_loop_policy(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoopPolicy:
-    """Each case on both loops: nodes run on uvloop, whose transports read for the front
-    (a buffered protocol) in code of their own."""
-    if request.param == "uvloop":
-        import uvloop
-
-        return uvloop.EventLoopPolicy()
-    return asyncio.DefaultEventLoopPolicy()
 
 
 class Answers:

@@ -22,22 +22,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from shieldes.errors import TLSConfigError
 from shieldes.gateway.tls import certificate_expiry, server_context
+from tests.both_loops import event_loop_policy  # noqa: F401 (each test on asyncio and on uvloop)
 from tests.integration.gateway_harness import harness
 from tests.integration.test_alerts_dashboard import HTTPS_ONLY, METRIC, RULES
 from tests.integration.test_upstream_transport import server_tls_for
 
 MSGS = [{"role": "user", "content": "hi"}]
 
-
-@pytest.fixture(params=["asyncio", "uvloop"], autouse=True)
-def event_loop_policy(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoopPolicy:
-    """Each case on both loops: nodes run on uvloop, whose TLS reads into the front's buffer
-    (a buffered protocol) in code of its own."""
-    if request.param == "uvloop":
-        import uvloop
-
-        return uvloop.EventLoopPolicy()
-    return asyncio.DefaultEventLoopPolicy()
 
 
 async def test_the_sdks_reach_the_node_over_https(database_url: str, tmp_path: Path) -> None:
