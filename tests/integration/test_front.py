@@ -358,3 +358,26 @@ async def test_large_bodies_whole_in_pieces_and_cut_short(database_url: str) -> 
         assert [a[0] for a in await raw.answers_until(1)] == [200]
         await raw.close()
         assert len(h.upstream.requests_to("/v1/chat/completions")) == 3
+
+
+async def test_bodies_of_many_connections_read_interleaved_reach_the_upstream_whole(database_url: str) -> None:
+    """Every connection's reads land in the front's one buffer: 12 clients sending bodies of their
+    own, 3 kB at a time in turn, each body reaches the upstream whole and as its client sent it."""
+    async with harness(database_url) as h:
+        key = await h.create_key("app")
+        await h.sync()
+        contents = [" ".join(f"c{i:02d}w{n}" for n in range(12_000)) for i in range(12)]
+        requests = [post("/v1/chat/completions", key, {**CHAT, "messages": [{"role": "user", "content": text}]})
+                    for text in contents]
+        raws = [await Raw.open(h) for _ in requests]
+        for at in range(0, max(map(len, requests)), 3000):
+            for raw, data in zip(raws, requests, strict=True):
+                if at < len(data):
+                    await raw.send(data[at:at + 3000])
+                    await asyncio.sleep(0)  # (the node reads between the clients' writes)
+        answers = [await raw.answers_until(1) for raw in raws]
+        for raw in raws:
+            await raw.close()
+        assert [a[0][0] for a in answers] == [200] * len(raws), answers
+        got = sorted(r.body["messages"][0]["content"] for r in h.upstream.requests)
+        assert got == sorted(contents)
