@@ -3,26 +3,26 @@ first; `--follow` keeps printing rows as the nodes write them (JSON Lines with -
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import click
-import psycopg
 
-from shieldes import db
 from shieldes.cli.common import ReadBound, cli_context, json_option, run, run_read
 from shieldes.cli.oneline import OneLineCommand, handle_errors
 from shieldes.cli.output import emit, one_line_json, table_cell
 from shieldes.cli.timefmt import with_table_times
 from shieldes.errors import InvalidRequest, SubjectNotFound
-from shieldes.requestlog import store
-from shieldes.requestlog.store import LogFilter, plain
+from shieldes.requestlog.filters import GATEWAY, LogFilter, parse_status, plain
 from shieldes.timeparse import parse_time
 
+# The driver and the request log's SQL are imported by the direct mode only: through the admin API
+# (and for --help) `shieldes logs` needs neither psycopg nor asyncio.
 if TYPE_CHECKING:
+    import psycopg
+
     from shieldes.cli.remote import AdminApi
 
 # The error message comes last: it is the one long cell, and the columns before it stay aligned.
@@ -35,6 +35,10 @@ FOLLOW_OVERLAP = timedelta(seconds=10)  # a batch committed this long after its 
 
 
 async def _connect() -> psycopg.AsyncConnection[Any]:
+    import psycopg
+
+    from shieldes import db
+
     url = cli_context().database_url()
     try:
         conn = await psycopg.AsyncConnection.connect(url, connect_timeout=5, autocommit=True)
@@ -45,6 +49,8 @@ async def _connect() -> psycopg.AsyncConnection[Any]:
 
 
 async def _fetch(f: LogFilter, limit: int) -> list[dict[str, Any]]:
+    from shieldes.requestlog import store
+
     conn = await _connect()
     try:
         rows = await store.query(conn, f, limit)
@@ -57,6 +63,8 @@ async def _fetch(f: LogFilter, limit: int) -> list[dict[str, Any]]:
 
 async def _require_key(conn: psycopg.AsyncConnection[Any], key: str | None) -> None:
     """A misspelt --key is an error, as in `shieldes usage`, not an empty log that looks like no traffic."""
+    from shieldes.requestlog import store
+
     if key is not None and not await store.key_known(conn, key):
         raise SubjectNotFound(f"no virtual key named or with id {key!r}; see `shieldes key list`",
                               code="key_not_found")
@@ -127,6 +135,10 @@ def _vertical(row: dict[str, Any]) -> str:
 
 
 async def _follow(f: LogFilter, limit: int, as_json: bool, interval: float) -> None:
+    import asyncio
+
+    from shieldes.requestlog import store
+
     bound = ReadBound()  # each poll's reads: a follow runs for hours, a stalled database ends it
     conn: psycopg.AsyncConnection[Any] | None = None
     try:
@@ -183,9 +195,9 @@ def logs(key: str | None, model: str | None, status: str | None, error_code: str
     """Requests served by the nodes (one row each, refused and failed ones included)."""
     ctx = cli_context()
     if status is not None:
-        store.status_clause(status)  # refuse a malformed status before connecting
+        parse_status(status)  # refuse a malformed status before connecting
     if route is None and request_id is None:  # one request by its id is shown whatever its route
-        route = store.GATEWAY
+        route = GATEWAY
     f = LogFilter(key=key, model=model, status=status, request_id=request_id, node_id=node_id, route=route,
                   error_code=error_code, tag=tag,
                   since=parse_time(since, "--since", ago=True) if since else None,

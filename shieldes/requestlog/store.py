@@ -7,9 +7,7 @@ from __future__ import annotations
 import re
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -20,6 +18,7 @@ from psycopg.pq import Format
 from psycopg.rows import dict_row
 
 from shieldes.errors import InvalidRequest
+from shieldes.requestlog.filters import GATEWAY, LogFilter, parse_status
 from shieldes.requestlog.partitions import TABLES, parse_partition, partition_name
 from shieldes.requestlog.record import COLUMNS
 
@@ -149,43 +148,8 @@ async def drop_partitions(conn: psycopg.AsyncConnection[Any], names: Iterable[st
 
 # --- reading ---------------------------------------------------------------------------------
 
-_STATUS = re.compile(r"^(?:([1-5])xx|([1-5]\d\d)|(error|ok))$")
-
-
-@dataclass(frozen=True)
-class LogFilter:
-    """Filters of a request-log query; every field optional. `status`: 429, 4xx, error (status
-    >= 400 or an error code such as client_disconnected) or ok. `before`: keyset cursor
-    (started_at, request_id) of the last row of the previous page; `logged_after`: rows written
-    after this time (tailing)."""
-
-    key: str | None = None  # key name or id
-    model: str | None = None  # requested or upstream model
-    status: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    request_id: str | None = None
-    node_id: str | None = None
-    route: str | None = None  # a route pattern, a prefix ending in * (/v1/*, /admin/*), or GATEWAY
-    error_code: str | None = None  # why: budget_exceeded, rate_limit_exceeded, upstream_error, ...
-    tag: str | None = None  # requests carrying this tag (the client's, LiteLLM's `tags`)
-    before: tuple[datetime, str] | None = None
-    logged_after: datetime | None = None
-
-
-# The `route` filter's word for the clients' requests: every route but the admin API's, the web
-# console's and the probes' (/health, /ready, /metrics), that is the gateway's routes (versioned and
-# not) and unmatched paths. `shieldes logs` shows these by default: a console left open polls the
-# admin API every 2 s, a load balancer probes /ready, and their rows would push the clients' off
-# the newest page.
-GATEWAY = "gateway"
-
-
 def status_clause(status: str) -> tuple[str, dict[str, Any]]:
-    m = _STATUS.match(status.strip().lower())
-    if m is None:
-        raise InvalidRequest(f"malformed status {status!r}: use a code (429), a class (4xx, 5xx), error or ok")
-    cls, code, word = m.groups()
+    cls, code, word = parse_status(status)
     if cls:
         return "status >= %(s_lo)s AND status < %(s_hi)s", {"s_lo": int(cls) * 100, "s_hi": int(cls) * 100 + 100}
     if code:
@@ -272,18 +236,6 @@ async def bodies(conn: psycopg.AsyncConnection[Any], request_id: str) -> list[di
         await cur.execute("SELECT node_id, started_at, request_body, response_body, truncated FROM request_log_bodies "
                           "WHERE request_id = %s ORDER BY started_at, node_id", (request_id,))
         return await cur.fetchall()
-
-
-def plain(row: dict[str, Any]) -> dict[str, Any]:
-    """JSON-ready values: times as ISO 8601 UTC, cost as a number (cost_nusd keeps the exact integer)."""
-    out: dict[str, Any] = {}
-    for k, v in row.items():
-        if isinstance(v, datetime):
-            v = v.astimezone(UTC).isoformat()
-        elif isinstance(v, Decimal):
-            v = float(v)
-        out[k] = v
-    return out
 
 
 async def database_now(conn: psycopg.AsyncConnection[Any]) -> datetime:

@@ -11,7 +11,7 @@ from shieldes.errors import InvalidRequest, NotFound
 from shieldes.gateway.admin.api import Call, Field, Route
 from shieldes.gateway.admin.read_routes import _pool, known_key
 from shieldes.requestlog import store
-from shieldes.requestlog.store import LogFilter, plain
+from shieldes.requestlog.filters import LogFilter, plain
 from shieldes.roles import BODIES, READ, allows
 from shieldes.timeparse import parse_time
 

@@ -1,0 +1,65 @@
+"""What a request-log query asks for, without the database driver: the filters, the status forms
+they accept and the rows' JSON-ready values. `shieldes logs` through the admin API needs only these,
+and a short command must not import psycopg for them; the SQL is store.py's."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from shieldes.errors import InvalidRequest
+
+_STATUS = re.compile(r"^(?:([1-5])xx|([1-5]\d\d)|(error|ok))$")
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    """Filters of a request-log query; every field optional. `status`: 429, 4xx, error (status
+    >= 400 or an error code such as client_disconnected) or ok. `before`: keyset cursor
+    (started_at, request_id) of the last row of the previous page; `logged_after`: rows written
+    after this time (tailing)."""
+
+    key: str | None = None  # key name or id
+    model: str | None = None  # requested or upstream model
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    request_id: str | None = None
+    node_id: str | None = None
+    route: str | None = None  # a route pattern, a prefix ending in * (/v1/*, /admin/*), or GATEWAY
+    error_code: str | None = None  # why: budget_exceeded, rate_limit_exceeded, upstream_error, ...
+    tag: str | None = None  # requests carrying this tag (the client's, LiteLLM's `tags`)
+    before: tuple[datetime, str] | None = None
+    logged_after: datetime | None = None
+
+
+# The `route` filter's word for the clients' requests: every route but the admin API's, the web
+# console's and the probes' (/health, /ready, /metrics), that is the gateway's routes (versioned and
+# not) and unmatched paths. `shieldes logs` shows these by default: a console left open polls the
+# admin API every 2 s, a load balancer probes /ready, and their rows would push the clients' off
+# the newest page.
+GATEWAY = "gateway"
+
+
+def parse_status(status: str) -> tuple[str | None, str | None, str | None]:
+    """A status filter's form: (class digit, code, word), one of them set; refused if malformed."""
+    m = _STATUS.match(status.strip().lower())
+    if m is None:
+        raise InvalidRequest(f"malformed status {status!r}: use a code (429), a class (4xx, 5xx), error or ok")
+    cls, code, word = m.groups()
+    return cls, code, word
+
+
+def plain(row: dict[str, Any]) -> dict[str, Any]:
+    """JSON-ready values: times as ISO 8601 UTC, cost as a number (cost_nusd keeps the exact integer)."""
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        if isinstance(v, datetime):
+            v = v.astimezone(UTC).isoformat()
+        elif isinstance(v, Decimal):
+            v = float(v)
+        out[k] = v
+    return out
