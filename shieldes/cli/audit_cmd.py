@@ -3,21 +3,22 @@ config hash chain end to end (any row edited or deleted with SQL is found)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from shieldes.cli.common import ReadBound, cli_context, json_option, open_store, query, run, run_read
 from shieldes.cli.oneline import OneLineGroup, fail, handle_errors
 from shieldes.cli.output import emit, one_line_json
 from shieldes.cli.timefmt import with_table_times
-from shieldes.events.catalog import CONFIG_STREAM
-from shieldes.events.log_reads import BEYOND_TIP_SQL, CONFIG_TIP_SQL
-from shieldes.events.queries import audit_params, audit_sql
-from shieldes.events.verify import ChainReport, ChainWalker
-from shieldes.projections.projector import Projection
-from shieldes.snapshots import codec as snapcodec
-from shieldes.snapshots.codec import mac_key
-from shieldes.snapshots.verify import SnapshotProblem, SnapshotWalker
 from shieldes.timeparse import parse_time
+
+# The chain walk, the snapshot codec and the store are imported by `audit verify` and the query by
+# `audit log`: `audit --help` needs neither, nor the database driver they import.
+if TYPE_CHECKING:
+    from shieldes.events.verify import ChainReport
+    from shieldes.projections.projector import Projection
+    from shieldes.snapshots.verify import SnapshotProblem, SnapshotWalker
 
 PAGE = 5000
 
@@ -43,6 +44,8 @@ def audit_group() -> None:
 def log(actor: str | None, type_: str | None, subject: str | None, since: str | None, until: str | None,
         limit: int, as_json: bool) -> None:
     """Config changes (secrets redacted), from the audit_log view."""
+    from shieldes.events.queries import audit_params, audit_sql
+
     ctx = cli_context()
     params = audit_params(
         actor=actor, type_=type_, subject=subject, limit=limit,
@@ -63,7 +66,10 @@ _SNAPSHOTS_SQL = "SELECT id, position, schema_version, format, state, checksum F
 async def _snapshot_walker(bound: ReadBound) -> tuple[SnapshotWalker, list[SnapshotProblem]]:
     """Decode every stored snapshot this shieldes can read (sealed with the cluster secret when one
     is set); the ones that do not decode are problems at once."""
-    key = mac_key(cli_context().settings.cluster_secret)
+    from shieldes.snapshots import codec as snapcodec
+    from shieldes.snapshots.verify import SnapshotProblem, SnapshotWalker
+
+    key = snapcodec.mac_key(cli_context().settings.cluster_secret)
     decoded: dict[int, tuple[int, Projection]] = {}
     problems: list[SnapshotProblem] = []
     for row in await bound(query(_SNAPSHOTS_SQL)):
@@ -90,6 +96,10 @@ async def _verify() -> tuple[ChainReport, int, list[SnapshotProblem]]:
 
 
 async def _walk(bound: ReadBound) -> tuple[ChainReport, SnapshotWalker, list[SnapshotProblem]]:
+    from shieldes.events.catalog import CONFIG_STREAM
+    from shieldes.events.log_reads import CONFIG_TIP_SQL
+    from shieldes.events.verify import ChainWalker
+
     ctx = cli_context()
     walker = ChainWalker()
     snapshots, problems = await _snapshot_walker(bound)
@@ -114,6 +124,9 @@ async def _walk(bound: ReadBound) -> tuple[ChainReport, SnapshotWalker, list[Sna
 
 async def _beyond_tip(report: ChainReport, bound: ReadBound) -> ChainReport:
     """A config row past log_head's tip was inserted outside shieldes (nodes would still apply it)."""
+    from shieldes.events.log_reads import BEYOND_TIP_SQL
+    from shieldes.events.verify import ChainReport
+
     if not report.ok:
         return report
     row = (await bound(query(BEYOND_TIP_SQL)))[0]

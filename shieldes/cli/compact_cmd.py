@@ -12,7 +12,6 @@ from shieldes.cli.oneline import OneLineCommand, handle_errors
 from shieldes.cli.output import emit
 from shieldes.cli.snapshot_cmd import checked_pool
 from shieldes.errors import InvalidRequest
-from shieldes.snapshots.compaction import compact_once
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d|w)$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -38,6 +37,8 @@ def compact(retain: str | None, as_json: bool) -> None:
     """Fold raw usage events older than the retention window into hourly rollups (totals unchanged).
 
     Runs once, holding the leader lock; refuses if a node is leader (it compacts on its schedule)."""
+    from shieldes.snapshots.compaction import compact_once
+
     ctx = cli_context()
     seconds = parse_duration(retain) if retain is not None else ctx.settings.compact_retain_seconds
 

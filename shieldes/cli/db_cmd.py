@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from shieldes import db
 from shieldes.cli.common import bounded_read, cli_context, json_option, run
 from shieldes.cli.oneline import OneLineGroup, handle_errors
 from shieldes.cli.output import emit
 from shieldes.cli.timefmt import table_time
-from shieldes.embedded import EmbeddedPostgres
 from shieldes.errors import InvalidRequest
+
+# The driver and the embedded server's code are imported by the command that runs: `db --help` needs
+# neither.
+if TYPE_CHECKING:
+    from shieldes.embedded import EmbeddedPostgres
 
 
 @click.group("db", cls=OneLineGroup)
@@ -21,6 +24,8 @@ def db_group() -> None:
 
 
 def _embedded() -> EmbeddedPostgres:
+    from shieldes.embedded import EmbeddedPostgres
+
     ctx = cli_context()
     if ctx.settings.database_url:
         raise InvalidRequest(
@@ -36,6 +41,8 @@ def _embedded() -> EmbeddedPostgres:
 @handle_errors
 def upgrade(revision: str, as_json: bool) -> None:
     """Apply migrations (same as `alembic upgrade head` from the repository root)."""
+    from shieldes import db
+
     ctx = cli_context()
     url = ctx.database_url()
     db.upgrade(url, revision)
@@ -49,6 +56,9 @@ def upgrade(revision: str, as_json: bool) -> None:
 @handle_errors
 def status(as_json: bool) -> None:
     """Where the database is, whether it runs, its schema revision and who uses it."""
+    from shieldes import db
+    from shieldes.embedded import EmbeddedPostgres
+
     ctx = cli_context()
     data: dict[str, object]
     if ctx.settings.database_url:
@@ -92,6 +102,8 @@ def _revision(url: str) -> str | None:
     server: an error saying what to do, not a status that never returns)."""
     import psycopg
 
+    from shieldes import db
+
     async def read() -> str | None:
         try:
             conn = await psycopg.AsyncConnection.connect(url, connect_timeout=5, autocommit=True)
@@ -111,6 +123,9 @@ def _revision(url: str) -> str | None:
 def url(as_json: bool) -> None:
     """Print a libpq URL (for psql, psycopg, SHIELDES_DATABASE_URL). An embedded Postgres that is not
     running is started and kept running until `shieldes db stop`."""
+    from shieldes import db
+    from shieldes.embedded import EmbeddedPostgres
+
     ctx = cli_context()
     if ctx.settings.database_url:
         value = db.libpq_url(ctx.settings.database_url)

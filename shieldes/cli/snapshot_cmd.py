@@ -4,24 +4,26 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from psycopg_pool import AsyncConnectionPool
 
-from shieldes import db
 from shieldes.cli.common import cli_context, json_option, run, run_read
 from shieldes.cli.oneline import OneLineGroup, handle_errors
 from shieldes.cli.output import emit
-from shieldes.events.pg_store import open_pool
-from shieldes.snapshots.codec import mac_key
-from shieldes.snapshots.loader import load_projection_report
-from shieldes.snapshots.store import list_snapshots, save_snapshot
+
+# The pool, the driver and the snapshot codec are imported where a command runs: `snapshot --help`
+# and `compact --help` need none of them.
+if TYPE_CHECKING:
+    from psycopg_pool import AsyncConnectionPool
 
 
 @asynccontextmanager
 async def checked_pool(url: str, *, size: int = 2) -> AsyncIterator[AsyncConnectionPool[Any]]:
     """A small pool for one command, refusing a database whose schema is not at head."""
+    from shieldes import db
+    from shieldes.events.pg_store import open_pool
+
     pool = open_pool(url, size=size, name="shieldes-cli")
     try:
         await pool.open(wait=True, timeout=10)
@@ -46,6 +48,10 @@ def snapshot_group() -> None:
 @handle_errors
 def create(as_json: bool) -> None:
     """Build the projection now (newest snapshot + tail) and store it as a new snapshot."""
+    from shieldes.snapshots.codec import mac_key
+    from shieldes.snapshots.loader import load_projection_report
+    from shieldes.snapshots.store import save_snapshot
+
     ctx = cli_context()
 
     async def go() -> dict[str, Any]:
@@ -69,6 +75,8 @@ def create(as_json: bool) -> None:
 @handle_errors
 def list_(as_json: bool) -> None:
     """Stored snapshots, newest first."""
+    from shieldes.snapshots.store import list_snapshots
+
     ctx = cli_context()
 
     async def go() -> list[dict[str, Any]]:

@@ -273,6 +273,23 @@ async def test_remote_team_commands_import_no_domain_model(database_url: str, tm
             assert heavy(modules) == []
 
 
+async def test_remote_reads_of_the_request_log_and_usage_import_no_database_driver(database_url: str,
+                                                                                 tmp_path: Path) -> None:
+    """`logs` and `usage` through the API load neither psycopg nor asyncio: the request log's
+    filters are read without the store that holds its SQL."""
+    async with harness(database_url, admin_token=BOOT) as h:
+        env = {"SHIELDES_ADMIN_URL": h.base, "SHIELDES_ADMIN_TOKEN": BOOT}
+        for args in (("logs", "--limit", "5"), ("--json", "logs", "--status", "4xx", "--since", "1h"), ("usage",)):
+            modules = await asyncio.to_thread(imported, NO_DATABASE, *args, tmp=tmp_path, env=env)
+            assert "shieldes.cli.remote" in modules and "http.client" in modules, args  # it ran remotely
+            banned = ("psycopg", "psycopg_pool", "asyncio", "aiohttp", "pydantic", "shieldes.db",
+                      "shieldes.requestlog.store", "shieldes.events")
+            assert sorted(m for m in modules if any(m == b or m.startswith(b + ".") for b in banned)) == [], args
+            # of the request log (a node's module in HEAVY), only its driver-free filters
+            assert [m for m in heavy(modules) if m not in ("shieldes.requestlog", "shieldes.requestlog.filters")
+                    ] == [], args
+
+
 async def test_providers_prices_aliases_and_cluster_status_through_the_api(database_url: str) -> None:
     async with harness(database_url, admin_token=BOOT) as h:
         add = ("provider", "add", "{m}-up", "--type", "openai", "--base-url", h.upstream.url, "--api-key-env",
