@@ -4,6 +4,7 @@
     python bench/bench_cli_start.py --reuse DB --baseline-tree DIR --rounds 6 --runs 5
     python bench/bench_cli_start.py --reuse DB --baseline-tree DIR --baseline-reuse DB0 ...   # DIR's schema is older
     python bench/bench_cli_start.py --reuse DB --remote --rounds 6 --runs 5    # direct and remote mode, one run
+    python bench/bench_cli_start.py --reuse DB --instructions VENV/bin/python [VENV2/bin/python]   # callgrind
 
 The first form builds the log of bench_keys_scale.py (bulk appends) in a scratch database and keeps
 it (a database a `bench_keys_scale.py --keep` run left does as well). The second runs rounds that
@@ -20,6 +21,13 @@ same load); each round of a tree measures, as processes started the way a shell 
 - with --remote (this checkout only): the floor of a remote command, `python -c "import click,
   http.client, json"`, and the same writes through the admin API of a node this bench starts on
   the same database (`SHIELDES_ADMIN_URL`), with the node's CPU per write beside the command's.
+
+With --instructions, each command's own process runs once under `valgrind --tool=callgrind` with each
+interpreter given (a venv with a wheel install of a tree: an editable install's finder costs about
+15 ms of its own), and its instruction count is printed: deterministic to a few tenths of a percent
+whatever the machine's load. The commands: the floors, `--help`, `key --help`, `logs --help`, `key
+create|revoke|list`, `usage` and `logs` directly, and the same through the admin API of a node of this
+checkout the bench starts on the database.
 
 Each figure is wall time (median and range) and the CPU time of the process (user + system), which
 a loaded machine inflates less. Both checkouts are byte-compiled first (`compileall`): an installed
@@ -208,6 +216,58 @@ def rounds(url: str, runs: int, count: int, baseline: Path | None, baseline_url:
                   f"{median - light:.1f} ms above importing click + http.client + json (goal < 100 ms end to end)")
 
 
+INSTRUCTION_RUNS = (  # (name, remote, python arguments); NAME is replaced by a fresh key name
+    ("python -c pass", False, ("-c", "pass")),
+    ("import click, psycopg", False, ("-c", "import click, psycopg")),
+    ("import click, http.client, json", False, ("-c", "import click, http.client, json")),
+    ("shieldes --help", False, ("-m", "shieldes", "--help")),
+    ("shieldes key --help", False, ("-m", "shieldes", "key", "--help")),
+    ("shieldes logs --help", False, ("-m", "shieldes", "logs", "--help")),
+    ("key create", False, ("-m", "shieldes", "key", "create", "--name", "NAME")),
+    ("key revoke", False, ("-m", "shieldes", "key", "revoke", "NAME")),
+    ("key list --json (10 keys)", False, ("-m", "shieldes", "--json", "key", "list", "--limit", "10")),
+    ("usage", False, ("-m", "shieldes", "usage")),
+    ("logs --limit 5", False, ("-m", "shieldes", "logs", "--limit", "5")),
+    ("remote key create", True, ("-m", "shieldes", "key", "create", "--name", "NAME-r")),
+    ("remote key revoke", True, ("-m", "shieldes", "key", "revoke", "NAME-r")),
+    ("remote key list --json (10 keys)", True, ("-m", "shieldes", "--json", "key", "list", "--limit", "10")),
+    ("remote usage", True, ("-m", "shieldes", "usage")),
+    ("remote logs --limit 5", True, ("-m", "shieldes", "logs", "--limit", "5")),
+)
+
+
+def callgrind(python: str, args: list[str], env: dict[str, str]) -> int:
+    """Instructions of one process (callgrind's total), run from / so only the install is imported."""
+    with tempfile.TemporaryDirectory(prefix="bench-cli-cg-") as tmp:
+        out = Path(tmp) / "callgrind.out"
+        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "-q", python, *args], cwd="/",
+                       env=env, check=True, stdout=subprocess.DEVNULL)
+        return next(int(line.split()[1]) for line in out.read_text().splitlines() if line.startswith("summary:"))
+
+
+def instructions(url: str, pythons: list[str]) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SHIELDES_ADMIN_URL")}
+    env.update(SHIELDES_DATABASE_URL=url, SHIELDES_CLUSTER_SECRET=SECRET, SHIELDES_ACTOR="bench")
+    node = Node(url)
+    print(f"node ready in {node.wait_ready():.1f} s at {node.url}", flush=True)
+    remote = {**env, "SHIELDES_DATABASE_URL": "postgresql://nobody@127.0.0.1:9/none", "SHIELDES_ADMIN_URL": node.url,
+              "SHIELDES_ADMIN_TOKEN": ADMIN_TOKEN}
+    counts: dict[str, list[int]] = {}
+    try:
+        for i, python in enumerate(pythons):
+            name = f"bench-cli-cg-{time.strftime('%H%M%S')}-{i}"
+            for what, is_remote, args in INSTRUCTION_RUNS:
+                argv = [a.replace("NAME", name) for a in args]
+                counts.setdefault(what, []).append(callgrind(python, argv, remote if is_remote else env))
+    finally:
+        node.stop()
+    print(f"\ninstructions (callgrind, one run each); load average {os.getloadavg()[0]:.2f}")
+    print(f"{'':34s}" + "".join(f"{p[-40:]:>42s}" for p in pythons))
+    for what, got in counts.items():
+        ratio = f"  {got[-1] / got[0]:.3f}x" if len(got) > 1 else ""
+        print(f"{what:34s}" + "".join(f"{n:42,d}" for n in got) + ratio)
+
+
 async def build(server: str, shape: Shape) -> str:
     name, url = scratch_url(server)
     pool = open_pool(url, size=4, name="bench")
@@ -236,6 +296,8 @@ def main() -> None:
                         help="the database DIR runs on (default: --reuse's) when this checkout migrates it past "
                              "DIR's schema: a copy of it made before `shieldes db upgrade` (CREATE DATABASE ... "
                              "TEMPLATE ...)")
+    parser.add_argument("--instructions", nargs="+", metavar="PYTHON",
+                        help="count each command's instructions with callgrind, once per interpreter given")
     parser.add_argument("--remote", action="store_true",
                         help="also through the admin API of a node this bench starts on --reuse's database")
     args = parser.parse_args()
@@ -243,6 +305,9 @@ def main() -> None:
     if not args.reuse:
         name = asyncio.run(build(server, Shape(args.keys, args.teams)))
         print(f"scratch database (kept for --reuse): {name}")
+        return
+    if args.instructions:
+        instructions(pg.with_database(server, args.reuse), args.instructions)
         return
     rounds(pg.with_database(server, args.reuse), args.runs, args.rounds, args.baseline_tree,
            pg.with_database(server, args.baseline_reuse or args.reuse), args.remote)
