@@ -13,6 +13,7 @@ from hypothesis import settings
 from psycopg_pool import AsyncConnectionPool
 
 import shieldes.cluster  # noqa: F401  (first: it turns gRPC's fork handlers off before any test imports grpc)
+from shieldes import db
 from shieldes.embedded import EmbeddedPostgres
 from shieldes.events.pg_store import PostgresEventStore, open_pool
 from tests import pg
@@ -35,10 +36,15 @@ def pg_server(request: pytest.FixtureRequest) -> Iterator[str]:
     when the session ends (pytest_sessionfinish checks nothing is left running)."""
     server = pg.acquire_server()
     request.config.stash[PG_USED] = True
+    scratch = not isinstance(server, db.ExternalDatabase)  # never an outside server's settings
     try:
+        if scratch:
+            pg.scratch_writes(server.url, True)
         pg.make_template(server.url)
         yield server.url
         pg.drop_template(server.url)
+        if scratch:
+            pg.scratch_writes(server.url, False)
     finally:
         server.release()
 

@@ -40,6 +40,19 @@ def acquire_server() -> Lease | db.ExternalDatabase:
     return EmbeddedPostgres(test_data_dir()).acquire("pytest session")
 
 
+def scratch_writes(url: str, on: bool) -> None:
+    """The suite's embedded server without fsync while a session uses it. Every DROP DATABASE (a
+    test's teardown) forces a checkpoint, and with fsync it waited on syncing thousands of files
+    (1-6 s each, minutes over a run). Nothing here outlives the session, and a killed Postgres
+    loses nothing without it: only a crash of the machine would. Reset in postgresql.auto.conf
+    without a reload, so the running server keeps it to the session's end and the next start (a
+    bench on the same data dir) has fsync again."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM SET fsync = off" if on else "ALTER SYSTEM RESET fsync")
+        if on:
+            conn.execute("SELECT pg_reload_conf()")
+
+
 def server_url() -> str:
     """For benches: the session's server, released when the process exits (an embedded server is
     then stopped if this process was its last user)."""
