@@ -106,6 +106,7 @@ class Node:
         self.request_log: RequestLogWriter | None = None
         self.tracing: Tracing | None = None
         self.extra_parts: list[Part] = []
+        self.admin: AdminContext | None = None  # the admin API's and console's parts (started with the node)
         self.cluster: ClusterRuntime | None = None  # listener, membership, gossip, leader
         # the bound of every request's wait on Postgres (conversations, stored responses, admin writes)
         self.db_wait = DbWait(settings.db_request_timeout)
@@ -226,6 +227,7 @@ class Node:
                              db_read_wait=self.db_read_wait,
                              sign_in=SignInLimit(s.admin_sign_in_failures, s.admin_sign_in_failures_total),
                              trusted_proxies=parse_networks(s.trusted_proxies))
+        self.admin = admin
         self.metrics.registry.register(SignInCollector(admin.sign_in))
         self.responses = ResponseStore(ResponseTable(self.pool), s, self.db_wait)
         responses = self.responses

@@ -5,6 +5,7 @@ verifier, so a provider that requires PKCE signs users in."""
 
 from __future__ import annotations
 
+import time
 from urllib.parse import parse_qs, urlparse
 
 import aiohttp
@@ -206,11 +207,15 @@ async def test_a_provider_that_does_not_answer_is_a_502_saying_so(database_url: 
         async with harness(database_url, oidc_issuer=f"http://127.0.0.1:{port}", oidc_client_id=CLIENT_ID,
                            oidc_client_secret=CLIENT_SECRET, oidc_role_map="platform=admin") as h, \
                 aiohttp.ClientSession() as s:
+            assert h.node.admin is not None and h.node.admin.oidc is not None
+            h.node.admin.oidc.timeout = 1.0  # the product's 10 s, twice per test, was all this test's time
+            started = time.monotonic()
             async with s.get(h.base + "/ui/oidc/login", allow_redirects=False) as r:
                 body = await r.json()
                 assert r.status == 502 and "OIDC provider" in body["error"]["message"], body
                 assert "SHIELDES_OIDC_ISSUER" in body["error"]["message"], body
             async with s.get(h.base + "/ui/oidc/login", allow_redirects=False, headers={"Accept": "text/html"}) as r:
                 assert r.status == 502 and "Sign-in failed" in await r.text()
+            assert time.monotonic() - started < 8, "the sign-in waited past its timeout"  # two timeouts, slack for load
     finally:
         server.close()

@@ -122,7 +122,8 @@ class SessionRoleGone(AuthenticationFailed):
 
 
 class OidcLogin:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, timeout: float = 10.0) -> None:
+        """`timeout`: how long a sign-in waits on the provider (discovery, token exchange, JWKS)."""
         assert settings.oidc_issuer and settings.oidc_client_id and settings.oidc_client_secret
         self.issuer = settings.oidc_issuer.rstrip("/")
         self.client_id = settings.oidc_client_id
@@ -133,6 +134,7 @@ class OidcLogin:
         self.session_seconds = settings.oidc_session_seconds
         self.idle_seconds = settings.oidc_idle_seconds
         self._key = hashlib.sha256(b"shieldes-oidc-session\x00" + self.client_secret.encode()).digest()
+        self.timeout = timeout
         self._discovery: dict[str, Any] | None = None
 
     @classmethod
@@ -255,7 +257,7 @@ class OidcLogin:
         return self.redirect_url or f"{request.scheme}://{request.host}{CALLBACK}"
 
     async def login(self, request: web.Request) -> web.StreamResponse:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as session:
             doc = await self.discovery(session)
         state, nonce = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
         # PKCE (RFC 7636, S256): a code is redeemed only with the verifier this browser's cookie holds,
@@ -318,7 +320,7 @@ class OidcLogin:
         if not code or not state or saved is None or not hmac.compare_digest(str(saved.get("state")), state):
             raise InvalidRequest("the sign-in state is missing, expired or does not match; start again at /ui/",
                                  code="oidc_state_mismatch")
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as session:
             doc = await self.discovery(session)
             form = {"grant_type": "authorization_code", "code": code, "redirect_uri": self._redirect_uri(request),
                     "client_id": self.client_id, "client_secret": self.client_secret,
