@@ -10,6 +10,7 @@ import json
 import os
 import socket
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 BOOT = "boot-" + "remote-cli-token-for-tests-" * 2
 NO_DATABASE = "postgresql://nobody@127.0.0.1:9/none"  # a remote command must never need it
 IGNORED = ("id", "prefix", "key", "position", "name")  # what two creates never share
+# Commands run at once by together(): most of a command's time is its Python start, on a core the
+# node (this process) and Postgres leave idle; more than this only queue for the two cores
+AT_ONCE = 4
 
 
 class Ran:
@@ -56,6 +60,17 @@ async def remote(h: Harness, *args: str, token: str = BOOT) -> Ran:
 
 async def direct(h: Harness, *args: str) -> Ran:
     return await shieldes(*args, SHIELDES_DATABASE_URL=h.database_url)
+
+
+async def together(*runs: Awaitable[Ran]) -> list[Ran]:
+    """Commands none of which changes what another reads, AT_ONCE at a time; their results in order."""
+    gate = asyncio.Semaphore(AT_ONCE)
+
+    async def one(run: Awaitable[Ran]) -> Ran:
+        async with gate:
+            return await run
+
+    return list(await asyncio.gather(*(one(run) for run in runs)))
 
 
 def without(row: dict[str, Any], *names: str) -> dict[str, Any]:
@@ -107,17 +122,15 @@ async def test_keys_teams_budgets_and_tokens_through_the_api(database_url: str) 
         assert (await direct(h, "--json", "admin-token", "list")).json() == [without(gone, "position")]
 
 
-@pytest.mark.timeout(300)  # some forty CLI processes, each a Python start: 80-110 s on a loaded 2-core machine
+@pytest.mark.timeout(300)  # some hundred CLI processes, each a Python start, four at a time
 async def test_outputs_equal_the_direct_modes(database_url: str) -> None:
     async with harness(database_url, admin_token=BOOT) as h:
-        for mode, run in (("r", remote), ("d", direct)):
-            await run(h, "team", "create", f"{mode}-eng", "--budget", "50")
+        await together(*(run(h, "team", "create", f"{mode}-eng", "--budget", "50")
+                         for mode, run in (("r", remote), ("d", direct))))
         for args in (("--json",), ()):
-            made = {}
-            for mode, run in (("r", remote), ("d", direct)):
-                made[mode] = await run(h, *args, "key", "create", "--name", f"{mode}-app{len(args)}", "--models",
-                                       "gpt-4o,not-served", "--budget", "3", "--team", f"{mode}-eng")
-            r, d = made["r"], made["d"]
+            r, d = await together(*(run(h, *args, "key", "create", "--name", f"{mode}-app{len(args)}", "--models",
+                                        "gpt-4o,not-served", "--budget", "3", "--team", f"{mode}-eng")
+                                    for mode, run in (("r", remote), ("d", direct))))
             assert r.code == d.code == 0 and r.err == d.err  # the same warning lines
             assert "warning: no provider serves model 'not-served' yet" in r.err or args
             if args:
@@ -128,29 +141,33 @@ async def test_outputs_equal_the_direct_modes(database_url: str) -> None:
                 assert r.out.splitlines()[0] == d.out.splitlines()[0]  # the table's header
                 assert len(r.out.splitlines()) == len(d.out.splitlines())
         # reads of the same state print the same bytes, as tables and as JSON
-        await direct(h, "key", "revoke", "d-app1")
-        await direct(h, "admin-token", "create", "--name", "reader", "--role", "viewer")
-        for read in (("key", "list"), ("key", "list", "--all"), ("key", "show", "r-app0"), ("team", "list"),
-                     ("admin-token", "list"), ("budget", "show", "d-app0"), ("budget", "show", "--team", "r-eng")):
-            for args in (("--json",), ()):
-                r, d = await remote(h, *args, *read), await direct(h, *args, *read)
-                assert (r.code, r.out, r.err) == (d.code, d.out, d.err), read
+        await together(direct(h, "key", "revoke", "d-app1"),
+                       direct(h, "admin-token", "create", "--name", "reader", "--role", "viewer"))
+        reads = [(args, read) for read in (("key", "list"), ("key", "list", "--all"), ("key", "show", "r-app0"),
+                                           ("team", "list"), ("admin-token", "list"), ("budget", "show", "d-app0"),
+                                           ("budget", "show", "--team", "r-eng"))
+                 for args in (("--json",), ())]
+        ran = await together(*(run(h, *args, *read) for args, read in reads for run in (remote, direct)))
+        for (_, read), r, d in zip(reads, ran[::2], ran[1::2], strict=True):
+            assert (r.code, r.out, r.err) == (d.code, d.out, d.err), read
         teams = (await remote(h, "--json", "team", "list")).json()
         assert {t["name"]: t["keys"] for t in teams} == {"d-eng": 1, "r-eng": 2}  # d-app1 is revoked
         # refusals and malformed options: the same line and exit code
-        await direct(h, "team", "create", "plain")
-        await direct(h, "key", "create", "--name", "plain-key")
-        for bad, code in ((("budget", "remove", "plain-key"), 1), (("budget", "remove", "--team", "plain"), 1),
-                          (("usage", "--key", "nope"), 1), (("logs", "--key", "nope"), 1),
-                          (("key", "show", "nope"), 1), (("key", "revoke", "nope"), 1), (("key", "rotate", "nope"), 1),
-                          (("key", "update", "nope", "--rpm", "5"), 1), (("key", "update", "r-app0"), 1),
-                          (("key", "create", "--name", "r-app0"), 1), (("budget", "set", "nope", "--amount", "1"), 1),
-                          (("budget", "show", "--team", "nope"), 1),
-                          (("team", "create", "r-eng"), 1), (("key", "create", "--name", "x", "--models", "a,,b"), 1),
-                          (("key", "create", "--name", "x", "--rpm", "many"), 2), (("key", "frobnicate"), 2)):
-            r, d = await remote(h, *bad), await direct(h, *bad)
+        await together(direct(h, "team", "create", "plain"), direct(h, "key", "create", "--name", "plain-key"))
+        refusals = ((("budget", "remove", "plain-key"), 1), (("budget", "remove", "--team", "plain"), 1),
+                    (("usage", "--key", "nope"), 1), (("logs", "--key", "nope"), 1),
+                    (("key", "show", "nope"), 1), (("key", "revoke", "nope"), 1), (("key", "rotate", "nope"), 1),
+                    (("key", "update", "nope", "--rpm", "5"), 1), (("key", "update", "r-app0"), 1),
+                    (("key", "create", "--name", "r-app0"), 1), (("budget", "set", "nope", "--amount", "1"), 1),
+                    (("budget", "show", "--team", "nope"), 1),
+                    (("team", "create", "r-eng"), 1), (("key", "create", "--name", "x", "--models", "a,,b"), 1),
+                    (("key", "create", "--name", "x", "--rpm", "many"), 2), (("key", "frobnicate"), 2))
+        ran = await together(*(run(h, *args, *bad) for bad, _ in refusals for args in ((), ("--json",))
+                               for run in (remote, direct)))
+        for (bad, code), i in zip(refusals, range(0, len(ran), 4), strict=True):
+            r, d = ran[i:i + 2]
             assert r.error(code) == d.error(code), bad
-            r, d = await remote(h, "--json", *bad), await direct(h, "--json", *bad)  # as JSON: message and code
+            r, d = ran[i + 2:i + 4]  # as JSON: message and code
             assert (r.code, r.out, r.err) == (d.code, d.out, d.err) and json.loads(r.err)["error"]["code"], bad
             if "nope" in bad:  # the admin API's code for what is missing, whichever way the command went
                 assert json.loads(r.err)["error"]["code"].endswith("_not_found"), (bad, r.err)
@@ -294,14 +311,15 @@ async def test_providers_prices_aliases_and_cluster_status_through_the_api(datab
     async with harness(database_url, admin_token=BOOT) as h:
         add = ("provider", "add", "{m}-up", "--type", "openai", "--base-url", h.upstream.url, "--api-key-env",
                "UP_KEY", "--models", "gpt-4o,{m}-unpriced", "--weight", "2", "--region", "eu")
-        made = {m: await run(h, "--json", *(a.format(m=m) for a in add)) for m, run in (("r", remote), ("d", direct))}
-        r, d = made["r"].json(), made["d"].json()
-        assert r["unpriced_models"] == ["r-unpriced"] and "warning: no price for r-unpriced" in made["r"].err
+        made = await together(*(run(h, "--json", *(a.format(m=m) for a in add)) for m, run in (("r", remote),
+                                                                                              ("d", direct))))
+        r, d = made[0].json(), made[1].json()
+        assert r["unpriced_models"] == ["r-unpriced"] and "warning: no price for r-unpriced" in made[0].err
         assert list(r) == list(d) and without(r, "name", "models", "position", "unpriced_models") == without(
             d, "name", "models", "position", "unpriced_models")
         upd = ("provider", "update", "{m}-up", "--weight", "3", "--no-api-key", "--responses", "native")
-        r, d = (await remote(h, "--json", *(a.format(m="r") for a in upd))).json(), \
-            (await direct(h, "--json", *(a.format(m="d") for a in upd))).json()
+        r, d = (ran.json() for ran in await together(remote(h, "--json", *(a.format(m="r") for a in upd)),
+                                                     direct(h, "--json", *(a.format(m="d") for a in upd))))
         assert list(r) == list(d) and (r["weight"], r["api_key"], r["responses"]) == (3, None, "native")
 
         price = (await remote(h, "--json", "pricing", "set", "org/model-x", "--input", "1", "--output", "2",
@@ -313,11 +331,12 @@ async def test_providers_prices_aliases_and_cluster_status_through_the_api(datab
         alias = (await remote(h, "--json", "model", "alias", "smart", "--target", "r-up/gpt-4o:3", "--target",
                               "openai/gpt-4o", "--fallback", "gpt-4o-mini")).json()
         assert alias["targets"][0] == {"provider": "r-up", "model": "gpt-4o", "weight": 3}
-        for read in (("provider", "list"), ("pricing", "list", "--source", "override"), ("pricing", "list",
-                     "--model", "gpt-4o-mi"), ("model", "list")):
-            for args in (("--json",), ()):
-                r_, d_ = await remote(h, *args, *read), await direct(h, *args, *read)
-                assert (r_.code, r_.out, r_.err) == (d_.code, d_.out, d_.err), read
+        reads = [(args, read) for read in (("provider", "list"), ("pricing", "list", "--source", "override"),
+                                           ("pricing", "list", "--model", "gpt-4o-mi"), ("model", "list"))
+                 for args in (("--json",), ())]
+        ran = await together(*(run(h, *args, *read) for args, read in reads for run in (remote, direct)))
+        for (_, read), r_, d_ in zip(reads, ran[::2], ran[1::2], strict=True):
+            assert (r_.code, r_.out, r_.err) == (d_.code, d_.out, d_.err), read
         # an alias named like a served model takes that model's requests from the providers it leaves
         # out: allowed, with the same warning line either way (a `warnings` list with --json)
         took = {run: await run(h, "model", "alias", "gpt-4o", "--target", "openai/gpt-4o-mini")
@@ -411,12 +430,15 @@ async def test_logs_through_the_api_print_what_direct_mode_prints(database_url: 
         narrow = await h.create_key("narrow", models=("gpt-4o-mini",))
         await h.sync()
         await h.chat_logged(narrow, ("gpt-4o-mini", "gpt-4o", "gpt-4o"))
-        for args in (("logs", "--key", "narrow"), ("logs", "--key", "narrow", "--status", "403"),
-                     ("logs", "--route", "/v1/*", "--model", "gpt-4o", "--limit", "1"),
-                     ("logs", "--error-code", "model_not_allowed")):
-            here, there = await direct(h, "--json", *args), await remote(h, "--json", *args)
+        filters = (("logs", "--key", "narrow"), ("logs", "--key", "narrow", "--status", "403"),
+                   ("logs", "--route", "/v1/*", "--model", "gpt-4o", "--limit", "1"),
+                   ("logs", "--error-code", "model_not_allowed"))
+        ran = await together(*(run(h, *json_, *args) for args in filters for json_ in (("--json",), ())
+                               for run in (direct, remote)))
+        for args, i in zip(filters, range(0, len(ran), 4), strict=True):
+            here, there, here_table, there_table = ran[i:i + 4]
             assert here.json() == there.json() and there.json(), args
-            assert (await direct(h, *args)).out == (await remote(h, *args)).out, args
+            assert here_table.out == there_table.out, args
         refused = (await remote(h, "--json", "logs", "--key", "narrow", "--status", "403")).json()
         assert refused == (await remote(h, "--json", "logs", "--error-code", "model_not_allowed")).json()
         assert len(refused) == 2 and all("may not use model 'gpt-4o'" in r["error_message"] for r in refused)
@@ -432,11 +454,14 @@ async def test_logs_through_the_api_print_what_direct_mode_prints(database_url: 
         await h.create_key("idle")
         await h.sync()
         auditor = (await remote(h, "--json", "admin-token", "create", "--name", "aud", "--role", "auditor")).json()
-        for args in (("usage",), ("usage", "--key", "narrow"),
-                     ("usage", "--since", "7d", "--until", "1d")):  # times ago, as the days they fall on
-            here = (await direct(h, "--json", *args)).json()
-            assert (await remote(h, "--json", *args)).json() == here, args
-            assert (await remote(h, "--json", *args, token=auditor["token"])).json() == here, args
+        usages = (("usage",), ("usage", "--key", "narrow"),
+                  ("usage", "--since", "7d", "--until", "1d"))  # times ago, as the days they fall on
+        ran = await together(*(run for args in usages for run in (direct(h, "--json", *args), remote(
+            h, "--json", *args), remote(h, "--json", *args, token=auditor["token"]))))
+        for args, i in zip(usages, range(0, len(ran), 3), strict=True):
+            here, there, audited = (r.json() for r in ran[i:i + 3])
+            assert there == here, args
+            assert audited == here, args
         # read: the usage and the unrevoked keys' names and ids, a page at a time; never the whole
         # config (a million keys' worth of it), which a usage reader had to fetch for the zero rows
         logged = "SELECT count(*) FROM request_log WHERE route LIKE %s"
@@ -454,11 +479,12 @@ async def test_logs_through_the_api_print_what_direct_mode_prints(database_url: 
 async def test_key_list_filters_by_team_and_name_and_stops_at_a_limit_alike_in_both_modes(database_url: str) -> None:
     # at a million keys a whole listing is a million rows: `key list` narrows as GET /admin/v1/keys does
     async with harness(database_url, admin_token=BOOT) as h:
-        for team in ("eng", "ops"):
-            assert (await direct(h, "team", "create", team)).code == 0
-        for name, team in (("eng-bot", "eng"), ("eng-App", "eng"), ("eng-old", "eng"), ("ops-bot", "ops"),
-                           ("solo", None)):
-            assert (await direct(h, "key", "create", "--name", name, *(("--team", team) if team else ()))).code == 0
+        assert [r.code for r in await together(*(direct(h, "team", "create", team) for team in ("eng", "ops")))] \
+            == [0, 0]
+        made = await together(*(direct(h, "key", "create", "--name", name, *(("--team", team) if team else ()))
+                                for name, team in (("eng-bot", "eng"), ("eng-App", "eng"), ("eng-old", "eng"),
+                                                   ("ops-bot", "ops"), ("solo", None))))
+        assert [r.code for r in made] == [0] * 5
         assert (await direct(h, "key", "revoke", "eng-old")).code == 0
         expected = {("--team", "eng"): ["eng-App", "eng-bot"],
                     ("--team", "eng", "--all"): ["eng-App", "eng-bot", "eng-old"],
@@ -466,13 +492,16 @@ async def test_key_list_filters_by_team_and_name_and_stops_at_a_limit_alike_in_b
                     ("--search", "o", "--all", "--limit", "2"): ["eng-bot", "eng-old"],
                     ("--limit", "3"): ["eng-App", "eng-bot", "ops-bot"],
                     ("--team", "ops", "--search", "eng"): []}
-        for args, names in expected.items():
-            r, d = await remote(h, "--json", "key", "list", *args), await direct(h, "--json", "key", "list", *args)
+        ran = await together(*(run for args in expected for run in (
+            remote(h, "--json", "key", "list", *args), direct(h, "--json", "key", "list", *args),
+            direct(h, "key", "list", *args))))
+        for (args, names), i in zip(expected.items(), range(0, len(ran), 3), strict=True):
+            r, d, table = ran[i:i + 3]
             assert [k["name"] for k in d.json()] == names, args
             assert (r.code, r.out, r.err) == (d.code, d.out, d.err), args
-            table = await direct(h, "key", "list", *args)
             assert table.code == 0 and len(table.out.splitlines()) == 1 + len(names), args  # a header, then the keys
-        for bad, code, said in ((("--team", "nope"), 1, "no team named or with id 'nope'"),
-                                (("--limit", "0"), 2, "'--limit': 0 is not in the range")):
-            r, d = await remote(h, "key", "list", *bad), await direct(h, "key", "list", *bad)
+        refusals = ((("--team", "nope"), 1, "no team named or with id 'nope'"),
+                    (("--limit", "0"), 2, "'--limit': 0 is not in the range"))
+        ran = await together(*(run(h, "key", "list", *bad) for bad, _, _ in refusals for run in (remote, direct)))
+        for (bad, code, said), r, d in zip(refusals, ran[::2], ran[1::2], strict=True):
             assert r.error(code) == d.error(code) and said in d.err, bad
