@@ -9,6 +9,8 @@ import os
 import signal
 import tempfile
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -128,6 +130,28 @@ def fresh_database(url: str, *, migrated: bool = True, copy_of: str | None = Non
         else:
             conn.execute(f"CREATE DATABASE {name}")
     return with_database(url, name)
+
+
+@contextmanager
+def seeded(url: str, seed: Callable[[str], object]) -> Iterator[str]:
+    """A database at alembic head filled by `seed`, dropped after: made once for a module, whose
+    tests read it or take copies of it (copied())."""
+    made = fresh_database(url)
+    try:
+        seed(made)
+        yield made
+    finally:
+        drop_database(url, made)
+
+
+@contextmanager
+def copied(url: str, of: str) -> Iterator[str]:
+    """A copy of the database at the URL `of` (no connection may be open on it), dropped after."""
+    made = fresh_database(url, copy_of=of)
+    try:
+        yield made
+    finally:
+        drop_database(url, made)
 
 
 def drop_database(url: str, name_url: str) -> None:

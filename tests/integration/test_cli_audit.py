@@ -357,17 +357,14 @@ def _many_keys(database_url: str) -> None:
 @pytest.fixture(scope="module")
 def many_keys(pg_server: str) -> Iterator[str]:
     """A database holding _many_keys' seed, made once for the module: the tests get copies of it."""
-    url = pg.fresh_database(pg_server)
-    _many_keys(url)
-    yield url
-    pg.drop_database(pg_server, url)
+    with pg.seeded(pg_server, _many_keys) as url:
+        yield url
 
 
 @pytest.fixture
 def many_keys_url(pg_server: str, many_keys: str) -> Iterator[str]:
-    url = pg.fresh_database(pg_server, copy_of=many_keys)
-    yield url
-    pg.drop_database(pg_server, url)
+    with pg.copied(pg_server, many_keys) as url:
+        yield url
 
 
 def test_a_page_of_the_audit_log_reads_its_own_rows_among_many_keys(many_keys_url: str) -> None:

@@ -175,10 +175,8 @@ BAD = [
 @pytest.fixture(scope="module")
 def populated(pg_server: str) -> Iterator[str]:
     """One populated database for every refusal: a refused command appends nothing, so they can share it."""
-    url = pg.fresh_database(pg_server)
-    populate(url)
-    yield url
-    pg.drop_database(pg_server, url)
+    with pg.seeded(pg_server, populate) as url:
+        yield url
 
 
 @pytest.mark.parametrize(("args", "fragment"), BAD, ids=[" ".join(a)[:60] for a, _ in BAD])

@@ -43,25 +43,21 @@ def export(url: str, path: Path | None = None) -> dict[str, Any]:
 def staged(pg_server: str) -> Iterator[str]:
     """A database `staging` wrote through the CLI, once for the module: the tests get copies of it
     (staged_url, staged_prod_url), each a database of its own."""
-    url = pg.fresh_database(pg_server)
-    staging(url)
-    yield url
-    pg.drop_database(pg_server, url)
+    with pg.seeded(pg_server, staging) as url:
+        yield url
 
 
 @pytest.fixture
 def staged_url(pg_server: str, staged: str) -> Iterator[str]:
-    url = pg.fresh_database(pg_server, copy_of=staged)
-    yield url
-    pg.drop_database(pg_server, url)
+    with pg.copied(pg_server, staged) as url:
+        yield url
 
 
 @pytest.fixture
 def staged_prod_url(pg_server: str, staged: str) -> Iterator[str]:
     """A second copy of the staged database, for a test that edits two staged databases two ways."""
-    url = pg.fresh_database(pg_server, copy_of=staged)
-    yield url
-    pg.drop_database(pg_server, url)
+    with pg.copied(pg_server, staged) as url:
+        yield url
 
 
 def staging(url: str) -> None:
