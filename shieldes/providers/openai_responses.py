@@ -14,9 +14,11 @@ goes event by event: parsed and re-encoded, exactly as the parsed path gives it.
 
 from __future__ import annotations
 
+import io
 import re
 import time
 from collections.abc import AsyncGenerator, Callable
+from operator import itemgetter
 from typing import Protocol
 
 import orjson
@@ -44,6 +46,38 @@ _LONG_LINE = 1024
 _TYPED_RUN = re.compile(rb'(?:event: ([^"\\\n]*)\ndata: \{"type": ?"\1"[,}][^\n]{0,%d}\}\n\n)+' % _LONG_LINE)
 _TYPED_HEAD = re.compile(rb'event: ([^"\\\n]*)\ndata: \{"type": ?"\1"[,}]')
 _CLOSE = ord("}")
+# A block of several events whose names are OpenAI's own (below) is checked line by line instead:
+# its lines cut by memchr (a BytesIO's iteration, in C) and each name line looked up for the head
+# its data line must start with, `data: {"type":"NAME",` (OpenAI writes the type first, unspaced,
+# then more fields). That costs a few C calls an event and no walk over the bytes (the regex's walk
+# is some 7 instructions a byte): a whole stream of 28 events 100k instructions against 156k. Any
+# other block (another name, a spaced type, an event of its type alone) goes the regex's way.
+_OPENAI_EVENTS = (
+    "error", "response.created", "response.queued", "response.in_progress", "response.completed",
+    "response.incomplete", "response.failed", "response.output_item.added", "response.output_item.done",
+    "response.content_part.added", "response.content_part.done", "response.output_text.delta",
+    "response.output_text.done", "response.output_text.annotation.added", "response.refusal.delta",
+    "response.refusal.done", "response.function_call_arguments.delta", "response.function_call_arguments.done",
+    "response.custom_tool_call_input.delta", "response.custom_tool_call_input.done",
+    "response.reasoning_summary_part.added", "response.reasoning_summary_part.done",
+    "response.reasoning_summary_text.delta", "response.reasoning_summary_text.done",
+    "response.reasoning_text.delta", "response.reasoning_text.done", "response.file_search_call.in_progress",
+    "response.file_search_call.searching", "response.file_search_call.completed",
+    "response.web_search_call.in_progress", "response.web_search_call.searching",
+    "response.web_search_call.completed", "response.code_interpreter_call.in_progress",
+    "response.code_interpreter_call.interpreting", "response.code_interpreter_call.completed",
+    "response.code_interpreter_call_code.delta", "response.code_interpreter_call_code.done",
+    "response.image_generation_call.in_progress", "response.image_generation_call.generating",
+    "response.image_generation_call.partial_image", "response.image_generation_call.completed",
+    "response.mcp_call_arguments.delta", "response.mcp_call_arguments.done", "response.mcp_call.in_progress",
+    "response.mcp_call.completed", "response.mcp_call.failed", "response.mcp_list_tools.in_progress",
+    "response.mcp_list_tools.completed", "response.mcp_list_tools.failed",
+)
+# an event's name line, as a line of the block (its newline kept) -> the start of its data line
+_HEADS = {b"event: %s\n" % name.encode(): b'data: {"type":"%s",' % name.encode() for name in _OPENAI_EVENTS}
+_DELTA_LINES = frozenset(line for line in _HEADS if line.endswith(b".delta\n"))
+_BEFORE_NEWLINE = itemgetter(-2)
+_NEWLINE = b"\n"
 _SEQUENCE = re.compile(rb'"sequence_number": ?(-?\d+) ?[,}]')
 _SEQUENCE_KEY = b'"sequence_number":'
 # A key, never text: inside a JSON string every quote is escaped.
@@ -65,6 +99,9 @@ def typed_deltas(block: bytes) -> int | None:
     size = len(block)
     if size <= _LONG_LINE:  # (every line in it is short: one match, as a token's read usually is)
         return None if _TYPED_RUN.fullmatch(block) is None else block.count(_DELTA)
+    deltas = _openai_deltas(block)
+    if deltas is not None:
+        return deltas
     deltas = at = 0
     while at < size:
         name_end = block.find(b"\n", at)
@@ -81,6 +118,27 @@ def typed_deltas(block: bytes) -> int | None:
         deltas += block.endswith(b".delta", at, head.end(1))
         at = end + 2
     return deltas
+
+
+def _openai_deltas(block: bytes) -> int | None:
+    """typed_deltas' answer for a block of events named as OpenAI names them (_HEADS), each of a
+    name line, a data line starting with its head and ending `}`, and a blank line; None for any
+    other block (then it may still be framed the usual way: the regex reads it)."""
+    lines = list(io.BytesIO(block))  # (each ends with its newline, but a last line without one)
+    events = len(lines) // 3
+    blanks = lines[2::3]
+    # (no line is empty: a blank one of 1 byte is a newline, but the block's last line may lack it)
+    if len(lines) != 3 * events or sum(map(len, blanks)) != events or blanks[-1] != _NEWLINE:
+        return None
+    names = lines[::3]
+    try:
+        heads = list(map(_HEADS.__getitem__, names))
+    except KeyError:
+        return None
+    data = lines[1::3]
+    if not all(map(bytes.startswith, data, heads)) or set(map(_BEFORE_NEWLINE, data)) != {_CLOSE}:
+        return None
+    return sum(map(_DELTA_LINES.__contains__, names))
 
 
 class Relay(Protocol):
