@@ -28,8 +28,9 @@ DEFECTS = st.sampled_from([
     ("type", b"response.output_text.delta"), ("type", b"response.completed"), ("head", b'{"type": "%s",'),
     ("head", b'{"type":"%s"}'), ("head", b'{"type":"%s"'), ("head", b'{ "type":"%s",'), ("head", b'{"kind":"%s",'),
     ("end", b""), ("end", b"]"), ("end", b"} "), ("end", b"}\n}"), ("inside", b"\n"), ("inside", b"\n\n"),
-    ("blank", b"\n"), ("blank", b"\n\n\n"), ("blank", b"\r\n\n"), ("blank", b"\n\r\n"), ("line", b"event:"),
-    ("line", b"data: "), ("line", b"Event: "), ("data", b"data:"), ("data", b"data:  "), ("data", b"event: ")])
+    ("blank", b"\n"), ("blank", b"\n}"), ("blank", b"\n\n\n"), ("blank", b"\r\n\n"), ("blank", b"\n\r\n"),
+    ("line", b"event:"), ("line", b"data: "), ("line", b"Event: "),
+    ("data", b"data:"), ("data", b"data:  "), ("data", b"event: ")])
 
 
 def framed(name: bytes, fields: list[bytes], defect: tuple[str, bytes] | None) -> bytes:
