@@ -46,12 +46,13 @@ _LONG_LINE = 1024
 _TYPED_RUN = re.compile(rb'(?:event: ([^"\\\n]*)\ndata: \{"type": ?"\1"[,}][^\n]{0,%d}\}\n\n)+' % _LONG_LINE)
 _TYPED_HEAD = re.compile(rb'event: ([^"\\\n]*)\ndata: \{"type": ?"\1"[,}]')
 _CLOSE = ord("}")
-# A block of several events whose names are OpenAI's own (below) is checked line by line instead:
-# its lines cut by memchr (a BytesIO's iteration, in C) and each name line looked up for the head
-# its data line must start with, `data: {"type":"NAME",` (OpenAI writes the type first, unspaced,
-# then more fields). That costs a few C calls an event and no walk over the bytes (the regex's walk
-# is some 7 instructions a byte): a whole stream of 28 events 100k instructions against 156k. Any
-# other block (another name, a spaced type, an event of its type alone) goes the regex's way.
+# From the first event of a longer block whose data line is short, the events are checked line by
+# line instead when their names are OpenAI's own (below): the lines cut by memchr (a BytesIO's
+# iteration, in C) and each name line looked up for the head its data line must start with,
+# `data: {"type":"NAME",` (OpenAI writes the type first, unspaced, then more fields). A few C calls
+# an event and no walk over the bytes (the regex's is some 7 instructions a byte): the bench's whole
+# stream of 28 events in 100k instructions against 156k. Any other block (another name, a spaced
+# type, an event of its type alone) goes the regex's way; a long line first, the head's way.
 _OPENAI_EVENTS = (
     "error", "response.created", "response.queued", "response.in_progress", "response.completed",
     "response.incomplete", "response.failed", "response.output_item.added", "response.output_item.done",
@@ -99,14 +100,17 @@ def typed_deltas(block: bytes) -> int | None:
     size = len(block)
     if size <= _LONG_LINE:  # (every line in it is short: one match, as a token's read usually is)
         return None if _TYPED_RUN.fullmatch(block) is None else block.count(_DELTA)
-    deltas = _openai_deltas(block)
-    if deltas is not None:
-        return deltas
     deltas = at = 0
+    lines_tried = False
     while at < size:
         name_end = block.find(b"\n", at)
         end = block.find(b"\n", name_end + 1)  # the end of the data line
         if end - name_end <= _LONG_LINE:
+            if not lines_tried:  # (once: the events from here on, read by their lines)
+                lines_tried = True
+                rest = _openai_deltas(block[at:] if at else block)
+                if rest is not None:
+                    return deltas + rest
             run = _TYPED_RUN.match(block, at)
             if run is not None:
                 deltas += block.count(_DELTA, at, run.end())
