@@ -25,11 +25,22 @@ const SIGNED_OUT = "shieldes.signed_out"; // what the sign-in form says after th
 // After SSO the node sends the browser to /ui/#sso with the session in an HttpOnly cookie only this
 // browser holds; the page redeems it with a same-origin POST. A session is never read from the
 // address: a link carrying one (#session=...) would sign whoever opens it in as someone else.
+// A 503 (the database did not confirm the sign-in) is tried again with the same random key: a
+// sign-in that was written after all is then finished, not refused as redeemed already.
+const SSO_RETRIES_MS = [700, 2000];
 async function finishSso() {
   const sso = location.hash === "#sso";
   if (sso || location.hash.startsWith("#session=")) history.replaceState(null, "", "/ui/");
   if (!sso) return null;
-  const resp = await fetch("/ui/oidc/session", { method: "POST", credentials: "same-origin" });
+  const key = Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+  const redeem = () => fetch("/ui/oidc/session", { method: "POST", credentials: "same-origin",
+                                                   headers: { "Idempotency-Key": key } });
+  let resp = await redeem();
+  for (const ms of SSO_RETRIES_MS) {
+    if (resp.status !== 503) break;
+    await new Promise((done) => setTimeout(done, ms));
+    resp = await redeem();
+  }
   const data = await resp.json().catch(() => null);
   if (!resp.ok || !data || !data.session) {
     throw new Error((data && data.error && data.error.message) || `The SSO sign-in could not be finished (HTTP ${resp.status}); sign in again.`);

@@ -54,8 +54,11 @@ async def handoff_cookie(base: str) -> str:
             return r.cookies[HANDOFF_COOKIE].value
 
 
-async def redeem(base: str, cookie: str) -> tuple[int, dict[str, Any]]:
-    """The console page's redeem of the hand-off `cookie`: (status, answer)."""
-    async with aiohttp.ClientSession() as s, s.post(base + HANDOFF_PATH,
-                                                    headers={"Cookie": f"{HANDOFF_COOKIE}={cookie}"}) as r:
+async def redeem(base: str, cookie: str, retry_key: str | None = None) -> tuple[int, dict[str, Any]]:
+    """The console page's redeem of the hand-off `cookie` (`retry_key`: the random Idempotency-Key
+    the page sends with each try of one sign-in; None: a request without one): (status, answer)."""
+    headers = {"Cookie": f"{HANDOFF_COOKIE}={cookie}"}
+    if retry_key is not None:
+        headers["Idempotency-Key"] = retry_key
+    async with aiohttp.ClientSession() as s, s.post(base + HANDOFF_PATH, headers=headers) as r:
         return r.status, await r.json()

@@ -132,6 +132,34 @@ async def test_a_hand_off_is_redeemed_once_in_the_cluster(database_url: str, idp
         assert actors[:2] == [("oidc:ana@example.com", 200), (None, 401)], actors
 
 
+async def test_a_retry_of_the_pages_redeem_finishes_the_same_sign_in_and_nothing_else_does(
+        database_url: str, idp: FakeOidc) -> None:
+    """The page's redeem was written but its answer lost (a 503 after the COMMIT, a dropped
+    connection): its retry with the same Idempotency-Key, on any node, finishes that sign-in; the
+    cookie without the page's key, or with another, is still refused; one start in the log."""
+    oidc = idp.node_settings(oidc_role_map="platform=operator", admin_token=BOOT)
+    async with AsyncExitStack() as stack:
+        a = await stack.enter_async_context(harness(database_url, **oidc))
+        b = await stack.enter_async_context(harness(database_url, providers=False, **oidc))
+        cookie = await handoff_cookie(a.base)
+        status, first = await redeem(a.base, cookie, "page-key-1")
+        assert status == 200, first  # ... and the answer never reached the page
+        for base in (a.base, b.base):
+            status, again = await redeem(base, cookie, "page-key-1")
+            assert status == 200, again
+            assert again["session"] != first["session"]  # a token of its own, for the same session
+            who = await AdminClient(base, again["session"]).get("/admin/v1/whoami")
+            assert who[0] == 200 and who[1]["session"] == (await AdminClient(a.base, first["session"]).get(
+                "/admin/v1/whoami"))[1]["session"], who
+        for key in (None, "a-thiefs-key"):  # a replay of the cookie alone
+            status, replay = await redeem(b.base, cookie, key)
+            assert status == 401 and replay["error"]["code"] == "oidc_no_sign_in", replay
+        status, odd = await redeem(a.base, cookie, "x" * 201)
+        assert status == 400 and "Idempotency-Key" in odd["error"]["message"], odd
+        rows = a.sql("SELECT count(*) FROM audit_log WHERE type = 'oidc_session.started'")
+        assert rows == [(1,)], rows
+
+
 async def test_a_changed_role_map_takes_effect_on_sessions_signed_in(database_url: str, idp: FakeOidc) -> None:
     """The operator narrows SHIELDES_OIDC_ROLE_MAP (a rolling restart with the new value): a
     session signed in as admin is a viewer on a node with the new map at its next request, and

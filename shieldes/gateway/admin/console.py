@@ -109,14 +109,17 @@ def add_console_routes(app: web.Application, ctx: AdminContext) -> None:
         app.router.add_get("/ui/oidc/login", in_browser(ctx.oidc.login))
         oidc = ctx.oidc
 
-        async def record(session: Session) -> None:
+        async def record(session: Session, retry_key: str | None) -> None:
             command = StartSession(session.id, session.subject, session.role, time.time(), session.expires_at)
-            await ctx.db_wait.run(execute_live(ctx.projector, command, actor=f"oidc:{session.subject}"),
+            # the retry key with this hand-off's session: a start already written for it is found, not refused
+            idempotency = (retry_key, session.id) if retry_key is not None else None
+            await ctx.db_wait.run(execute_live(ctx.projector, command, actor=f"oidc:{session.subject}",
+                                               idempotency=idempotency),
                                   "the sign-in could not be recorded", advice="sign in again in a moment")
 
         async def redeem(request: web.Request) -> web.StreamResponse:
-            async def record_here(session: Session) -> None:
-                await record(session)
+            async def record_here(session: Session, retry_key: str | None) -> None:
+                await record(session, retry_key)
                 rec = record_of(request)  # the request log's row of the sign-in names who signed in
                 if rec is not None:
                     rec.actor = f"oidc:{session.subject}"

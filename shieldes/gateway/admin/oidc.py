@@ -279,15 +279,24 @@ class OidcLogin:
         return request.scheme == "https" or self._redirect_uri(request).startswith("https://")
 
     async def redeem(self, request: web.Request,
-                     record: Callable[[Session], Awaitable[None]]) -> web.StreamResponse:
+                     record: Callable[[Session, str | None], Awaitable[None]]) -> web.StreamResponse:
         """POST /ui/oidc/session: the console page takes the session the callback left in this
         browser's hand-off cookie. A browser that did not go through the callback itself (a link
         someone sent) has none, so nobody is signed in. `record` appends the session's start to the
         log and refuses a session started already: the hand-off is good once in the cluster, and the
-        token is made only then (the cookie holds none a thief could use instead)."""
+        token is made only then (the cookie holds none a thief could use instead).
+
+        The page's `Idempotency-Key` (a random value it keeps for its retries) goes to `record`: a
+        start whose 503 came after it committed (the wait ran out on the COMMIT's answer) is found
+        by that key, so the page's retry finishes the same sign-in. A replay of the cookie without
+        the page's key is refused as before."""
         if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
             raise PermissionDenied("an SSO sign-in is finished only by the console's own page; open /ui/ and "
                                    "sign in with SSO", code="oidc_cross_site")
+        retry_key = request.headers.get("Idempotency-Key")
+        if retry_key is not None and not 1 <= len(retry_key) <= 200:
+            raise InvalidRequest("Idempotency-Key must be 1-200 characters; send the same random value with each "
+                                 "retry of one sign-in")
         saved = self._unsign(request.cookies.get(HANDOFF_COOKIE, ""))
         pending = _pending(saved)
         if pending is None:
@@ -296,7 +305,7 @@ class OidcLogin:
                                        code="oidc_no_sign_in")
         # a database that cannot take the start now leaves the cookie in place: the page may try again
         try:
-            await record(pending)
+            await record(pending, retry_key)
         except CommandRejected:  # the log holds this session: the hand-off was redeemed before
             raise AuthenticationFailed("this SSO sign-in was finished already (a hand-off is redeemed once); "
                                        "sign in again at /ui/", code="oidc_no_sign_in") from None
