@@ -2,12 +2,13 @@
 with SSO" lands signed in as the provider's user, and a link carrying someone else's session in its
 fragment (/ui/#session=..., login CSRF) signs nobody in; an admin sees the sessions, and Sign out
 ends the session on the nodes (its token is refused after) and at the provider; a console left
-unused times out."""
+unused times out; a redeem answered 503 is tried again by the page with the same key."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,55 @@ def _idle(base: str) -> dict[str, Any]:
             screenshot(d, Path(os.environ["SHIELDES_SCREENSHOTS_TO"]) / "console-idle-desktop.png")
         return {"note": by_css(d, "form p.error").text,
                 "stored": d.execute_script("return sessionStorage.getItem('shieldes.token')")}
+
+
+# Before any of the console's scripts: the page's first redeem is answered 503 without reaching the
+# node (as when the database did not confirm it), and every redeem's Idempotency-Key is noted.
+FIRST_REDEEM_UNAVAILABLE = """
+(() => {
+  const real = window.fetch.bind(window);
+  window.redeemKeys = [];
+  window.fetch = (url, init) => {
+    if (!String(url).endsWith("/ui/oidc/session")) return real(url, init);
+    window.redeemKeys.push((init && init.headers && init.headers["Idempotency-Key"]) || null);
+    if (window.redeemKeys.length > 1) return real(url, init);
+    const body = {error: {message: "the sign-in could not be recorded; sign in again in a moment",
+                          type: "api_error", code: "database_unavailable"}};
+    return Promise.resolve(new Response(JSON.stringify(body), {status: 503,
+                                        headers: {"Content-Type": "application/json"}}));
+  };
+})();
+"""
+
+
+def _first_redeem_unavailable(base: str) -> dict[str, Any]:
+    with chromium(*DESKTOP) as d:
+        d.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": FIRST_REDEEM_UNAVAILABLE})
+        d.get(base + "/ui/")
+        wait(d, lambda d: all_css(d, "a.button[href='/ui/oidc/login']"), what="the SSO button")
+        by_css(d, "a.button[href='/ui/oidc/login']").click()
+        wait(d, lambda d: all_css(d, LOADED + "h1") or all_css(d, "form p.error"),
+             what="the console, or the sign-in form's error, after SSO")
+        return {"who": by_css(d, "#who-name").text if all_css(d, LOADED + "h1") else None,
+                "error": "".join(e.text for e in all_css(d, "form p.error")),
+                "keys": d.execute_script("return window.redeemKeys")}
+
+
+async def test_the_page_tries_a_redeem_answered_503_again_with_the_same_key(database_url: str) -> None:
+    """A 503 on the redeem (the database did not confirm the sign-in) is tried again by the page with
+    the same random Idempotency-Key, so a start written after all finishes that sign-in (the node's
+    side: test_admin_sessions.py)."""
+    require_chromium()
+    idp = await FakeOidc().start()
+    try:
+        async with harness(database_url, oidc_issuer=idp.url, oidc_client_id=CLIENT_ID,
+                           oidc_client_secret=CLIENT_SECRET, oidc_role_map="platform=admin") as h:
+            seen = await asyncio.to_thread(_first_redeem_unavailable, h.base)
+    finally:
+        await idp.stop()
+    assert seen["who"] is not None and seen["who"].startswith("ana@example.com · admin"), seen
+    keys = seen["keys"]
+    assert len(keys) == 2 and keys[0] == keys[1] and re.fullmatch(r"[0-9a-f]{32}", keys[0] or ""), seen
 
 
 async def test_sso_signs_in_this_browser_and_a_planted_session_signs_in_nobody(database_url: str) -> None:
