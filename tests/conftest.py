@@ -82,12 +82,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+@pytest.fixture(scope="session")
+def databases(pg_server: str) -> Iterator[pg.Databases]:
+    made = pg.Databases(pg_server)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
 @pytest.fixture
-def database_url(pg_server: str) -> Iterator[str]:
-    """A fresh database at alembic head, dropped after the test."""
-    url = pg.fresh_database(pg_server)
+def database_url(databases: pg.Databases) -> Iterator[str]:
+    """A fresh database at alembic head, dropped after the test (both while another test runs)."""
+    url = databases.take()
     yield url
-    pg.drop_database(pg_server, url)
+    databases.give_back(url)
 
 
 @pytest.fixture

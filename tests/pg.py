@@ -10,6 +10,7 @@ import signal
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,48 @@ def fresh_database(url: str, *, migrated: bool = True, copy_of: str | None = Non
         else:
             conn.execute(f"CREATE DATABASE {name}")
     return with_database(url, name)
+
+
+class Databases:
+    """Fresh databases at alembic head for one test each, the next one made while the test before it
+    runs, and each dropped after its test while the next one runs: a test's setup and teardown no
+    longer wait on CREATE and DROP DATABASE (0.05-0.3 s each, longer on a busy server). A database
+    is a copy of the template given to one test and never reused: isolation is that of copies made
+    on demand. Creates and drops run one at a time, in the order asked."""
+
+    def __init__(self, server: str) -> None:
+        self.server = server
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-databases")
+        self._next: Future[str] | None = None
+        self._drops: list[Future[None]] = []
+
+    def take(self) -> str:
+        self._check_drops()
+        made = self._next.result() if self._next is not None else fresh_database(self.server)
+        self._next = self._worker.submit(fresh_database, self.server)
+        return made
+
+    def give_back(self, url: str) -> None:
+        self._drops.append(self._worker.submit(drop_database, self.server, url))
+
+    def _check_drops(self) -> None:
+        """A drop that failed fails the next test's setup, as it failed its own teardown before."""
+        done = [f for f in self._drops if f.done()]
+        self._drops = [f for f in self._drops if not f.done()]
+        for f in done:
+            f.result()
+
+    def close(self) -> None:
+        """Wait for the drops asked for, and drop the database made for a test that never came."""
+        spare, self._next = self._next, None
+        try:
+            if spare is not None:
+                self.give_back(spare.result())
+            for f in self._drops:
+                f.result()
+        finally:
+            self._drops = []
+            self._worker.shutdown()
 
 
 @contextmanager
