@@ -529,6 +529,8 @@ def main() -> None:
         "--moderate", type=int, default=2, help="connections for the moderate-load latency run"
     )
     parser.add_argument("--rounds", type=int, default=3, help="moderate-load rounds (median p50 reported)")
+    parser.add_argument("--moderate-seconds", type=int, default=3, metavar="S",
+                        help="length of each target's moderate-load round (a test of the bench's wiring sets 1)")
     parser.add_argument(
         "--moderate-rate", type=float, metavar="RPS",
         help="pace the moderate load at about RPS requests per second in all (each connection pauses "
@@ -794,7 +796,7 @@ def main() -> None:
                 for label, _proc, port, key in targets:
                     url = f"http://127.0.0.1:{port}{path}"
                     mods.setdefault((mode, label), []).append(
-                        load(url, body, key, 3, args.moderate, args.pin_load, pause_ms))
+                        load(url, body, key, args.moderate_seconds, args.moderate, args.pin_load, pause_ms))
         rows = []
         for mode, *_ in modes:
             for label, *_rest in targets:
@@ -824,7 +826,7 @@ def main() -> None:
         f"{args.moderate} connections"
         + (f" paced at about {args.moderate_rate:.0f} requests/s (each pausing {pause_ms:.1f} ms between "
            "requests)" if pause_ms else " back to back")
-        + f" (median of {args.rounds} interleaved 3 s rounds); {args.duration}s per "
+        + f" (median of {args.rounds} interleaved {args.moderate_seconds} s rounds); {args.duration}s per "
         f"saturation run, median of {args.repeat} interleaved run(s); machine: {os.cpu_count()} cores shared "
         "with other work"
         + (f"; servers pinned to CPU {args.pin_servers}" if args.pin_servers else "")

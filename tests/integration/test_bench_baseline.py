@@ -54,7 +54,7 @@ def tree_with_one_more_migration(dest: Path) -> Path:
 def test_the_baseline_serves_from_a_database_its_own_tree_migrated(pg_server: str, tmp_path: Path) -> None:
     tree = tree_with_one_more_migration(tmp_path / "base")
     done = run_bench(pg_server, "--only", "json", "--repeat", "1", "--rounds", "1", "--duration", "1",
-                     "--connections", "4", "--moderate", "1", "--baseline", str(tree))
+                     "--connections", "4", "--moderate", "1", "--moderate-seconds", "1", "--baseline", str(tree))
     assert done.returncode == 0, done.stdout + done.stderr
     found = re.search(r"^databases: the node's (\w+), the baseline's (\w+) \(migrated by .* to revision (\w+)\)$",
                       done.stdout, re.M)
