@@ -18,6 +18,7 @@ import io
 import re
 import time
 from collections.abc import AsyncGenerator, Callable
+from itertools import compress, count
 from operator import itemgetter
 from typing import Protocol
 
@@ -77,6 +78,10 @@ _OPENAI_EVENTS = (
 # an event's name line, as a line of the block (its newline kept) -> the start of its data line
 _HEADS = {b"event: %s\n" % name.encode(): b'data: {"type":"%s",' % name.encode() for name in _OPENAI_EVENTS}
 _DELTA_LINES = frozenset(line for line in _HEADS if line.endswith(b".delta\n"))
+# The name lines of the events that carry a response object (OpenAI's only ones), and of those the
+# PROGRESS ones: in a read checked by its lines, only these are searched for a `response` key.
+_RESPONSE_LINES = frozenset(b"event: %s\n" % name.encode() for name in (*PROGRESS, *TERMINAL))
+_PROGRESS_LINES = frozenset(b"event: %s\n" % name.encode() for name in PROGRESS)
 _BEFORE_NEWLINE = itemgetter(-2)
 _NEWLINE = b"\n"
 _SEQUENCE = re.compile(rb'"sequence_number": ?(-?\d+) ?[,}]')
@@ -94,14 +99,13 @@ _UNREAD_BYTES = 1 << 16
 Edit = Callable[[Body, int], Body | None]
 
 
-def typed_deltas(block: bytes) -> int | None:
+def typed_deltas(block: bytes, lines_tried: bool = False) -> int | None:
     """How many delta events `block` holds when it is nothing but events as OpenAI frames them
-    (see _TYPED_RUN); else None."""
+    (see _TYPED_RUN); else None. `lines_tried`: when lines_first(block), _lines(block) gave None."""
     size = len(block)
     if size <= _LONG_LINE:  # (every line in it is short: one match, as a token's read usually is)
         return None if _TYPED_RUN.fullmatch(block) is None else block.count(_DELTA)
     deltas = at = 0
-    lines_tried = False
     while at < size:
         name_end = block.find(b"\n", at)
         end = block.find(b"\n", name_end + 1)  # the end of the data line
@@ -125,9 +129,25 @@ def typed_deltas(block: bytes) -> int | None:
 
 
 def _openai_deltas(block: bytes) -> int | None:
-    """typed_deltas' answer for a block of events named as OpenAI names them (_HEADS), each of a
-    name line, a data line starting with its head and ending `}`, and a blank line; None for any
-    other block (then it may still be framed the usual way: the regex reads it)."""
+    """typed_deltas' answer for a block of events named as OpenAI names them (_lines)."""
+    lines = _lines(block)
+    return None if lines is None else sum(map(_DELTA_LINES.__contains__, lines[::3]))
+
+
+def lines_first(block: bytes) -> bool:
+    """Whether typed_deltas reads `block` by its lines first (_lines): longer than one short read,
+    its first event's data line short. (A block whose first data line is long, an agent's response
+    event read alone, is checked the head's way: by its lines it costs more.)"""
+    if len(block) <= _LONG_LINE:
+        return False
+    name_end = block.find(b"\n")
+    return block.find(b"\n", name_end + 1) - name_end <= _LONG_LINE
+
+
+def _lines(block: bytes) -> list[bytes] | None:
+    """The lines of a block of events named as OpenAI names them (_HEADS), each of a name line, a
+    data line starting with its head and ending `}`, and a blank line; None for any other block
+    (then it may still be framed the usual way: the regex reads it)."""
     lines = list(io.BytesIO(block))  # (each ends with its newline, but a last line without one)
     events = len(lines) // 3
     blanks = lines[2::3]
@@ -142,7 +162,7 @@ def _openai_deltas(block: bytes) -> int | None:
     data = lines[1::3]
     if not all(map(bytes.startswith, data, heads)) or set(map(_BEFORE_NEWLINE, data)) != {_CLOSE}:
         return None
-    return sum(map(_DELTA_LINES.__contains__, names))
+    return lines
 
 
 class Relay(Protocol):
@@ -292,16 +312,23 @@ class ResponsesEventStream(BlockStream):
         """`block` as the client gets it when every event in it is framed the usual way, else
         None (the event-by-event path). Events carrying a `response` are parsed (PROGRESS ones
         only when the relay edits them), and re-encoded only when `relay.edit` changes them."""
-        deltas = typed_deltas(block)
+        lines = None
+        if not relay.edits_progress and lines_first(block):
+            lines = _lines(block)
+            deltas = typed_deltas(block, True) if lines is None else sum(map(_DELTA_LINES.__contains__, lines[::3]))
+        else:
+            deltas = typed_deltas(block)
         if deltas is None:
             return None
-        sent = block
-        key = block.find(_RESPONSE_KEY)  # (a find, not `in`: see sse_blocks._CR)
-        if key >= 0:
-            edited = self._edited(block, key, deltas, relay)
-            if edited is None:
-                return None
-            sent = edited
+        sent: bytes | None = block
+        if lines is not None:  # (OpenAI's events by name: only those that carry a response are searched)
+            sent = self._edited_lines(block, lines, relay)
+        else:
+            key = block.find(_RESPONSE_KEY)  # (a find, not `in`: see sse_blocks._CR)
+            if key >= 0:
+                sent = self._edited(block, key, deltas, relay)
+        if sent is None:
+            return None
         # (its last sequence number is read when asked for: the upstream's bytes are newer than
         # any event parsed)
         self._unread += (block,)
@@ -360,6 +387,33 @@ class ResponsesEventStream(BlockStream):
             return block
         parts.append(block[start:])
         return b"".join(parts)
+
+    def _edited_lines(self, block: bytes, lines: list[bytes], relay: Relay) -> bytes | None:
+        """_edited's answer for a block of OpenAI's own events read by their lines (_lines, the
+        relay not editing PROGRESS events): only the events named as those that carry a response
+        (_RESPONSE_LINES) are searched for its key, in their own data line, and read as _edited
+        reads them; the rest (a stream's deltas and items, most of its bytes) are not searched."""
+        names = lines[::3]
+        parts: list[bytes] | None = None
+        for at in compress(count(), map(_RESPONSE_LINES.__contains__, names)):
+            data = lines[3 * at + 1]
+            if data.find(_RESPONSE_KEY) < 0:
+                continue
+            if names[at] in _PROGRESS_LINES:  # kept unparsed (`snapshot`), as _edited keeps it
+                kept, view = self._snapshot_data, memoryview(data)[6:-1]
+                self._snapshot_data = (kept[-1], view) if kept else (view,)
+                continue
+            try:
+                event = self._event(memoryview(data)[6:-1], False)
+            except UpstreamFailure:
+                return None
+            if isinstance(event.get("response"), dict):
+                sent = relay.edit(event, self.deltas + sum(map(_DELTA_LINES.__contains__, names[:at])))
+                if sent is not None:
+                    if parts is None:
+                        parts = lines.copy()
+                    parts[3 * at:3 * at + 3] = (encode_event(str(sent.get("type")), sent), b"", b"")
+        return block if parts is None else b"".join(parts)
 
     def _parsed_frames(self, payloads: list[bytes], edit: Edit) -> tuple[bytes, int, UpstreamFailure | None]:
         """Event by event, as the route encodes parsed events; a failure comes back with the
