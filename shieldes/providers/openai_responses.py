@@ -150,9 +150,8 @@ def _lines(block: bytes) -> list[bytes] | None:
     (then it may still be framed the usual way: the regex reads it)."""
     lines = list(io.BytesIO(block))  # (each ends with its newline, but a last line without one)
     events = len(lines) // 3
-    blanks = lines[2::3]
-    # (no line is empty: a blank one of 1 byte is a newline, but the block's last line may lack it)
-    if len(lines) != 3 * events or sum(map(len, blanks)) != events or blanks[-1] != _NEWLINE:
+    # (every blank line a newline: a line of one byte is the cached b"\n" object, told by identity)
+    if len(lines) != 3 * events or lines[2::3].count(_NEWLINE) != events:
         return None
     names = lines[::3]
     try:
