@@ -321,7 +321,7 @@ class ResponsesEventStream(BlockStream):
             return None
         sent: bytes | None = block
         if lines is not None:  # (OpenAI's events by name: only those that carry a response are searched)
-            sent = self._edited_lines(block, lines, relay)
+            sent = self._edited_lines(block, lines, deltas, relay)
         else:
             key = block.find(_RESPONSE_KEY)  # (a find, not `in`: see sse_blocks._CR)
             if key >= 0:
@@ -387,11 +387,12 @@ class ResponsesEventStream(BlockStream):
         parts.append(block[start:])
         return b"".join(parts)
 
-    def _edited_lines(self, block: bytes, lines: list[bytes], relay: Relay) -> bytes | None:
+    def _edited_lines(self, block: bytes, lines: list[bytes], total: int, relay: Relay) -> bytes | None:
         """_edited's answer for a block of OpenAI's own events read by their lines (_lines, the
         relay not editing PROGRESS events): only the events named as those that carry a response
         (_RESPONSE_LINES) are searched for its key, in their own data line, and read as _edited
-        reads them; the rest (a stream's deltas and items, most of its bytes) are not searched."""
+        reads them; the rest (a stream's deltas and items, most of its bytes) are not searched.
+        `total`: the delta events in `block`."""
         names = lines[::3]
         parts: list[bytes] | None = None
         for at in compress(count(), map(_RESPONSE_LINES.__contains__, names)):
@@ -407,7 +408,10 @@ class ResponsesEventStream(BlockStream):
             except UpstreamFailure:
                 return None
             if isinstance(event.get("response"), dict):
-                sent = relay.edit(event, self.deltas + sum(map(_DELTA_LINES.__contains__, names[:at])))
+                # (the delta events before it, counted from the nearer end: a terminal event is last)
+                before = sum(map(_DELTA_LINES.__contains__, names[:at])) if 2 * at <= len(names) \
+                    else total - sum(map(_DELTA_LINES.__contains__, names[at:]))
+                sent = relay.edit(event, self.deltas + before)
                 if sent is not None:
                     if parts is None:
                         parts = lines.copy()

@@ -169,7 +169,7 @@ def test_the_lines_read_sends_what_a_search_of_the_whole_read_sends(events: list
             key = block.find(openai_responses._RESPONSE_KEY)
             sent = block if key < 0 else up._edited(block, key, block.count(b".delta\ndata: "), relay)
         else:
-            sent = up._edited_lines(block, lines, relay)
+            sent = up._edited_lines(block, lines, block.count(b".delta\ndata: "), relay)
         out.append((sent, up.final, up.responses_usage, up.snapshot, relay.calls))
         relay.calls = []
     assert out[0] == out[1]
