@@ -311,14 +311,16 @@ class ResponsesEventStream(BlockStream):
         """`block` as the client gets it when every event in it is framed the usual way, else
         None (the event-by-event path). Events carrying a `response` are parsed (PROGRESS ones
         only when the relay edits them), and re-encoded only when `relay.edit` changes them."""
-        if len(block) > _LONG_LINE and not relay.edits_progress and lines_first(block):
+        if len(block) <= _LONG_LINE:  # (a read of one event or a few: typed_deltas' one match, in line)
+            deltas = None if _TYPED_RUN.fullmatch(block) is None else block.count(_DELTA)
+        elif not relay.edits_progress and lines_first(block):
             lines = _lines(block)
             if lines is not None:  # (OpenAI's events by name: only those that carry a response are searched)
                 total = sum(map(_DELTA_LINES.__contains__, lines[::3]))
                 edited = self._edited_lines(block, lines, total, relay)
                 return None if edited is None else self._passed(block, edited, total)
             deltas = typed_deltas(block, True)
-        else:  # (a read of one event or a few: the path as it was, no call more)
+        else:
             deltas = typed_deltas(block)
         if deltas is None:
             return None
