@@ -310,7 +310,8 @@ class ResponsesEventStream(BlockStream):
     def _forwarded(self, block: bytes, relay: Relay) -> tuple[bytes, int] | None:
         """`block` as the client gets it when every event in it is framed the usual way, else
         None (the event-by-event path). Events carrying a `response` are parsed (PROGRESS ones
-        only when the relay edits them), and re-encoded only when `relay.edit` changes them."""
+        only when the relay edits them), and re-encoded only when `relay.edit` changes them; in a
+        read checked by its lines, of those only the events whose names carry one (OpenAI's)."""
         if len(block) <= _LONG_LINE:  # (a read of one event or a few: typed_deltas' one match, in line)
             deltas = None if _TYPED_RUN.fullmatch(block) is None else block.count(_DELTA)
         elif not relay.edits_progress and lines_first(block):
