@@ -5,7 +5,6 @@ the headers each request brought."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +15,8 @@ from typing import Any
 import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tests.ports import free_port
 
 TOKEN = "upstream-secret-token-123"
 
@@ -96,10 +97,6 @@ def build_server(seen: Seen) -> MCPServer:
     return server
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

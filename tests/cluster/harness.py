@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from shieldes.projections.commands import Command, CreateKey
 from shieldes.projections.shared_commands import AddProvider
 from shieldes.secrets import display_prefix, hash_key, new_id, new_virtual_key
 from tests import pg
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "cluster-test-secret"
@@ -34,10 +34,6 @@ UPSTREAM_KEY_ENV = "SHIELDES_CLUSTER_TEST_UPSTREAM_KEY"
 MESSAGES = [{"role": "user", "content": "hello there"}]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def until(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:

@@ -16,15 +16,12 @@ import aiohttp
 import pytest
 
 from tests.fake_upstream import FakeUpstream
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "say hello"}]}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def listening_inodes(port: int) -> set[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import sys
 from collections.abc import Awaitable
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 
 from tests.integration.gateway_harness import Harness, harness, wait_until
 from tests.integration.test_cli_imports import heavy, imported
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOT = "boot-" + "remote-cli-token-for-tests-" * 2
@@ -198,9 +198,7 @@ async def test_tokens_roles_unknown_routes_and_an_unreachable_node(database_url:
         assert status.code == 0, status.err
         assert h.sql("SELECT count(*) FROM events")[0][0] == events + 2  # the two tokens
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]  # nothing listens on it once closed
+        port = free_port()  # nothing listens on it
         url = f"http://127.0.0.1:{port}"
         down = (await shieldes("--admin-url", url, "key", "create", "--name", "x", SHIELDES_ADMIN_TOKEN=BOOT,
                                SHIELDES_DATABASE_URL=NO_DATABASE)).error()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +20,7 @@ from shieldes.cluster.gossip import Gossip
 from shieldes.cluster.view import NodeState, WindowId
 from shieldes.cluster.view_reads import window_count
 from tests.integration.gateway_harness import wait_until
+from tests.ports import free_port
 
 SECRET = b"s3cret"
 BASE = 0.2  # the base push deadline here
@@ -166,9 +166,7 @@ async def test_a_peer_back_after_refusing_for_twenty_seconds_takes_pushes_within
     """A kept channel to a refusing address reconnects with gRPC's backoff; left at its default
     (growing to 120 s) a peer restarted at the same address took no push for seconds more (about 6 s
     after 20 s down), so it held none of this node's usage meanwhile."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    address = f"127.0.0.1:{free_port()}"  # nothing listens on it
     a = sender({}, [address], node_timeout=20.0)
     try:
         down = time.monotonic()

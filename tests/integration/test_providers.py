@@ -3,7 +3,6 @@ plus the official openai and anthropic SDKs reading what the translations produc
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,6 +23,7 @@ from shieldes.providers.registry import build_providers, open_client
 from shieldes.providers.sse import DONE_FRAME, encode_event
 from shieldes.settings import Settings
 from tests.fake_upstream import FakeUpstream
+from tests.ports import free_port
 
 KEY = "sk-upstream-secret"
 HELLO = [{"role": "user", "content": "Say hello to the nice people"}]  # 6 words = 6 prompt tokens
@@ -229,9 +229,7 @@ async def test_failures_before_the_first_chunk_are_raised_by_stream(
 
 
 async def test_connect_error_to_closed_port(providers: dict[str, Provider]) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens on it
     target = Target("gone", f"http://127.0.0.1:{port}", "m", None)
     for kind in ("openai", "anthropic"):
         with pytest.raises(UpstreamFailure) as info:

@@ -27,6 +27,7 @@ import pytest
 
 from tests import pg
 from tests.fake_upstream import FakeUpstream
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 UPSTREAM_KEY = "sk-upstream-quickstart"
@@ -102,12 +103,6 @@ class Serve:
         return "".join(self.lines)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def start_serve(env: Env, command: str, cwd: Path) -> Serve:

@@ -24,30 +24,9 @@ from shieldes.usage.admission import WINDOW
 from tests import cli
 from tests.fake_upstream import FakeUpstream
 from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV
+from tests.ports import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_ports(n: int) -> list[int]:
-    """n consecutive free ports (gossip ports of the workers are base + k)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + n > 65535:
-            continue
-        try:
-            socks = []
-            for p in range(base, base + n):
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind(("127.0.0.1", p))
-            return list(range(base, base + n))
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
 
 
 async def wait_ready(url: str, proc: subprocess.Popen[str]) -> None:

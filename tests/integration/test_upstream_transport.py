@@ -8,7 +8,6 @@ import base64
 import contextlib
 import datetime as dt
 import gzip
-import socket
 import ssl
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -37,6 +36,7 @@ from shieldes.providers.upstream_connection import (
 )
 from shieldes.secrets import Keyring
 from tests.integration.test_gossip_tls import make_ca
+from tests.ports import free_port
 
 
 @pytest.fixture(params=["asyncio", "uvloop"], autouse=True)
@@ -376,9 +376,7 @@ async def test_a_header_with_a_line_break_is_never_sent() -> None:
 
 
 async def test_nothing_listening_fails_to_connect_with_the_reason() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens on it
     async with UpstreamClient() as client:
         with pytest.raises(ConnectFailed) as info:
             await client.post(f"http://127.0.0.1:{port}/v1/x", b"{}", {}, T)

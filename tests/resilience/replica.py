@@ -7,13 +7,14 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+
+from tests.ports import free_port as _free_port
 
 
 def _bin_dir() -> Path:
@@ -22,10 +23,6 @@ def _bin_dir() -> Path:
     return Path(pgserver.__file__).parent / "pginstall" / "bin"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _run_user() -> str | None:
