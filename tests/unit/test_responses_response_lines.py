@@ -24,8 +24,8 @@ from shieldes.providers import openai_responses
 from shieldes.providers.base import Target, UpstreamFailure
 from shieldes.providers.openai_responses import TERMINAL, ResponsesEventStream
 from shieldes.providers.sse import encode_event
-from shieldes.providers.upstream_connection import TransportError
 from shieldes.responses.upstream import NativeEvents
+from tests.unit.test_responses_stream_splits import Reads, bill
 
 TARGET = Target("d", "http://upstream.test/v1", "m", None)
 USAGE = {"input_tokens": 9, "input_tokens_details": {"cached_tokens": 2, "cache_write_tokens": 0},
@@ -77,29 +77,6 @@ def streams(draw: Any) -> list[dict[str, Any]]:
 
 def body_of(events: list[dict[str, Any]]) -> bytes:
     return b"".join(b"event: %s\ndata: %s\n\n" % (e["type"].encode(), orjson.dumps(e)) for e in events)
-
-
-class Reads:
-    """An upstream's body as read_chunk() gives it: these pieces, then b"" (or, `broken`, a failure)."""
-
-    def __init__(self, pieces: list[bytes], broken: bool = False) -> None:
-        self.pieces, self.broken = list(pieces), broken
-
-    async def read_chunk(self) -> bytes:
-        if not self.pieces and self.broken:
-            raise TransportError("connection reset by peer")
-        return self.pieces.pop(0) if self.pieces else b""
-
-    def release(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def bill(response: dict[str, Any], deltas: int) -> dict[str, Any]:
-    """The route's estimate for a response without usage: a change the client sees, by the deltas."""
-    return response if response.get("usage") is not None else dict(response, usage={"estimated": deltas})
 
 
 async def opened(pieces: list[bytes], broken: bool) -> NativeEvents:
