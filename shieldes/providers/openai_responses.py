@@ -332,13 +332,7 @@ class ResponsesEventStream(BlockStream):
             if edited is None:
                 return None
             sent = edited
-        # (_passed in line: a call costs a read of one event some 1% of its instructions)
-        self._unread += (block,)
-        self._unread_bytes += len(block)
-        if self._unread_bytes > _UNREAD_BYTES or len(self._unread) > _UNREAD:
-            self.last_sequence  # noqa: B018 (read: the bytes kept are let go)
-        self.deltas += deltas
-        return sent, deltas
+        return self._passed(block, sent, deltas)
 
     def _passed(self, block: bytes, sent: bytes, deltas: int) -> tuple[bytes, int]:
         """`block` forwarded as `sent`: its last sequence number is read when asked for (the

@@ -23,9 +23,9 @@ from shieldes.gateway.relay import Tally
 from shieldes.providers import openai_responses
 from shieldes.providers.base import Target, UpstreamFailure
 from shieldes.providers.openai_responses import TERMINAL, ResponsesEventStream
-from shieldes.providers.sse import encode_event
 from shieldes.responses.upstream import NativeEvents
 from tests.unit.test_responses_stream_splits import Reads, bill
+from tests.unit.test_responses_stream_splits import parsed as parsed_pieces
 
 TARGET = Target("d", "http://upstream.test/v1", "m", None)
 USAGE = {"input_tokens": 9, "input_tokens_details": {"cached_tokens": 2, "cache_write_tokens": 0},
@@ -86,17 +86,8 @@ async def opened(pieces: list[bytes], broken: bool) -> NativeEvents:
 
 
 async def parsed(body: bytes, broken: bool) -> tuple[Any, ...]:
-    events = await opened([body], broken)
-    out, deltas = [], 0
-    async for event in events:
-        kind = str(event.get("type", ""))
-        if kind.endswith(".delta"):
-            deltas += 1
-        elif kind in TERMINAL and isinstance(event.get("response"), dict):
-            event = dict(event, response=bill(event["response"], deltas))
-        out.append(encode_event(kind, event))
-    await events.aclose()
-    return b"".join(out), deltas, events.final, events.usage
+    """The route's encoding of the parsed events of `body` read whole (the stream-split tests')."""
+    return await parsed_pieces([body], None, broken)
 
 
 async def forwarded(pieces: list[bytes], broken: bool) -> tuple[Any, ...]:
