@@ -571,6 +571,12 @@ def main() -> None:
         "word (20), the done events, completed with usage",
     )
     parser.add_argument(
+        "--responses-store", choices=("omit", "true", "false"), default="omit",
+        help="the responses-stream mode's `store`: left out (the API's default, true: each response written to "
+             "Postgres by the stored responses' writer), or sent as true or false (nothing written; the bare "
+             "proxy stores nothing either way)",
+    )
+    parser.add_argument(
         "--only", metavar="MODES",
         help="run only these modes (comma-separated: json, stream, messages, messages-stream, "
         "responses-stream, responses-stored), e.g. `--responses --only responses-stream` for a short run",
@@ -630,7 +636,8 @@ def main() -> None:
         modes += [("messages", MESSAGES_BODY, MESSAGES_PATH),
                   ("messages-stream", {**MESSAGES_BODY, "stream": True}, MESSAGES_PATH)]
     if args.responses:
-        modes.append(("responses-stream", RESPONSES_BODY, RESPONSES_PATH))
+        stored = {"omit": {}, "true": {"store": True}, "false": {"store": False}}[args.responses_store]
+        modes.append(("responses-stream", {**RESPONSES_BODY, **stored}, RESPONSES_PATH))
         if args.agent_turns:  # an agent's turn stored (else store: false, as Codex sends it; the small turn is stored)
             modes.append(("responses-stored", {**RESPONSES_BODY, "store": True}, RESPONSES_PATH))
     if args.agent_turns:

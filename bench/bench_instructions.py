@@ -23,6 +23,12 @@ upstream that never answers, so its loop-lag probe ticks as under load in every 
 per statement of a batch that does not wait for a window (the stored responses' INSERT, 25 ms
 after the first response) counts per request at this pace, as it does at a moderate load.
 
+Postgres is not under callgrind; the CPU time of the backends serving a node's database (found by
+their process title, read from /proc/PID/schedstat) is taken over the same windows and reported per
+request by the same difference: a time, so it moves with the machine's load, but it is Postgres's
+own work for the node's statements (the stored responses' INSERTs, the usage and request-log
+batches), which the counts leave out and which runs on the same cores under the gateway bench.
+
 Not counted: the kernel's work (syscalls, the network stack), cache misses and branch
 mispredictions, what an instruction costs (a division against an add); a ratio of instructions is
 not a ratio of CPU time. `--tree DIR` (e.g. `git archive <commit> | tar -x -C DIR`) runs that
@@ -98,6 +104,7 @@ class Counted:
     port: int
     key: str | None
     out: Path  # callgrind's files: <out>.<pid>[.<dump>]
+    database: str | None = None  # a node's database: its Postgres backends' CPU is read per window
     dumps: int = 0
     last: tuple[Path, ...] = ()  # the files of the last dump
 
@@ -133,6 +140,25 @@ class Counted:
         self.last = tuple(self.out.parent / f"{self.out.name}.{pid}.{self.dumps}" for pid in pids)
         self.control("--zero")
         return total
+
+
+def backends_cpu(database: str | None) -> float:
+    """Seconds on a CPU of the Postgres backends serving `database` (those now connected, found by
+    their process title, `postgres: USER DATABASE ...`; the scheduler's count, /proc/PID/schedstat):
+    the server's work for a node's statements. 0 without a database (the bare proxy)."""
+    if database is None:
+        return 0.0
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes().split(b"\0")[0].split()
+            if len(title) > 2 and title[0] == b"postgres:" and title[2] == database.encode():
+                total += int((entry / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):  # exited meanwhile
+            continue
+    return total / 1e9
 
 
 def dumped_total(out: Path, pid: int, dump: int) -> int:
@@ -174,7 +200,8 @@ def start(name: str, args: list[str], env: dict[str, str], src: Path, scratch: P
         [*valgrind(out, children, cache_sim), sys.executable, *args], cwd=src,
         env={**os.environ, "PYTHONPATH": str(src), "PYTHONHASHSEED": "0", **env},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return Counted(name, proc, port, key, out)
+    url = env.get("SHIELDES_DATABASE_URL")
+    return Counted(name, proc, port, key, out, baseline_tree.database_name(url) if url else None)
 
 
 def send(conn: http.client.HTTPConnection, path: str, data: bytes, headers: dict[str, str]) -> None:
@@ -223,6 +250,7 @@ def measure(target: Counted, data: bytes, path: str, warmup: int, window: float,
     pool = [http.client.HTTPConnection("127.0.0.1", target.port, timeout=600) for _ in range(connections)]
     held = hold(target)
     windows: list[tuple[float, int, int]] = []  # (seconds, requests, instructions)
+    postgres: list[float] = []  # the Postgres backends' CPU seconds in each window
     pair: tuple[tuple[Path, ...], ...] = ((), ())  # the dumps of the last two windows
     try:
         began = time.monotonic()
@@ -237,6 +265,7 @@ def measure(target: Counted, data: bytes, path: str, warmup: int, window: float,
                 time.sleep((0.5 - time.monotonic()) % 1.0)  # halfway between two ticks of the node's clock
                 began = time.monotonic()
                 target.control("--zero")
+                pg_began = backends_cpu(target.database)
                 if connections == 1:
                     for i in range(k):
                         send(conn, path, data, headers)
@@ -245,6 +274,7 @@ def measure(target: Counted, data: bytes, path: str, warmup: int, window: float,
                     send_together(pool, path, data, headers, k, began, 0.8 * window)
                 time.sleep(max(0.0, began + span - time.monotonic()))  # its batches written
                 windows.append((time.monotonic() - began, k, target.count()))
+                postgres.append(backends_cpu(target.database) - pg_began)
                 pair = (*pair[1:], target.last)
     finally:
         for c in (conn, *pool):
@@ -255,7 +285,9 @@ def measure(target: Counted, data: bytes, path: str, warmup: int, window: float,
     pairs = [(hi[2] - lo[2] - rate * (hi[0] - lo[0])) / (hi[1] - lo[1])
              for lo, hi in zip(windows[::2], windows[1::2], strict=True)]
     # the median pair: a pair whose windows caught an odd batch or tick more or less is left out
+    pg_pairs = [(hi - lo) / (2 * n) for lo, hi in zip(postgres[::2], postgres[1::2], strict=True)]
     return {"per_request": statistics.median(pairs), "fitted": per_request, "clock_per_s": rate, "pairs": pairs,
+            "postgres_us": statistics.median(pg_pairs) * 1e6, "postgres_pairs_us": [p * 1e6 for p in pg_pairs],
             "requests": n,
             "whole_window": windows[-1][2] / windows[-1][1], "functions": slope(pair, 2 * n)}
 
@@ -392,6 +424,10 @@ def main() -> None:
                 print(f"{mode:18} {t.name:12} {got['per_request']:12,.0f} per request (pairs of windows: "
                       f"{', '.join(f'{n:,.0f}' for n in got['pairs'])}; the clock's {got['clock_per_s']:,.0f}/s; "
                       f"a whole window {got['whole_window']:,.0f} per request)", flush=True)
+                if t.database is not None:
+                    print(f"{'':18} {'':12} Postgres's backends {got['postgres_us']:,.0f} us of CPU per request "
+                          f"(pairs: {', '.join(f'{p:,.0f}' for p in got['postgres_pairs_us'])}; a time, not a count)",
+                          flush=True)
     finally:
         for t in targets:
             t.proc.terminate()

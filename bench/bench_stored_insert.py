@@ -1,12 +1,20 @@
 """Node CPU of the stored-response writer's statement (`ResponseTable.insert`): one batch of 1, 12
-(the gateway bench's Responses streams at saturation with the writer's 25 ms wait) and 100 answers.
+(the gateway bench's Responses streams at saturation with the writer's 25 ms wait) and 100 answers,
+and Postgres's CPU for it.
 
-    python bench/bench_stored_insert.py [--batches 300] [--rounds 3] [--tree DIR ...]
+    python bench/bench_stored_insert.py [--batches 300] [--rounds 3] [--tree DIR ...] [--instructions]
 
 A real Postgres (SHIELDES_BENCH_DATABASE_URL, or the embedded one under $TMPDIR/shieldes-bench-pg,
 as bench_gateway.py uses); `time.process_time` of this process per batch, best of the rounds (the
-least disturbed by other work on the machine). Each `--tree` (`git archive <commit> | tar -x -C
-DIR`) runs the same in its own process, alternating with this tree, for a before/after in one run.
+least disturbed by other work on the machine), and the CPU time of the one Postgres backend that
+serves it (`/proc/PID/schedstat`, nanoseconds on a CPU; the server must be on this machine), best of
+the rounds too. Each `--tree` (`git archive <commit> | tar -x -C DIR`) runs the same in its own
+process, alternating with this tree, for a before/after in one run.
+
+`--instructions`: the node's side counted instead of timed (load does not move a count): each size
+runs in a process of its own under `valgrind --tool=callgrind` twice, with `--batches` and three
+times as many; per batch, the difference over the batches it had more (start-up, imports, the
+pool's connection and the statement's first run cancel).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -52,27 +61,52 @@ class Rows:
         return out
 
 
-async def measure(url: str, batches: int) -> dict[int, float]:
+def backend_cpu(pid: int) -> float:
+    """Seconds a process has run on a CPU (the scheduler's own count, in nanoseconds)."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+
+
+async def measure(url: str, batches: int, sizes: tuple[int, ...] = SIZES) -> dict[str, float]:
     from shieldes.events.pg_store import open_pool
     from shieldes.responses.store import ResponseTable
 
-    pool = open_pool(url, size=2)
+    pool = open_pool(url, size=1)  # one connection: one backend does every write
     await pool.open(wait=True)
     table = ResponseTable(pool)
     run = uuid.uuid4().hex  # this process's ids: rows of earlier runs are in the same table
     rows = Rows(run, [{"role": "user", "content": "Say hello"}], answer)
-    per_batch: dict[int, float] = {}
+    per_batch: dict[str, float] = {}
     try:
-        for k in SIZES:
+        async with pool.connection() as conn:
+            cur = await conn.execute("SELECT pg_backend_pid()")
+            got = await cur.fetchone()
+        backend = int(got[0]) if got is not None else 0
+        for k in sizes:
             await table.insert(rows(k))  # partitions made, statement prepared
             todo = [rows(k) for _ in range(batches if k < 100 else batches // 3)]
-            start = time.process_time()
+            start, pg_start = time.process_time(), backend_cpu(backend)
             for batch in todo:
                 await table.insert(batch)
-            per_batch[k] = (time.process_time() - start) / len(todo)
+            per_batch[str(k)] = (time.process_time() - start) / len(todo)
+            per_batch[f"pg{k}"] = (backend_cpu(backend) - pg_start) / len(todo)
     finally:
         await pool.close()
     return per_batch
+
+
+def counted(tree: str, url: str, size: int, batches: int) -> int:
+    """Instructions of a process of `tree` writing `batches` batches of `size` (callgrind, every thread)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "cg"
+        subprocess.run(["valgrind", "--tool=callgrind", "--dump-instr=no", "--dump-line=no", "--collect-jumps=no",
+                        f"--callgrind-out-file={out}", sys.executable, str(Path(__file__).resolve()), "--url", url,
+                        "--batches", str(batches), "--size", str(size)],
+                       env={**os.environ, "PYTHONPATH": tree, "PYTHONHASHSEED": "0"}, cwd=tree, check=True,
+                       capture_output=True)
+        for line in out.read_text(errors="replace").splitlines():
+            if line.startswith("summary:"):
+                return int(line.split()[1])
+    raise SystemExit(f"callgrind wrote no summary for {tree}")
 
 
 def main() -> None:
@@ -80,12 +114,15 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tree", action="append", default=[], help="another source tree, measured the same way")
+    parser.add_argument("--instructions", action="store_true", help="count the node's instructions (callgrind)")
     parser.add_argument("--url", help=argparse.SUPPRESS)  # a subprocess's single measure, on this database
+    parser.add_argument("--size", type=int, help=argparse.SUPPRESS)  # ... of this size only
     args = parser.parse_args()
     if args.url:
         import uvloop
 
-        print(json.dumps(uvloop.run(measure(args.url, args.batches))))
+        sizes = SIZES if args.size is None else (args.size,)
+        print(json.dumps(uvloop.run(measure(args.url, args.batches, sizes))))
         return
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import bench_gateway as bg
@@ -93,6 +130,19 @@ def main() -> None:
     url, _ = asyncio.run(bg.prepare_database())
     best: dict[str, dict[str, float]] = {}
     try:
+        if args.instructions:
+            trees = [str(ROOT), *args.tree]
+            print("| tree | " + " | ".join(f"batch of {k}: instructions per batch (per answer)" for k in SIZES[:2])
+                  + " |")
+            print("|---|" + "---:|" * 2)
+            for tree in trees:
+                cells = []
+                for k in SIZES[:2]:
+                    few, many = counted(tree, url, k, args.batches), counted(tree, url, k, 3 * args.batches)
+                    each = (many - few) / (2 * args.batches)
+                    cells.append(f"{each:,.0f} ({each / k:,.0f})")
+                print(f"| {'this tree' if tree == str(ROOT) else tree} | {' | '.join(cells)} |", flush=True)
+            return
         for _ in range(args.rounds):
             for tree in [str(ROOT), *args.tree]:  # each tree's own shieldes (the script's folder holds none)
                 out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--url", url, "--batches",
@@ -102,11 +152,13 @@ def main() -> None:
                 best[tree] = {k: min(v, best.get(tree, {}).get(k, v)) for k, v in got.items()}
     finally:
         bg.drop_scratch(url)
-    print("| tree | " + " | ".join(f"batch of {k}: us CPU per batch (per answer)" for k in SIZES) + " |")
-    print("|---|" + "---:|" * len(SIZES))
+    print("| tree | side | " + " | ".join(f"batch of {k}: us CPU per batch (per answer)" for k in SIZES) + " |")
+    print("|---|---|" + "---:|" * len(SIZES))
     for tree, got in best.items():
-        cells = " | ".join(f"{got[str(k)] * 1e6:.0f} ({got[str(k)] * 1e6 / k:.0f})" for k in SIZES)
-        print(f"| {'this tree' if tree == str(ROOT) else tree} | {cells} |")
+        for side, prefix in (("node", ""), ("Postgres backend", "pg")):
+            cells = " | ".join(f"{got[prefix + str(k)] * 1e6:.0f} ({got[prefix + str(k)] * 1e6 / k:.0f})"
+                               for k in SIZES)
+            print(f"| {'this tree' if tree == str(ROOT) else tree} | {side} | {cells} |")
 
 
 if __name__ == "__main__":
