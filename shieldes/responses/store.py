@@ -189,6 +189,13 @@ def _row(r: Sequence[Any]) -> StoredResponse:
 
 
 _COLUMNS = "id, created_at, key_id, previous_response_id, model, input, response"
+# The batch is UTF-8 JSON sent as bytes (bytea, binary: psycopg's own dumper sends them as they are,
+# no adapter registered per statement), read as text by convert_from, which checks it is UTF-8 as a
+# text parameter's receipt does (invalid bytes or a NUL: an encoding error, as before).
+_INSERT = (f"INSERT INTO stored_responses ({_COLUMNS}) "
+           "SELECT r->>0, to_timestamp((r->>1)::float8), r->>2, r->>3, r->>4, r->5, r->6 "
+           "FROM jsonb_array_elements(convert_from(%b, 'UTF8')::jsonb) AS r "
+           "ON CONFLICT DO NOTHING")
 
 
 def _appended(new: str) -> str:
@@ -237,15 +244,8 @@ class ResponseTable:
                       r.input, b",", r.response, b"],")
         parts[-1] = b"]]"
         batch = b"".join(parts)
-        async with self._pool.connection() as conn, conn.cursor() as cur:
-            cur.adapters.register_dumper(Utf8, Utf8Dumper)  # this cursor's own adapters: the pool's stay as they are
-            await cur.execute(
-                f"INSERT INTO stored_responses ({_COLUMNS}) "
-                "SELECT r->>0, to_timestamp((r->>1)::float8), r->>2, r->>3, r->>4, r->5, r->6 "
-                "FROM jsonb_array_elements(%b::text::jsonb) AS r "
-                "ON CONFLICT DO NOTHING",
-                (Utf8(batch),),
-            )
+        async with self._pool.connection() as conn:
+            await conn.execute(_INSERT, (batch,))
 
     async def get(self, response_id: str, retention: float) -> StoredResponse | None:
         async with self._pool.connection() as conn:
