@@ -230,8 +230,8 @@ class ResponseTable:
         """One statement for the whole batch (its own transaction, one round trip): a response
         ends on the request path's heels, so the writer's per-batch cost is paid per response
         whenever batches are small. The batch goes as one JSON array of rows, each row's input and
-        response spliced in as the bytes they were encoded to, in one binary `text` parameter:
-        seven typed arrays built by psycopg cost the node 334-411 us of CPU per statement for 1-12
+        response spliced in as the bytes they were encoded to, in one parameter (_INSERT): seven
+        typed arrays built by psycopg cost the node 334-411 us of CPU per statement for 1-12
         answers, this 233-264 (`bench/bench_stored_insert.py`), and the statement's text never changes, so it is
         prepared once per connection. A row already there (the same id and created_at: a write
         retried after one that did land) is skipped."""
@@ -244,8 +244,15 @@ class ResponseTable:
                       r.input, b",", r.response, b"],")
         parts[-1] = b"]]"
         batch = b"".join(parts)
-        async with self._pool.connection() as conn:
+        # getconn/putconn, not pool.connection(): its context manager and the connection's own (a
+        # commit autocommit makes a no-op) cost the node as much as the checkout itself, per statement
+        conn = await self._pool.getconn()
+        try:
             await conn.execute(_INSERT, (batch,))
+            if not conn.autocommit:  # (a node's pool is autocommit: the statement commits itself)
+                await conn.commit()
+        finally:
+            await self._pool.putconn(conn)  # (a connection left mid-statement by a cancel is discarded)
 
     async def get(self, response_id: str, retention: float) -> StoredResponse | None:
         async with self._pool.connection() as conn:
