@@ -12,9 +12,10 @@ the rounds too. Each `--tree` (`git archive <commit> | tar -x -C DIR`) runs the 
 process, alternating with this tree, for a before/after in one run.
 
 `--instructions`: the node's side counted instead of timed (load does not move a count): each size
-runs in a process of its own under `valgrind --tool=callgrind` twice, with `--batches` and three
-times as many; per batch, the difference over the batches it had more (start-up, imports, the
-pool's connection and the statement's first run cancel).
+runs in a process of its own under `valgrind --tool=callgrind` twice, writing `--batches` and three
+times as many (both making the rows of three times as many); per batch, the difference over the
+batches it had more (start-up, imports, the rows' encoding, the pool's connection and the
+statement's first run cancel).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def backend_cpu(pid: int) -> float:
     return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
 
 
-async def measure(url: str, batches: int, sizes: tuple[int, ...] = SIZES) -> dict[str, float]:
+async def measure(url: str, batches: int, sizes: tuple[int, ...] = SIZES, make: int = 0) -> dict[str, float]:
     from shieldes.events.pg_store import open_pool
     from shieldes.responses.store import ResponseTable
 
@@ -83,7 +84,8 @@ async def measure(url: str, batches: int, sizes: tuple[int, ...] = SIZES) -> dic
         backend = int(got[0]) if got is not None else 0
         for k in sizes:
             await table.insert(rows(k))  # partitions made, statement prepared
-            todo = [rows(k) for _ in range(batches if k < 100 else batches // 3)]
+            todo = [rows(k) for _ in range(max(make, batches if k < 100 else batches // 3))]
+            todo = todo[:batches if k < 100 else batches // 3]  # (`make`: as many rows made, whatever is written)
             start, pg_start = time.process_time(), backend_cpu(backend)
             for batch in todo:
                 await table.insert(batch)
@@ -94,13 +96,14 @@ async def measure(url: str, batches: int, sizes: tuple[int, ...] = SIZES) -> dic
     return per_batch
 
 
-def counted(tree: str, url: str, size: int, batches: int) -> int:
-    """Instructions of a process of `tree` writing `batches` batches of `size` (callgrind, every thread)."""
+def counted(tree: str, url: str, size: int, batches: int, make: int) -> int:
+    """Instructions of a process of `tree` writing `batches` batches of `size` (callgrind, every thread),
+    having made `make` batches' rows (the same in both runs: their encoding cancels)."""
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "cg"
         subprocess.run(["valgrind", "--tool=callgrind", "--dump-instr=no", "--dump-line=no", "--collect-jumps=no",
                         f"--callgrind-out-file={out}", sys.executable, str(Path(__file__).resolve()), "--url", url,
-                        "--batches", str(batches), "--size", str(size)],
+                        "--batches", str(batches), "--size", str(size), "--make", str(make)],
                        env={**os.environ, "PYTHONPATH": tree, "PYTHONHASHSEED": "0"}, cwd=tree, check=True,
                        capture_output=True)
         for line in out.read_text(errors="replace").splitlines():
@@ -117,12 +120,13 @@ def main() -> None:
     parser.add_argument("--instructions", action="store_true", help="count the node's instructions (callgrind)")
     parser.add_argument("--url", help=argparse.SUPPRESS)  # a subprocess's single measure, on this database
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)  # ... of this size only
+    parser.add_argument("--make", type=int, default=0, help=argparse.SUPPRESS)  # ... rows of this many batches made
     args = parser.parse_args()
     if args.url:
         import uvloop
 
         sizes = SIZES if args.size is None else (args.size,)
-        print(json.dumps(uvloop.run(measure(args.url, args.batches, sizes))))
+        print(json.dumps(uvloop.run(measure(args.url, args.batches, sizes, args.make))))
         return
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import bench_gateway as bg
@@ -138,7 +142,7 @@ def main() -> None:
             for tree in trees:
                 cells = []
                 for k in SIZES[:2]:
-                    few, many = counted(tree, url, k, args.batches), counted(tree, url, k, 3 * args.batches)
+                    few, many = (counted(tree, url, k, n, 3 * args.batches) for n in (args.batches, 3 * args.batches))
                     each = (many - few) / (2 * args.batches)
                     cells.append(f"{each:,.0f} ({each / k:,.0f})")
                 print(f"| {'this tree' if tree == str(ROOT) else tree} | {' | '.join(cells)} |", flush=True)
