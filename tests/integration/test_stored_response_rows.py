@@ -106,3 +106,18 @@ async def test_a_batch_with_bytes_postgres_refuses_is_refused_whole_as_a_data_er
         assert await rows_of(pool, [good.id, refused.id]) == {}
         await table.insert([good])
         assert list(await rows_of(pool, [good.id])) == [good.id]
+
+
+async def test_a_batch_written_through_a_pool_not_in_autocommit_is_committed(database_url: str) -> None:
+    """Equivalence test: the node's pool is autocommit, but a table given a pool whose connections
+    open transactions still commits its batch (another connection reads it at once)."""
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(database_url, min_size=1, max_size=1, open=False,
+                                                         kwargs={"autocommit": False})
+    await pool.open(wait=True)
+    try:
+        stored = turn(1, time.time(), random.Random(5))
+        await ResponseTable(pool).insert([encode(stored)])
+        with psycopg.connect(database_url) as other:
+            assert other.execute("SELECT count(*) FROM stored_responses WHERE id = %s", (stored.id,)).fetchone() == (1,)
+    finally:
+        await pool.close()
