@@ -41,6 +41,7 @@ def pg_server(request: pytest.FixtureRequest) -> Iterator[str]:
         if scratch:
             pg.scratch_writes(server.url, True)
         pg.make_template(server.url)
+        pg.prepare_request_log_days(server.url)
         yield server.url
         pg.drop_template(server.url)
         if scratch:

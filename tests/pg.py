@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -104,6 +105,32 @@ def make_template(url: str) -> None:
     db.upgrade(with_database(url, TEMPLATE))
     with psycopg.connect(with_database(url, TEMPLATE), autocommit=True) as conn:
         repartition_empty(conn, TEST_PARTITION_SIZE)
+
+
+def prepare_request_log_days(url: str) -> None:
+    """The request log's daily partitions for the session's days (yesterday to today + DAYS_AHEAD) made
+    in the template, by the product's own ensure_partitions: a test's node then finds them, as every
+    node but a day's first one does in production, instead of making eight tables at each start
+    (0.1-0.2 s of an in-process node's 0.3 s start on a busy machine). A node still makes a day's
+    that is missing (a session across midnight, a test's own days)."""
+    import asyncio
+
+    from shieldes.requestlog.partitions import days_to_prepare
+    from shieldes.requestlog.store import ensure_partitions
+
+    async def prepare() -> None:
+        async with await psycopg.AsyncConnection.connect(with_database(url, TEMPLATE), autocommit=True) as conn:
+            await ensure_partitions(conn, days_to_prepare(datetime.now(UTC).date()))
+
+    asyncio.run(prepare())
+
+
+async def drop_request_log_days(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Drop the request log's daily partitions (the template's, above): for a test whose
+    assertions read which partitions exist, as on a database no node had started on."""
+    from shieldes.requestlog.store import drop_partitions, partition_days
+
+    await drop_partitions(conn, [name for names in (await partition_days(conn)).values() for name in names])
 
 
 def repartition_empty(conn: psycopg.Connection[Any], size: int) -> None:

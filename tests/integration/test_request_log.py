@@ -25,6 +25,7 @@ from shieldes.requestlog import store
 from shieldes.requestlog.partitions import TABLES, partition_name
 from shieldes.requestlog.record import RequestRecord
 from shieldes.requestlog.writer import RequestLogWriter, upkeep
+from tests import pg
 from tests.cli import invoke, ok, refused
 from tests.fake_upstream import FakeUpstream
 from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV, Harness, harness, wait_until
@@ -219,6 +220,7 @@ async def test_retention_drops_whole_partitions(database_url: str) -> None:
         today = date(2031, 5, 20)
         days = [today - timedelta(days=i) for i in range(40, -1, -1)]
         async with pool.connection() as conn:
+            await pg.drop_request_log_days(conn)  # only this test's days (the template has the session's)
             await store.ensure_partitions(conn, days)
             rows = []
             for i, day in enumerate(days):

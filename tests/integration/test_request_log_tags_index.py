@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from shieldes.requestlog.store import LogFilter, build_query, ensure_partitions, query
+from tests import pg
 
 _FILL = """
     INSERT INTO request_log_rows (request_id, started_at, finished_at, node_id, method, route, path, status,
@@ -27,6 +28,7 @@ async def test_the_tag_filter_reads_the_gin_index_on_every_partition(database_ur
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     days = [today - timedelta(days=1), today, today + timedelta(days=5)]  # the last made after the migration
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await pg.drop_request_log_days(conn)  # only these days (the template has the session's)
         await ensure_partitions(conn, [d.date() for d in days])
         for d in days:
             await conn.execute(_FILL, {"day": f"{d:%Y%m%d}", "at": d + timedelta(hours=1), "n": 20_000})
