@@ -3,6 +3,7 @@ per request on stderr), and on SIGTERM drains and flushes every usage delta befo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -70,14 +71,14 @@ async def _run_process(h: Harness, secret: str) -> None:
     assert proc.stderr is not None
     line = ""
     while "listening on" not in line:
-        line = proc.stderr.readline()
+        line = await asyncio.to_thread(proc.stderr.readline)
         assert line or proc.poll() is None, "serve exited before listening"
     port = int(re.search(r":(\d+)\s*$", line.strip()).group(1))  # type: ignore[union-attr]
     client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=secret, max_retries=0)
     for _ in range(3):
         await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "a b"}])
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    _, err = await asyncio.to_thread(proc.communicate, timeout=60)
     assert proc.returncode == 0, err
     access = [line for line in err.splitlines() if " shieldes.access: " in line]
     assert len(access) == 3, err
@@ -101,14 +102,14 @@ async def test_serve_json_writes_every_stderr_line_as_a_json_object(database_url
         assert proc.stderr is not None
         line = ""
         while "listening on" not in line:
-            line = proc.stderr.readline()
+            line = await asyncio.to_thread(proc.stderr.readline)
             assert line or proc.poll() is None, "serve exited before listening"
         listening = json.loads(line)
         port = int(re.search(r":(\d+)$", listening["message"]).group(1))  # type: ignore[union-attr]
         client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=secret, max_retries=0)
         await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "a b"}])
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
+        _, err = await asyncio.to_thread(proc.communicate, timeout=60)
         assert proc.returncode == 0, err
         objects = [json.loads(x) for x in err.splitlines() if x.strip()]  # every line parses
         assert {"ts", "level", "logger", "message"} <= set(listening)
@@ -123,7 +124,7 @@ async def test_sigterm_closes_responses_websockets_once_their_answer_has_ended(d
         secret = await h.create_key("ws")
         h.upstream.inject("/v1/chat/completions", token_delay=0.15, times=None)  # an answer of about 1.5 s
         proc = serve(h.database_url, "--port", "0", "--node-id", "ws-node")
-        port = _port(proc)
+        port = await asyncio.to_thread(_port, proc)
         url, auth = f"ws://127.0.0.1:{port}/v1/responses", {"Authorization": f"Bearer {secret}"}
         async with aiohttp.ClientSession() as s, s.ws_connect(url, headers=auth) as idle, \
                 s.ws_connect(url, headers=auth) as busy:
@@ -138,7 +139,7 @@ async def test_sigterm_closes_responses_websockets_once_their_answer_has_ended(d
                 events.append(json.loads(msg.data))
             assert events[-1]["type"] == "response.completed" and len(events) > 10
             assert msg.type == aiohttp.WSMsgType.CLOSE and busy.close_code == aiohttp.WSCloseCode.GOING_AWAY
-        _, err = proc.communicate(timeout=60)
+        _, err = await asyncio.to_thread(proc.communicate, timeout=60)
         assert proc.returncode == 0, err
         assert time.monotonic() - stopping < 10  # (the default grace is 30 s: nothing waited it out)
         assert "still running after" not in err
