@@ -47,7 +47,6 @@ MAX_HEAD = 64 * 1024  # all header names and values together
 MAX_UNPARSED = 64 * 1024  # bytes held (reading paused) while a previous answer is still going out
 KEEPALIVE_TIMEOUT = 3630.0  # idle keep-alive connections close after this, as aiohttp's default
 SWEEP_SECONDS = 60.0
-FILES_CHECK_SECONDS = 5.0  # how often the open files are counted against the limit (open_files)
 # Pending connections the kernel holds for accept(): a burst of clients (agents starting together)
 # is not refused or delayed by SYN retries; the kernel caps it at net.core.somaxconn.
 LISTEN_BACKLOG = 1024
@@ -62,7 +61,7 @@ class Front:
     """The listening socket and its connections."""
 
     def __init__(self, app: web.Application, handoff: Callable[[], asyncio.Protocol], observe: Observe,
-                 max_body: int, refused: Refused | None = None) -> None:
+                 max_body: int, refused: Refused | None = None, files_check_seconds: float = 5.0) -> None:
         self.app = app
         self.handoff = handoff  # a fresh aiohttp request handler, for a connection leaving here
         # typed for the requests parsed here: a LeanRequest has every attribute the handlers read
@@ -89,6 +88,7 @@ class Front:
         self._files_timer: asyncio.TimerHandle | None = None
         self._closed = False  # no further open-files check once set
         self._headroom = Headroom()
+        self.files_check_seconds = files_check_seconds  # how often the open files are counted (open_files)
 
     def _next_date(self) -> None:
         now = time.time()
@@ -108,7 +108,7 @@ class Front:
                                "the port or pick another with SHIELDES_PORT (or --port), and check SHIELDES_HOST "
                                "(or --host)") from None
         self._sweeper = loop.call_later(SWEEP_SECONDS, self._sweep)
-        self._files_timer = loop.call_later(FILES_CHECK_SECONDS, self._check_files)
+        self._files_timer = loop.call_later(self.files_check_seconds, self._check_files)
         self._next_date()
         sockets = self.server.sockets
         return int(sockets[0].getsockname()[1]) if sockets else port
@@ -164,7 +164,7 @@ class Front:
             line = self._headroom.check(now, limit)
             if line is not None:
                 (log.warning if self._headroom.warning else log.info)(line)
-        self._files_timer = asyncio.get_running_loop().call_later(FILES_CHECK_SECONDS, self._check_files)
+        self._files_timer = asyncio.get_running_loop().call_later(self.files_check_seconds, self._check_files)
 
 
 def _http_date(now: float) -> bytes:

@@ -51,8 +51,9 @@ class HttpServer:
         def handler() -> JsonErrorHandler:  # what web.Server() makes, with the JSON refusals
             return JsonErrorHandler(server, loop=loop, refused=observer.refused, **self._handler_options)
 
-        self.front = Front(self.app, handler, observer.observe, self.app[GATEWAY].settings.max_body_bytes,
-                           observer.refused)
+        settings = self.app[GATEWAY].settings
+        self.front = Front(self.app, handler, observer.observe, settings.max_body_bytes, observer.refused,
+                           files_check_seconds=settings.open_files_check_interval)
         self.port = await self.front.start(self.host, self.port, self.reuse_port, self.tls)
 
     async def stop(self) -> None:
