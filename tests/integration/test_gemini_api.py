@@ -133,6 +133,7 @@ async def test_errors_reach_the_sdk_in_googles_shape(database_url: str) -> None:
         counted = await models.count_tokens(model="gpt-4o-mini", contents="How many tokens is this?")
         assert counted.total_tokens and counted.total_tokens > 0  # an estimate: not billed, not rate limited
 
+        await not_near_minute_end(5.0)  # the limited requests in one fixed minute (see admission.sliding)
         await models.generate_content(model="gpt-4o-mini", contents="hi")
         await models.generate_content(model="gpt-4o-mini", contents="hi")
         with pytest.raises(errors.ClientError) as info:
