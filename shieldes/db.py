@@ -174,6 +174,14 @@ async def async_schema_revision(conn: psycopg.AsyncConnection) -> str | None:
     return str(version[0]) if version else None
 
 
+async def missing_tables(conn: psycopg.AsyncConnection, names: list[str]) -> set[str]:
+    """Which of these tables (in the search path) do not exist: one catalog read, no lock taken, so
+    partitions that exist already need no wait on the advisory lock another node's upkeep holds."""
+    cur = await conn.execute("SELECT n FROM unnest(%s::text[]) AS n WHERE to_regclass(quote_ident(n)) IS NULL",
+                             (names,))
+    return {str(r[0]) for r in await cur.fetchall()}
+
+
 def is_newer(revision: str) -> bool:
     """A revision this code does not know because a later release added it (revisions are numbered)."""
     return revision.isdigit() and int(revision) > int(SCHEMA_HEAD)

@@ -17,6 +17,7 @@ from psycopg.adapt import Dumper
 from psycopg.pq import Format
 from psycopg.rows import dict_row
 
+from shieldes.db import missing_tables
 from shieldes.errors import InvalidRequest
 from shieldes.requestlog.filters import GATEWAY, LogFilter, parse_status
 from shieldes.requestlog.partitions import TABLES, parse_partition, partition_name
@@ -108,6 +109,10 @@ async def ensure_partitions(conn: psycopg.AsyncConnection[Any], days: Iterable[d
     """Create the daily partitions of both tables for `days` (idempotent, safe across nodes)."""
     wanted = sorted(set(days))
     if not wanted:
+        return
+    missing = await missing_tables(conn, [partition_name(t, d) for d in wanted for t in TABLES])
+    wanted = [d for d in wanted if any(partition_name(t, d) in missing for t in TABLES)]
+    if not wanted:  # (most calls: a node's start, a new day's first write on a node after the first)
         return
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))

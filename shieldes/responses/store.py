@@ -18,6 +18,7 @@ from psycopg.pq import Format
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from shieldes.db import missing_tables
 from shieldes.responses.objects import Body
 
 PARTITION_LOCK = 0x5348_5250  # "SHRP": serialises partition creation and drops across nodes
@@ -214,9 +215,17 @@ class ResponseTable:
         missing = days - self._days
         if not missing:
             return
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._pool.connection() as conn:
+            absent = await missing_tables(conn, [partition_name(day) for day in missing])
+            if absent:  # (no lock, and no wait on another node's, for partitions that exist)
+                await self._create_partitions(conn, sorted(d for d in missing if partition_name(d) in absent))
+        self._days |= missing
+
+    @staticmethod
+    async def _create_partitions(conn: Any, days: list[dt.date]) -> None:
+        async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
-            for day in sorted(missing):
+            for day in days:
                 start = dt.datetime.combine(day, dt.time(), dt.UTC)
                 end = start + dt.timedelta(days=1)
                 # DDL takes no bind parameters; the bounds are our own ISO timestamps
@@ -224,7 +233,6 @@ class ResponseTable:
                     f"CREATE TABLE IF NOT EXISTS {partition_name(day)} PARTITION OF stored_responses "
                     f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
                 )
-        self._days |= missing
 
     async def insert(self, rows: Sequence[Encoded]) -> None:
         """One statement for the whole batch (its own transaction, one round trip): a response
