@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orjson import dumps, loads
+from psycopg import AsyncConnection
 from psycopg.adapt import Buffer, Dumper
 from psycopg.postgres import types as pg_types
 from psycopg.pq import Format
@@ -222,7 +223,8 @@ class ResponseTable:
         self._days |= missing
 
     @staticmethod
-    async def _create_partitions(conn: Any, days: list[dt.date]) -> None:
+    async def _create_partitions(conn: AsyncConnection[Any], days: list[dt.date]) -> None:
+        """Make these days' partitions under the lock (another node may be making them too)."""
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
             for day in days:
