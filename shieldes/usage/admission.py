@@ -4,6 +4,7 @@ on them (sliding-minute counts and waits, budget checks and their messages)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import ceil, inf, nextafter
 
 from shieldes.errors import BudgetExceeded
 from shieldes.projections.periods import period_reset_at
@@ -88,17 +89,33 @@ class Seen:
 
 def sliding(cur: int, prev: int, elapsed: float) -> int:
     """What a sliding minute counts `elapsed` seconds into a window holding `cur`, after one holding
-    `prev`: the previous window's part the last 60 s still cover, as if spread evenly over it."""
-    return cur + int(prev * max(0.0, 1.0 - elapsed / WINDOW))  # (Meter._used computes it so, inline)
+    `prev`: the previous window's part the last 60 s still cover, as if spread evenly over it,
+    rounded up, so that with whole counts `sliding(...) + need <= limit` is exactly `cur + prev·(1 -
+    elapsed/60) + need <= limit` (a floor let a 1-rpm key's request at 11:59:59 be followed by
+    another at 12:00:00). `prev * left / WINDOW`, not `prev * (1 - elapsed / WINDOW)`: when the
+    exact part is whole the product is a whole multiple of 60 and every step is exact (3 * (1 -
+    40/60) is 1.0000000000000002, which would round up to 2). (Meter._used computes it so, inline.)"""
+    left = WINDOW - elapsed
+    return cur + ceil(prev * left / WINDOW) if left > 0.0 else cur
+
+
+def _faded(prev: int, room: int) -> float:
+    """The first instant (seconds into the window after it) at which a window that held `prev`
+    counts at most `room` < `prev`, as `sliding` rounds it."""
+    at = WINDOW - WINDOW * room / prev
+    while ceil(prev * (WINDOW - at) / WINDOW) > room:  # rounding can leave `at` an ulp early
+        at = nextafter(at, inf)
+    return at
 
 
 def sliding_wait(cur: int, prev: int, limit: int, need: int, elapsed: float) -> float:
-    """Seconds until `need` more fit under `limit` in that sliding minute (nothing more admitted)."""
+    """Seconds until `need` more fit under `limit` in that sliding minute (nothing more admitted):
+    at `elapsed` + this, `sliding(cur, prev, ...) + need <= limit`; an instant earlier it is not."""
     room = limit - need - cur  # what the previous window's weighted part must shrink to
     if room >= 0:
         if prev <= room:
             return 0.0
-        # prev * (1 - t / W) <= room  <=>  t >= W * (1 - room / prev)
-        return max(0.0, WINDOW * (1 - room / prev) - elapsed)
+        return max(0.0, _faded(prev, room) - elapsed)
     # this window alone holds too much: once it ends, it fades like a previous window
-    return WINDOW - elapsed + WINDOW * (1 - max(0, limit - need) / cur)
+    rest = max(0, limit - need)
+    return WINDOW - elapsed + (_faded(cur, rest) if cur > rest else 0.0)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from math import ceil
 from typing import Protocol
 
 from shieldes.errors import LimitTooSmall, RateLimited, Unavailable, retry_after_seconds
@@ -154,10 +155,10 @@ class Meter:
                 prev_req, prev_tok = prev_req + r, prev_tok + t
         else:
             (req, tok), (prev_req, prev_tok) = self._counts(key_id, w), self._counts(key_id, w - 1)
-        share = 1.0 - elapsed / WINDOW  # sliding()'s share of the previous window, for both (not below 0)
-        if share < 0.0:  # (not max(): a builtin that parses its keywords costs a request some 700 instructions)
-            share = 0.0
-        return req + int(prev_req * share), tok + int(prev_tok * share)
+        left = WINDOW - elapsed  # what sliding() computes, for both: the previous window's part, rounded up
+        if left > 0.0:
+            return req + ceil(prev_req * left / WINDOW), tok + ceil(prev_tok * left / WINDOW)
+        return req, tok
 
     def _wait(self, key_id: str, w: int, limit: int, need: int, *, tokens: bool = False) -> float:
         """Seconds until `need` more requests (or tokens) fit in the key's sliding minute."""

@@ -43,6 +43,8 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from shieldes.usage.admission import sliding
+
 WINDOW = 60.0
 
 
@@ -128,7 +130,8 @@ def window_counts(served: Iterable[Served], key: str) -> dict[int, tuple[int, in
 
 def sliding_counts(served: Iterable[Served], key: str) -> list[tuple[Served, int]]:
     """Each request surely placed in a window, with its sliding minute's count once it was admitted:
-    the window's requests up to it, plus the previous window's weighted at the time it arrived."""
+    the window's requests up to it, plus the previous window's weighted at the time it arrived,
+    rounded up as admission rounds it (`sliding`, the gateway's own function)."""
     placed: dict[int, list[Served]] = {}
     for s in served:
         if s.key == key and window_of(s.sent_at) == window_of(s.at):
@@ -137,7 +140,7 @@ def sliding_counts(served: Iterable[Served], key: str) -> list[tuple[Served, int
     for w, mine in placed.items():
         prev = len(placed.get(w - 1, ()))
         for i, s in enumerate(sorted(mine, key=lambda s: s.at)):
-            out.append((s, i + 1 + int(prev * max(0.0, 1.0 - (s.at - w * WINDOW) / WINDOW))))
+            out.append((s, sliding(i + 1, prev, s.at - w * WINDOW)))
     return out
 
 
