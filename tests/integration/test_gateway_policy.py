@@ -63,7 +63,7 @@ async def test_rate_limit_gives_429_with_retry_after(database_url: str) -> None:
         secret = await h.create_key("slow", rpm=2)
         await h.sync()
         client = oai(h.base, secret)
-        await not_near_minute_end(5.0)  # the limited requests in one fixed minute (see admission.sliding)
+        await not_near_minute_end(5.0)  # all three in one fixed minute, the case whose reset is asserted below
         ok = await client.chat.completions.with_raw_response.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
         assert ok.headers["x-ratelimit-limit-requests"] == "2"
         assert ok.headers["x-ratelimit-remaining-requests"] == "1"
