@@ -366,10 +366,11 @@ class PostgresEventStore:
 
 
 def open_pool(url: str, *, size: int = 4, name: str = "shieldes") -> AsyncConnectionPool[Any]:
-    """A pool that is opened by the caller (`await pool.open()`); connections speak JSON via orjson."""
-    from psycopg_pool import AsyncConnectionPool
+    """A pool that is opened by the caller (`await pool.open()`); connections speak JSON via orjson.
+    Its idle connections are all checked once one is returned broken (events/pool.py)."""
+    from shieldes.events.pool import CheckedPool
 
-    return AsyncConnectionPool(
+    return CheckedPool(
         url,
         min_size=1,
         max_size=size,
