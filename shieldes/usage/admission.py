@@ -93,8 +93,8 @@ def sliding(cur: int, prev: int, elapsed: float) -> int:
     rounded up, so that with whole counts `sliding(...) + need <= limit` is exactly `cur + prev·(1 -
     elapsed/60) + need <= limit` (a floor let a 1-rpm key's request at 11:59:59 be followed by
     another at 12:00:00). `prev * left / WINDOW`, not `prev * (1 - elapsed / WINDOW)`: when the
-    exact part is whole the product is a whole multiple of 60 and every step is exact (3 * (1 -
-    40/60) is 1.0000000000000002, which would round up to 2). (Meter._used computes it so, inline.)"""
+    exact part is whole the product is a whole multiple of 60 and every step is exact (9 * (1 -
+    40/60) is 3.0000000000000004, which would round up to 4). (Meter._used computes it so, inline.)"""
     left = WINDOW - elapsed
     return cur + ceil(prev * left / WINDOW) if left > 0.0 else cur
 

@@ -46,7 +46,7 @@ def test_the_previous_window_counts_until_all_of_it_has_slid_out() -> None:
     # a floor counted 1 x 0.9998 as 0: a 1-rpm key's request at 11:59:59 was followed by one at 12:00:00.01
     assert sliding(0, 1, 0.01) == 1 and sliding(0, 1, 59.99) == 1 and sliding(0, 1, 60.0) == 0
     assert sliding(0, 30, 30.0) == 15 and sliding(0, 30, 30.5) == 15 and sliding(0, 30, 29.5) == 16
-    assert sliding(0, 3, 40.0) == 1  # exactly 1, not 1.0000000000000002 rounded up to 2
+    assert sliding(0, 9, 40.0) == 3 and sliding(0, 12, 55.0) == 1  # 9 x 1/3 is 3, not 3.0000000000000004 -> 4
     assert sliding_wait(0, 1, 1, 1, 0.01) == pytest.approx(59.99)
 
 
