@@ -15,6 +15,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes.events.pg_store import open_pool
+from shieldes.events.pool import CheckedPool
 from tests.resilience.support import TcpProxy, node_via, terminate_backends
 
 SIZE = 4
@@ -57,6 +58,7 @@ async def test_after_a_cut_one_caller_sees_a_dead_connection_not_one_per_pooled(
             proxy.restore()  # back: new connections go through
         assert await failures(lambda: select_one(pool)) == 1  # was SIZE: each idle one failed its next caller
         assert await failures(lambda: select_one(pool)) == 0
+        assert isinstance(pool, CheckedPool) and pool.checks == 1  # the one broken connection started one check
     finally:
         await pool.close()
         await proxy.stop()

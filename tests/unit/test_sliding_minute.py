@@ -63,6 +63,35 @@ def test_sliding_rounds_the_exact_part_up(prev: int, ticks: int) -> None:
     assert sliding(7, prev, at) == 7 + -(-part.numerator // part.denominator)
 
 
+class Peers:
+    """Peers' counts of the key (the cluster view's interface): how the test sets a window's counts."""
+
+    def __init__(self, counts: dict[int, tuple[int, int]]) -> None:
+        self.counts = counts
+
+    def remote_counts(self, key_id: str, window: int) -> tuple[int, int]:
+        return self.counts.get(window, (0, 0))
+
+    def remote_spend(self, subject: str, days: range) -> int:
+        return 0
+
+
+@given(counts=st.tuples(*[st.integers(0, 10**7)] * 4), ticks=st.integers(0, int(WINDOW / TICK) - 1))
+def test_the_meter_counts_what_sliding_counts(counts: tuple[int, int, int, int], ticks: int) -> None:
+    """Meter._used computes `sliding` inline (for speed): the same numbers, requests and tokens."""
+    cur_req, cur_tok, prev_req, prev_tok = counts
+    clock = Clock()
+    clock.now = BOUNDARY + ticks * TICK
+    m = Meter("n1", 1, buffer_max=10, clock=clock)
+    w = int(clock.now // WINDOW)
+    m.remote = Peers({w: (cur_req, cur_tok), w - 1: (prev_req, prev_tok)})
+    k = VirtualKey(id="k1", name="app", key_hash="h", prefix="p", models=None, team_id=None, expires_at=None,
+                   rpm=1, tpm=1)
+    elapsed = clock.now - w * WINDOW
+    assert m.look(ConfigState(), UsageState(), k).used == (sliding(cur_req, prev_req, elapsed),
+                                                           sliding(cur_tok, prev_tok, elapsed))
+
+
 @given(cur=st.integers(0, 200), prev=st.integers(0, 200), limit=st.integers(1, 200),
        need=st.integers(1, 200), ticks=st.integers(0, int(WINDOW / TICK) - 1))
 def test_the_wait_is_the_first_instant_the_request_fits(cur: int, prev: int, limit: int, need: int,
