@@ -20,7 +20,7 @@ from tests.fake_bedrock import FakeBedrock, aws_credentials
 from tests.fake_google import FakeGoogle
 from tests.fake_upstream import FakeUpstream
 from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV, harness
-from tests.integration.test_gateway_fuzz import Running, json_values, send, started
+from tests.integration.test_gateway_fuzz import READ_WAIT, Running, json_values, send, started
 from tests.integration.test_gateway_fuzz import node as node  # the fixture: a node in a thread of its own
 
 CLAUDE_ON_BEDROCK = "anthropic.claude-3-5-sonnet-20240620-v1:0"
@@ -204,7 +204,7 @@ class AcrossKinds(Running):
         with aws_credentials():
             async with FakeBedrock(region="eu-west-1") as bedrock, FakeGoogle() as google, \
                     harness(database_url, upstream=up, providers=False, upstream_retries=0,
-                            max_body_bytes=64 * 1024) as h:
+                            max_body_bytes=64 * 1024, responses_read_wait=READ_WAIT) as h:
                 os.environ[GEMINI_KEY_ENV] = google.api_key
                 ref = "env:" + UPSTREAM_KEY_ENV
                 await h.admin(AddProvider("claude", "anthropic", up.url, ref, ("claude-3-5-haiku-latest",)))

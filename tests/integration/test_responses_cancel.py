@@ -14,7 +14,8 @@ from tests.integration.test_responses_api import oai
 
 
 async def test_cancel_says_not_found_or_not_a_background_response(database_url: str) -> None:
-    async with harness(database_url) as h:
+    # resp_nope is polled for responses_read_wait before its 404 (2 s by default): no other node here
+    async with harness(database_url, responses_read_wait=0.2) as h:
         secret = await h.create_key("app")
         other = await h.create_key("other")
         await h.sync()

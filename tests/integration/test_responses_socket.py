@@ -52,7 +52,9 @@ def _socket_url(h: Harness) -> str:
 
 @pytest.mark.parametrize("mode", ["translate", "native"])
 async def test_sdk_connection_streams_turns_and_continues_an_unstored_response(database_url: str, mode: str) -> None:
-    async with harness(database_url) as h:
+    # an upstream's id of an unstored response is polled for responses_read_wait (2 s by default) before
+    # previous_response_not_found: no other node here could be writing it
+    async with harness(database_url, responses_read_wait=0.2) as h:
         if mode == "native":
             await h.admin(UpdateProvider("openai", responses="native"))
         secret = await h.create_key("app")
