@@ -3,6 +3,11 @@ an answer's body (pure functions of shieldes/tracing.py)."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 from shieldes.tracing import Tracing, answer_attributes, server_failed, server_of
 
 
@@ -33,6 +38,33 @@ def test_a_server_span_is_an_error_when_the_server_failed_not_when_it_refused() 
         assert not server_failed(status, code), (status, code)
 
 
+@contextmanager
+def collector() -> Iterator[str]:
+    """An OTLP/HTTP collector on loopback that takes every export: the provider's shutdown sends its
+    batch once (to a refused port the exporter retried for some 3 s) and nothing here reads it."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    # its shutdown waits out a poll: a short one
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_an_mcp_servers_4xx_is_its_client_spans_error() -> None:
     """The span of a call to an MCP server (a CLIENT span) is an ERROR when the server answered
     4xx or 5xx, as the HTTP client conventions say; a 2xx is not, nor a client that left."""
@@ -40,15 +72,17 @@ def test_an_mcp_servers_4xx_is_its_client_spans_error() -> None:
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from opentelemetry.trace import StatusCode
 
-    tracing = Tracing("http://127.0.0.1:9", service_name="s", node_id="n")
-    exporter = InMemorySpanExporter()
-    tracing.provider.add_span_processor(SimpleSpanProcessor(exporter))
-    for status, code in ((404, None), (200, None), (200, "client_disconnected"), (200, "mcp_upstream_stream_broken")):
-        with tracing.mcp_span("tools", "http://127.0.0.1:9/mcp", "tools/call", "add") as span:
-            tracing.mcp_answered(span, status, code, "why")
+    with collector() as endpoint:
+        tracing = Tracing(endpoint, service_name="s", node_id="n")
+        exporter = InMemorySpanExporter()
+        tracing.provider.add_span_processor(SimpleSpanProcessor(exporter))
+        for status, code in ((404, None), (200, None), (200, "client_disconnected"),
+                             (200, "mcp_upstream_stream_broken")):
+            with tracing.mcp_span("tools", "http://127.0.0.1:9/mcp", "tools/call", "add") as span:
+                tracing.mcp_answered(span, status, code, "why")
+        tracing.provider.shutdown()
     spans = exporter.get_finished_spans()
     assert [s.status.status_code for s in spans] == [StatusCode.ERROR, StatusCode.UNSET, StatusCode.UNSET,
                                                        StatusCode.ERROR]
     assert spans[0].attributes is not None and spans[0].attributes["error.type"] == "404"
     assert spans[0].name == "tools/call add" and spans[0].attributes["gen_ai.tool.name"] == "add"
-    tracing.provider.shutdown()
