@@ -51,16 +51,26 @@ NODES = [("a", 1), ("a", 2), ("b", 7), ("c", 3)]
 DAYS = range(100, 101)
 
 
+# The strategies the composites below draw from, built once: built afresh in every example they
+# cost more than the draws (Hypothesis's strategy cache churned), and the examples are the same.
+SMALL = st.integers(0, 50)
+NODE = st.sampled_from(NODES)
+SEQ = st.integers(0, 20)
+NODE_WINDOWS = st.dictionaries(st.tuples(st.sampled_from(["k:k1", "k:k2"]), st.just("rpm"), st.integers(0, 2)),
+                               st.tuples(SMALL, SMALL, SMALL), max_size=4)
+NODE_PENDING = {epoch: st.dictionaries(st.tuples(st.just(epoch), st.integers(1, 4), st.just("k:k1"), st.just(100)),
+                                       st.tuples(SMALL, SMALL, SMALL), max_size=3) for _, epoch in NODES}
+NODE_RESERVATIONS = st.dictionaries(st.just("k:k1"), st.tuples(SMALL, SMALL), max_size=1)
+LOG_HEAD = st.integers(0, 9)
+
+
 @st.composite
 def node_states(draw: st.DrawFn) -> NodeState:
-    node, epoch = draw(st.sampled_from(NODES))
-    small = st.integers(0, 50)
-    windows = draw(st.dictionaries(st.tuples(st.sampled_from(["k:k1", "k:k2"]), st.just("rpm"),
-                                             st.integers(0, 2)), st.tuples(small, small, small), max_size=4))
-    pending_id = st.tuples(st.just(epoch), st.integers(1, 4), st.just("k:k1"), st.just(100))
-    pending = draw(st.dictionaries(pending_id, st.tuples(small, small, small), max_size=3))
-    reservations = draw(st.dictionaries(st.just("k:k1"), st.tuples(small, small), max_size=1))
-    return NodeState(node, epoch, seq=draw(st.integers(0, 20)), log_head=draw(st.integers(0, 9)),
+    node, epoch = draw(NODE)
+    windows = draw(NODE_WINDOWS)
+    pending = draw(NODE_PENDING[epoch])
+    reservations = draw(NODE_RESERVATIONS)
+    return NodeState(node, epoch, seq=draw(SEQ), log_head=draw(LOG_HEAD),
                      windows=windows, pending=pending, reservations=reservations)
 
 
@@ -315,15 +325,22 @@ def test_orphans_join_like_components(states: list[NodeState], epochs: dict[str,
 SUBJECTS = ["k:k1", "k:k2", "t:t1"]
 
 
+SPENDING_PENDING = {
+    epoch: st.dictionaries(
+        st.tuples(st.just(epoch), st.integers(1, 4), st.sampled_from(SUBJECTS), st.integers(99, 101)),
+        st.tuples(st.just(1), st.just(1), st.integers(0, 90)), max_size=6)
+    for _, epoch in NODES}
+SPENDING_RESERVATIONS = st.dictionaries(st.sampled_from(SUBJECTS), st.tuples(st.integers(0, 50), st.integers(0, 50)),
+                                        max_size=2)
+
+
 @st.composite
 def spending_states(draw: st.DrawFn) -> NodeState:
     """States with pending spend of several subjects over several days."""
-    node, epoch = draw(st.sampled_from(NODES))
-    pending_id = st.tuples(st.just(epoch), st.integers(1, 4), st.sampled_from(SUBJECTS), st.integers(99, 101))
-    pending = draw(st.dictionaries(pending_id, st.tuples(st.just(1), st.just(1), st.integers(0, 90)), max_size=6))
-    reservations = draw(st.dictionaries(st.sampled_from(SUBJECTS), st.tuples(st.integers(0, 50), st.integers(0, 50)),
-                                        max_size=2))
-    return NodeState(node, epoch, seq=draw(st.integers(0, 20)), pending=pending, reservations=reservations)
+    node, epoch = draw(NODE)
+    pending = draw(SPENDING_PENDING[epoch])
+    reservations = draw(SPENDING_RESERVATIONS)
+    return NodeState(node, epoch, seq=draw(SEQ), pending=pending, reservations=reservations)
 
 
 def scanned_spend(view: View, subject: str, days: range, durable: Callable[[str, int], int], exclude: str) -> int:
@@ -341,25 +358,33 @@ def scanned_spend(view: View, subject: str, days: range, durable: Callable[[str,
 Step = tuple[str, Any]
 
 
+SPENDING = spending_states()
+STEP_KIND = st.sampled_from(["msg", "msg", "msg", "delta", "delta", "replay", "relay", "join", "durable", "durable",
+                             "epoch", "silent", "expire"])
+JOINED = st.lists(SPENDING, max_size=3)
+REPLAYED = st.integers(0, 50)
+NODE_NAME = st.sampled_from(["a", "b", "c"])
+DURABLE_SEQ = st.integers(0, 4)
+
+
 @st.composite
 def view_steps(draw: st.DrawFn) -> Step:
     """One thing that happens to a node's view: a message (whole, a delta on what is held, a
     replay of an earlier one, relayed counts, another node's view joined), flushes reaching the
     log and pruned, a new boot superseding an old one (its usage an orphan), a node falling
     silent, orphans expiring."""
-    kind = draw(st.sampled_from(["msg", "msg", "msg", "delta", "delta", "replay", "relay", "join", "durable",
-                                 "durable", "epoch", "silent", "expire"]))
+    kind = draw(STEP_KIND)
     if kind in ("msg", "delta", "relay"):
-        return kind, draw(spending_states())
+        return kind, draw(SPENDING)
     if kind == "join":
-        return kind, draw(st.lists(spending_states(), max_size=3))
+        return kind, draw(JOINED)
     if kind == "replay":
-        return kind, draw(st.integers(0, 50))
+        return kind, draw(REPLAYED)
     if kind == "durable":
-        return kind, (draw(st.sampled_from(["a", "b", "c"])), draw(st.integers(0, 4)))
+        return kind, (draw(NODE_NAME), draw(DURABLE_SEQ))
     if kind == "epoch":
-        return kind, draw(st.sampled_from(NODES))
-    return kind, draw(st.sampled_from(["a", "b", "c"]))
+        return kind, draw(NODE)
+    return kind, draw(NODE_NAME)
 
 
 def grouped_states(view: View) -> list[NodeState]:
@@ -425,16 +450,19 @@ def test_a_node_long_spend_index_reads_what_a_scan_of_every_entry_reads(
 DEPLOYMENTS = ["d1", "d2"]
 
 
+WINDOW_ID = st.tuples(st.sampled_from(SUBJECTS[:2]), st.sampled_from(["min", "tpm"]), st.integers(0, 2))
+CLAIMING_WINDOWS = st.dictionaries(WINDOW_ID, st.tuples(SMALL, SMALL, SMALL), max_size=4)
+CLAIMING_ALLOWANCES = st.dictionaries(WINDOW_ID, SMALL, max_size=3)
+CLAIMING_HEALTH = st.dictionaries(st.sampled_from(DEPLOYMENTS), st.builds(Health, requests=SMALL, open=st.booleans()),
+                                  max_size=2)
+
+
 @st.composite
 def claiming_states(draw: st.DrawFn) -> NodeState:
     """States with rate-window counts, unused claims and deployment health as well as pending spend."""
-    state = draw(spending_states())
-    wid = st.tuples(st.sampled_from(SUBJECTS[:2]), st.sampled_from(["min", "tpm"]), st.integers(0, 2))
-    small = st.integers(0, 50)
-    health = st.builds(Health, requests=small, open=st.booleans())
-    return replace(state, windows=draw(st.dictionaries(wid, st.tuples(small, small, small), max_size=4)),
-                   allowances=draw(st.dictionaries(wid, small, max_size=3)),
-                   health=draw(st.dictionaries(st.sampled_from(DEPLOYMENTS), health, max_size=2)))
+    state = draw(SPENDING)
+    return replace(state, windows=draw(CLAIMING_WINDOWS), allowances=draw(CLAIMING_ALLOWANCES),
+                   health=draw(CLAIMING_HEALTH))
 
 
 @settings(max_examples=200, deadline=None)
