@@ -47,13 +47,19 @@ def spec(block: bytes) -> int | None:
     return None if TYPED_EVENTS.fullmatch(block) is None else block.count(b".delta\ndata: ")
 
 
+# built once, not at each example (Hypothesis's strategy cache churned on them): the same examples
+NAME_LISTS = st.lists(st.sampled_from(NAMES), min_size=1, max_size=40)
+DEFECTS_BY_COUNT = [st.dictionaries(st.integers(0, n - 1), DEFECTS, max_size=2) for n in range(41)]
+CUT = st.integers(0, 3)
+
+
 @st.composite
 def blocks(draw: Any) -> bytes:
     """Events framed as OpenAI frames them, a few with one thing off, cut anywhere or not."""
-    names = draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=40))
-    defects = draw(st.dictionaries(st.integers(0, len(names) - 1), DEFECTS, max_size=2))
+    names = draw(NAME_LISTS)
+    defects = draw(DEFECTS_BY_COUNT[len(names)])
     body = b"".join(framed(name, draw(FIELDS), defects.get(i)) for i, name in enumerate(names))
-    if draw(st.integers(0, 3)) == 0:
+    if draw(CUT) == 0:
         body = body[:draw(st.integers(0, len(body)))]
     return body
 
