@@ -233,6 +233,11 @@ class Settings(BaseSettings):
     def _role_map(cls, v: str) -> str:
         return settings_env.role_map(v)
 
+    @field_validator("capture_redact")
+    @classmethod
+    def _regexes(cls, v: list[str]) -> list[str]:
+        return settings_env.regexes(v)
+
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, v: str) -> str:

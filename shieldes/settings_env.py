@@ -64,6 +64,17 @@ def networks(v: str) -> str:
     return v
 
 
+def regexes(v: list[str]) -> list[str]:
+    """Refuse a redaction pattern Python cannot compile at start, not when the first body is captured."""
+    for pattern in v:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"bad SHIELDES_CAPTURE_REDACT entry {pattern!r} ({exc}): write Python regular "
+                             'expressions in a JSON list, e.g. ["\\\\d{16}"]') from None
+    return v
+
+
 def days(v: object) -> object:
     """'30d', '2w' or a plain number of days."""
     if isinstance(v, str):
@@ -77,7 +88,7 @@ def days(v: object) -> object:
 # Settings' validators by method name, as the table names them (generating it fails on one missing).
 VALIDATORS: Mapping[str, Callable[[Any], Any]] = {
     "_lower": lower, "_absolute": absolute, "_blank_is_none": blank_is_none, "_role_map": role_map, "_days": days,
-    "_networks": networks,
+    "_networks": networks, "_regexes": regexes,
 }
 FACTORIES: Mapping[str, Callable[[], Any]] = {
     "default_data_dir": default_data_dir, "default_node_id": default_node_id, "list": list,

@@ -84,7 +84,7 @@ FIELDS: dict[str, tuple[Any, ...]] = {
     'request_log_upkeep_interval': ('float', False, 3600.0, None, (('gt', 0),), (), ()),
     'capture_bodies': ('literal', False, 'off', None, (), ('off', 'errors', 'all'), ()),
     'capture_max_bytes': ('int', False, 16384, None, (('ge', 0),), (), ()),
-    'capture_redact': ('json', False, None, 'list', (), (), ()),
+    'capture_redact': ('json', False, None, 'list', (), (), (('_regexes', 'after'),)),
     'log_format': ('literal', False, 'text', None, (), ('text', 'json'), ()),
     'access_log': ('bool', False, True, None, (), (), ()),
     'otel_endpoint': ('str', True, None, None, (), (), (('_blank_is_none', 'after'),)),

@@ -160,6 +160,7 @@ def _settings() -> Settings:
     if settings is not None:
         return settings
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     from shieldes.settings import Settings
 
@@ -170,6 +171,13 @@ def _settings() -> Settings:
             f"SHIELDES_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
         )
         fail(f"invalid setting {problems}; fix the environment variable or .env entry", "invalid_setting")
+    except SettingsError as exc:  # a list setting whose value is not JSON: raised before validation
+        import re
+
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = f"SHIELDES_{field.group(1).upper()}" if field else "a SHIELDES_* variable"
+        fail(f"invalid setting {name}: not valid JSON (write a JSON list, e.g. [\"a\", \"b\"]); fix the "
+             "environment variable or .env entry", "invalid_setting")
 
 
 def main() -> None:
