@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import gc
 import importlib
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from shieldes.cli.common import CliContext
-from shieldes.cli.oneline import WHOLE_SENTENCE, OneLineGroup, fail, format_command_list
+from shieldes.cli.oneline import ARGS, WHOLE_SENTENCE, OneLineGroup, fail, format_command_list
 
 if TYPE_CHECKING:
     from shieldes.settings import Settings
@@ -143,7 +143,7 @@ class LazyGroup(OneLineGroup):
 @click.pass_context
 def cli(ctx: click.Context, as_json: bool, admin_url: str | None) -> None:
     """shieldes: an AI gateway whose cluster state lives in a Postgres event log."""
-    settings = _settings()
+    settings = _settings(ctx.meta.get(ARGS, ()))
     ctx.obj = CliContext(settings=settings, as_json=as_json,
                          role=f"shieldes {ctx.invoked_subcommand or ''}".strip(),
                          admin_url=(admin_url or settings.admin_url or "").strip() or None,
@@ -151,9 +151,10 @@ def cli(ctx: click.Context, as_json: bool, admin_url: str | None) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-def _settings() -> Settings:
+def _settings(args: Sequence[str]) -> Settings:
     """The environment's settings: read without pydantic where it can be (most commands are short
-    and pydantic-settings takes longer to import than a key write takes to run), else by Settings."""
+    and pydantic-settings takes longer to import than a key write takes to run), else by Settings.
+    `args`: the command line, whose `--json` (on the command too) makes a refusal JSON."""
     from shieldes.settings_env import read_env
 
     settings = read_env()
@@ -170,14 +171,15 @@ def _settings() -> Settings:
         problems = "; ".join(
             f"SHIELDES_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
         )
-        fail(f"invalid setting {problems}; fix the environment variable or .env entry", "invalid_setting")
+        fail(f"invalid setting {problems}; fix the environment variable or .env entry", "invalid_setting",
+             args=args)
     except SettingsError as exc:  # a list setting whose value is not JSON: raised before validation
         import re
 
         field = re.search(r'field "(\w+)"', str(exc))
         name = f"SHIELDES_{field.group(1).upper()}" if field else "a SHIELDES_* variable"
         fail(f"invalid setting {name}: not valid JSON (write a JSON list, e.g. [\"a\", \"b\"]); fix the "
-             "environment variable or .env entry", "invalid_setting")
+             "environment variable or .env entry", "invalid_setting", args=args)
 
 
 def main() -> None:

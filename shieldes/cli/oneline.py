@@ -125,6 +125,9 @@ def format_command_list(formatter: click.HelpFormatter, rows: list[tuple[str, st
             formatter.write_dl(rows)
 
 
+ARGS = "shieldes.args"  # ctx.meta: the whole command line, for an error raised before it is parsed
+
+
 class OneLineGroup(click.Group):
     """A click group whose commands default to `Command`, whose usage errors are one line and whose
     command list says in full what each command does."""
@@ -138,6 +141,8 @@ class OneLineGroup(click.Group):
                                         if cmd is not None and not cmd.hidden])
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if ctx.parent is None:  # the root's callback reads the settings before the command parses its `--json`
+            ctx.meta[ARGS] = tuple(args)
         return _one_line_usage(super().parse_args, ctx, args)
 
     def resolve_command(

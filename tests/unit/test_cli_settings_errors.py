@@ -3,6 +3,7 @@ command runs (the node's `serve` reads its settings the same way), never a trace
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,16 @@ def test_good_capture_redact_is_accepted(tmp_path: Path, monkeypatch: pytest.Mon
                                 env={"SHIELDES_DATABASE_URL": DEAD_DB, "SHIELDES_CAPTURE_REDACT": '["\\\\d{16}"]'})
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == DEAD_DB
+
+
+@pytest.mark.parametrize("argv", [["key", "list", "--json"], ["serve", "--json"], ["--json", "key", "list"]],
+                         ids=" ".join)
+def test_a_bad_setting_is_json_with_json_on_the_command(argv: list[str], tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The settings are read before the command parses its options: its `--json` counts too."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, argv, env={"SHIELDES_DATABASE_URL": DEAD_DB, "SHIELDES_PORT": "abc"})
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    error = json.loads(result.stderr)["error"]
+    assert error["code"] == "invalid_setting" and error["message"].startswith("invalid setting SHIELDES_PORT: ")
