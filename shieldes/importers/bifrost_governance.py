@@ -51,8 +51,8 @@ def parse_governance(gov: Any, spec: ImportSpec) -> None:
                           "command that makes each: a new secret (printed once), so those clients get new keys")
     if any(k.key_hash is not None or k.secret_env is not None for k in spec.keys):
         spec.notes.append("governance.virtual_keys keep their values as their secrets: clients sending one as "
-                          "`Authorization: Bearer`, `x-api-key`, `api-key` or `x-goog-api-key` keep working; "
-                          "those sending it as `x-bf-vk` send it as `Authorization: Bearer` instead")
+                          "`Authorization: Bearer`, `x-api-key`, `api-key`, `x-goog-api-key` or Bifrost's own "
+                          "`x-bf-vk` keep working")
 
 
 def _secret(vk: dict[str, Any], where: str) -> dict[str, Any]:

@@ -559,7 +559,8 @@ def test_bifrost_virtual_keys_keep_their_values_as_their_secrets() -> None:
     assert rows["eng-app"][0] == "add" and rows["eng-app"][1].endswith("(its secret kept: sk-bf-9f8e)")
     assert rows["batch"] == ("add", "models=all (its secret kept: sk-bf-0d5e)")
     assert rows["fresh"] == ("missing", "create it: shieldes key create --name fresh")
-    note_with(spec, "those sending it as `x-bf-vk` send it as `Authorization: Bearer` instead")
+    # x-bf-vk is read as a key header (tests/integration/test_migrated_apps.py): nothing to change
+    note_with(spec, "`x-goog-api-key` or Bifrost's own `x-bf-vk` keep working")
     state = fold(ConfigState(), spec)
     hashes = {k.name: (k.key_hash, k.rpm, k.models) for k in state.keys.values()}
     assert hashes == {"eng-app": (hash_key("sk-bf-9f8e7d6c-11bb"), 600, ("gpt-4o-mini",)),
