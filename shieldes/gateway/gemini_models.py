@@ -20,8 +20,8 @@ LIST_PATH = "GET /v1beta/models"  # the model list Google's clients call
 def model_of(request: web.Request) -> str:
     model = request.match_info["model"].removeprefix("models/")
     if not model.strip() or len(model) > MAX_MODEL_NAME:
-        raise InvalidRequest("the path must name a model: /v1beta/models/{model}:generateContent "
-                             f"(see {LIST_PATH})")
+        raise InvalidRequest(f"the path must name a model of at most {MAX_MODEL_NAME} characters: "
+                             f"/v1beta/models/{{model}}:generateContent (see {LIST_PATH})")
     rec = record_of(request)
     if rec is not None:  # a refusal's row names it too (an unknown model, a limit), as on the other routes
         rec.model = model

@@ -92,7 +92,8 @@ def _model_name(value: object, default: str | None) -> str:
     if value is None and default is not None:
         return default
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_MODEL_NAME:
-        raise InvalidRequest("field 'model' must be a model name string, e.g. \"gpt-4o-mini-tts\" (see GET /v1/models)",
+        raise InvalidRequest(f"field 'model' must be a model name string of at most {MAX_MODEL_NAME} characters, "
+                             "e.g. \"gpt-4o-mini-tts\" (see GET /v1/models)",
                              param="model")
     return value
 

@@ -113,7 +113,8 @@ def _field(body: Body, name: str, types: type | tuple[type, ...], what: str, *,
 def _model(body: Body) -> str:
     model = _field(body, "model", str, "a model name string, e.g. \"gpt-4o\"", required=True)
     if not model.strip() or len(model) > MAX_MODEL_NAME:
-        raise InvalidRequest("field 'model' must be a non-empty model name (see GET /v1/models)")
+        raise InvalidRequest(f"field 'model' must be a non-empty model name of at most {MAX_MODEL_NAME} characters "
+                             "(see GET /v1/models)")
     return str(model)
 
 
