@@ -35,6 +35,13 @@ def allows(role: str, scope: str) -> bool:
     return scope in GRANTS.get(role, frozenset())
 
 
+def roles_granting(scope: str) -> str:
+    """The roles that grant `scope`, least powerful first, as a refusal names them to the caller:
+    'operator or admin', 'auditor, viewer, operator or admin'."""
+    roles = [role for role in reversed(ROLES) if allows(role, scope)]
+    return " or ".join(filter(None, (", ".join(roles[:-1]), roles[-1])))
+
+
 def scopes_of(role: str) -> list[str]:
     return sorted(GRANTS.get(role, frozenset()))
 

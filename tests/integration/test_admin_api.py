@@ -128,6 +128,7 @@ async def test_roles_idempotency_and_errors(database_url: str) -> None:
         assert (await viewer.get(f"{API}/keys"))[0] == 200
         status, err = await viewer.post(f"{API}/keys", {"name": "nope"})
         assert status == 403 and err["error"]["type"] == "permission_error" and "viewer" in err["error"]["message"]
+        assert err["error"]["message"].endswith("; use a token of role operator or admin")  # what to do
         assert (await viewer.post(f"{API}/keys/opkey/revoke"))[0] == 403
         assert (await auditor.get(f"{API}/keys"))[0] == 403
         assert (await auditor.get(f"{API}/audit"))[0] == 200

@@ -27,7 +27,7 @@ from shieldes.gateway.admin.oidc import ACTIVITY_HEADER, RENEWED_HEADER
 from shieldes.gateway.admin.wording import CLI_WORDING, api_wording
 from shieldes.gateway.middleware import REQUEST_ID, record_of, request_id
 from shieldes.gateway.routes import read_json
-from shieldes.roles import allows
+from shieldes.roles import allows, roles_granting
 
 SERVING = READ_ADVICE + "; chat requests are served meanwhile"
 # Every admin answer, errors included: never cached (it may hold a secret shown once, or who holds
@@ -229,7 +229,8 @@ def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
             rec.actor = principal.actor
         if not allows(principal.role, route.scope):
             raise Forbidden(f"the {principal.role} role may not {route.summary[0].lower()}{route.summary[1:]} "
-                            f"(needs scope {route.scope!r}); use a token with a role that grants it")
+                            f"(needs scope {route.scope!r}); use a token of role "
+                            f"{roles_granting(route.scope)}")
         query = _parse_query(route, request)
         body: dict[str, Any] = {}
         if route.body:
