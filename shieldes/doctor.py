@@ -88,9 +88,15 @@ def probe_request(dep: Deployment, api_key: str | None) -> tuple[str, dict[str, 
     return join_endpoint(dep.base_url, "/models"), headers
 
 
-def probe_finding(dep: Deployment, status: int | None, error: str | None, *, key_sent: bool = True) -> Finding:
+def probe_finding(dep: Deployment, status: int | None, error: str | None, *, key_sent: bool = True,
+                  proxy: str | None = None) -> Finding:
     """`key_sent`: the probe carried the provider key. Without one (none configured, or one this
-    machine cannot read: the credentials check says why), an answer says nothing about a key."""
+    machine cannot read: the credentials check says why), an answer says nothing about a key.
+    `proxy`: the variable naming the egress proxy the probe went through (HTTPS_PROXY, HTTP_PROXY)."""
+    if status is None and proxy is not None:  # the proxy, not the upstream, may be what failed
+        return Finding("upstream", dep.name, False, f"cannot reach {dep.base_url} through the proxy {proxy} "
+                       f"names: {error}", f"check {proxy} (and NO_PROXY) in this node's environment and that the "
+                       f"proxy answers; then the URL (`shieldes provider update {dep.name} --base-url ...`)")
     if status is None:
         return Finding("upstream", dep.name, False, f"cannot reach {dep.base_url}: {error}",
                        f"check the URL (`shieldes provider update {dep.name} --base-url ...`) and this node's "
@@ -127,11 +133,16 @@ async def probe(session: aiohttp.ClientSession, dep: Deployment, keyring: Keyrin
         api_key = resolve_secret(dep.secret_ref, keyring, environ)
     except SecretError:
         api_key = None  # the credentials check reports it; reachability is still worth knowing
+    through: str | None = None  # the proxy variable in play, named if the probe fails
     try:
         url, headers = probe_request(dep, api_key)  # a base URL stored before it was checked may not parse
         parts = urlsplit(url)
+        if (proxies or {}).get(parts.scheme):
+            through = f"{parts.scheme.upper()}_PROXY"
         proxy = proxy_for(parts.scheme, parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80),
                           proxies or {})
+        if proxy is None:
+            through = None  # loopback, or NO_PROXY names the host
         via: dict[str, Any] = {}
         if proxy is not None:
             via["proxy"] = f"http://{proxy.where}"
@@ -140,7 +151,7 @@ async def probe(session: aiohttp.ClientSession, dep: Deployment, keyring: Keyrin
         async with session.get(url, headers=headers, allow_redirects=False, **via) as resp:
             return probe_finding(dep, resp.status, None, key_sent=bool(api_key))
     except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-        return probe_finding(dep, None, str(exc) or type(exc).__name__)
+        return probe_finding(dep, None, str(exc) or type(exc).__name__, proxy=through)
 
 
 def secret_findings(nodes: list[NodeRecord], settings: Settings) -> list[Finding]:
