@@ -115,6 +115,22 @@ def weak_secret_lines(admin_token: str | None, oidc_client_secret: str | None) -
     return out
 
 
+OIDC_SETTINGS = ("SHIELDES_OIDC_ISSUER", "SHIELDES_OIDC_CLIENT_ID", "SHIELDES_OIDC_CLIENT_SECRET")
+
+
+def partial_oidc_lines(issuer: str | None, client_id: str | None, client_secret: str | None) -> list[str]:
+    """A warning when some but not all of the three SSO settings are set: SSO is then off, which a
+    node would otherwise not say."""
+    given = dict(zip(OIDC_SETTINGS, (issuer, client_id, client_secret), strict=True))
+    unset = [name for name, value in given.items() if not value]
+    if len(unset) in (0, len(given)):
+        return []
+    set_ = [name for name in given if name not in unset]
+    return [f"SSO sign-in is off: {' and '.join(set_)} {'is' if len(set_) == 1 else 'are'} set but "
+            f"{' and '.join(unset)} {'is' if len(unset) == 1 else 'are'} not; set all three on every node to offer "
+            "\"Sign in with SSO\" on the console (docs/admin-api.md), or unset the others"]
+
+
 def startup_report(config: ConfigState, *, keyring: Keyring, environ: Mapping[str, str],
                    priced: Callable[[str], bool], peers: int, gossip: bool, bootstrap_token: bool = False,
                    oidc: bool = False) -> tuple[list[str], list[str]]:

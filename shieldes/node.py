@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes import __version__, db
-from shieldes.checks import startup_report, weak_secret_lines
+from shieldes.checks import partial_oidc_lines, startup_report, weak_secret_lines
 from shieldes.client_address import parse_networks
 from shieldes.cluster.gauges import RoutingGauges
 from shieldes.cluster.leader import Leader
@@ -283,6 +283,8 @@ class Node:
             bootstrap_token=bool(self.settings.admin_token), oidc=OidcLogin.from_settings(self.settings) is not None,
         )
         missing += weak_secret_lines(self.settings.admin_token, self.settings.oidc_client_secret)
+        missing += partial_oidc_lines(self.settings.oidc_issuer, self.settings.oidc_client_id,
+                                      self.settings.oidc_client_secret)
         for line in configured:
             log.info("configured %s", line)
         for line in missing:
