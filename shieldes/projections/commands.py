@@ -84,7 +84,7 @@ def check_model(m: str, *, patterns: bool) -> None:
                "a pattern is not a model here; name one model exactly (patterns serve names and may be priced, "
                "but a routing strategy belongs to one model)"))
     if not base or len(m) > MAX_NAME or not _MODEL_OK.match(base):
-        raise CommandRejected(f"invalid model name {m!r}: use letters, digits and . _ : @ / + -"
+        raise CommandRejected(f"invalid model name {m!r}: use 1-{MAX_NAME} letters, digits and . _ : @ / + -"
                               + (", and '*' only at the end for a pattern" if patterns else ""))
 
 
