@@ -16,6 +16,9 @@ runs in a process of its own under `valgrind --tool=callgrind` twice, writing `-
 times as many (both making the rows of three times as many); per batch, the difference over the
 batches it had more (start-up, imports, the rows' encoding, the pool's connection and the
 statement's first run cancel).
+
+The batches go as the node's writer sends them while they keep coming: on the connection it keeps
+from one batch to the next (`insert(keep=True)`), where the tree has it.
 """
 
 from __future__ import annotations
@@ -82,16 +85,21 @@ async def measure(url: str, batches: int, sizes: tuple[int, ...] = SIZES, make: 
             cur = await conn.execute("SELECT pg_backend_pid()")
             got = await cur.fetchone()
         backend = int(got[0]) if got is not None else 0
+        # the writer's connection kept between batches, as a node's writer keeps it while they come
+        # (a tree whose table cannot keep it: taken from the pool and given back each batch)
+        write = (lambda b: table.insert(b, keep=True)) if hasattr(table, "release") else table.insert
         for k in sizes:
-            await table.insert(rows(k))  # partitions made, statement prepared
+            await write(rows(k))  # partitions made, statement prepared
             todo = [rows(k) for _ in range(max(make, batches if k < 100 else batches // 3))]
             todo = todo[:batches if k < 100 else batches // 3]  # (`make`: as many rows made, whatever is written)
             start, pg_start = time.process_time(), backend_cpu(backend)
             for batch in todo:
-                await table.insert(batch)
+                await write(batch)
             per_batch[str(k)] = (time.process_time() - start) / len(todo)
             per_batch[f"pg{k}"] = (backend_cpu(backend) - pg_start) / len(todo)
     finally:
+        if hasattr(table, "release"):
+            await table.release()
         await pool.close()
     return per_batch
 

@@ -41,7 +41,14 @@ from shieldes.responses.history import History
 from shieldes.responses.objects import never_stored
 from shieldes.responses.store import Encoded, ResponseTable, RunState, StoredResponse, encode
 from shieldes.responses.stored_histories import NO_SEQUENCE, Known, StoredHistories, extended, usable
-from shieldes.responses.write_pacing import LINGER, batch_length, poll_deadline, write_bound
+from shieldes.responses.write_pacing import (
+    HOLD_IDLE,
+    LINGER,
+    batch_length,
+    keeps_connection,
+    poll_deadline,
+    write_bound,
+)
 from shieldes.settings import Settings
 from shieldes.tasks import Wake, stop_task
 
@@ -245,8 +252,11 @@ class ResponseStore:
 
     async def _bounded(self, rows: list[Encoded]) -> None:
         size = sum(r.size for r in rows)
+        table = self.table
+        keep = keeps_connection(table.pool_size, time.monotonic() - table.held_since if table.kept else None)
         await self._writes.within(
-            self.table.insert(rows), f"stored responses: a write of {len(rows)} ({size / 1e6:.1f} MB) was cancelled",
+            table.insert(rows, keep),
+            f"stored responses: a write of {len(rows)} ({size / 1e6:.1f} MB) was cancelled",
             advice=STALLED, seconds=write_bound(self._writes.seconds, size))
 
     async def _insert_one_by_one(self, batch: list[Encoded]) -> None:
@@ -263,7 +273,10 @@ class ResponseStore:
 
     async def _run(self) -> None:
         while not self._stopping:
-            await self._wake.wait(min(self.purge_interval, 60.0))
+            idle = min(self.purge_interval, 60.0)
+            if not await self._wake.wait(min(idle, HOLD_IDLE) if self.table.kept else idle) \
+                    and not self._pending:
+                await self.table.release()  # no batch for HOLD_IDLE: the pool's other users get it back
             if self._pending and not self._stopping:
                 await asyncio.sleep(LINGER)
             self._wake.clear()
@@ -307,6 +320,7 @@ class ResponseStore:
         if self._pending:
             log.warning("stored responses: %d not written at shutdown", len(self._pending))
         await self._writes.stop()  # writes cancelled past their bound: before the pool closes
+        await self.table.release()
 
     # --- reads ---------------------------------------------------------------------------------
 

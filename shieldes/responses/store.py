@@ -7,10 +7,12 @@ retention are invisible even before their partition is dropped."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from orjson import dumps, loads
 from psycopg import AsyncConnection
 from psycopg.adapt import Buffer, Dumper
@@ -200,6 +202,17 @@ _INSERT = (f"INSERT INTO stored_responses ({_COLUMNS}) "
            "ON CONFLICT DO NOTHING")
 
 
+def rows_json(rows: Sequence[Encoded]) -> bytes:
+    """The batch as _INSERT reads it: a JSON array of rows, each row's input and response spliced
+    in as the bytes they were encoded to."""
+    parts = [b"["]
+    for r in rows:  # one join at the end: a 2 MB screenshot's input is copied once, not per `+`
+        parts += (dumps([r.id, r.created_at, r.key_id, r.previous_response_id, r.model])[:-1], b",",
+                  r.input, b",", r.response, b"],")
+    parts[-1] = b"]]"
+    return b"".join(parts)
+
+
 def _appended(new: str) -> str:
     """A background row's events with `new` appended if it holds exactly as many as the first
     parameter says, else as they are (a retried write appends nothing twice)."""
@@ -211,15 +224,36 @@ class ResponseTable:
     def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         self._pool = pool
         self._days: set[dt.date] = set()  # partitions known to exist
+        # the writer's connection kept between its batches (insert(keep=True)), since held_since
+        self._held: AsyncConnection[Any] | None = None
+        self.held_since = 0.0
+
+    @property
+    def pool_size(self) -> int:
+        return self._pool.max_size
+
+    @property
+    def kept(self) -> bool:
+        return self._held is not None
+
+    async def release(self) -> None:
+        """Give the connection kept by `insert(keep=True)` back to the pool (nothing if none)."""
+        conn, self._held = self._held, None
+        if conn is not None:
+            await self._pool.putconn(conn)
 
     async def ensure_partitions(self, days: set[dt.date]) -> None:
+        if days - self._days:
+            async with self._pool.connection() as conn:
+                await self._ensure_partitions_on(conn, days)
+
+    async def _ensure_partitions_on(self, conn: AsyncConnection[Any], days: set[dt.date]) -> None:
         missing = days - self._days
         if not missing:
             return
-        async with self._pool.connection() as conn:
-            absent = await missing_tables(conn, [partition_name(day) for day in missing])
-            if absent:  # (no lock, and no wait on another node's, for partitions that exist)
-                await self._create_partitions(conn, sorted(d for d in missing if partition_name(d) in absent))
+        absent = await missing_tables(conn, [partition_name(day) for day in missing])
+        if absent:  # (no lock, and no wait on another node's, for partitions that exist)
+            await self._create_partitions(conn, sorted(d for d in missing if partition_name(d) in absent))
         self._days |= missing
 
     @staticmethod
@@ -236,7 +270,7 @@ class ResponseTable:
                     f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
                 )
 
-    async def insert(self, rows: Sequence[Encoded]) -> None:
+    async def insert(self, rows: Sequence[Encoded], keep: bool = False) -> None:
         """One statement for the whole batch (its own transaction, one round trip): a response
         ends on the request path's heels, so the writer's per-batch cost is paid per response
         whenever batches are small. The batch goes as one JSON array of rows, each row's input and
@@ -244,25 +278,52 @@ class ResponseTable:
         typed arrays built by psycopg cost the node 334-411 us of CPU per statement for 1-12
         answers, this 233-264 (`bench/bench_stored_insert.py`), and the statement's text never changes, so it is
         prepared once per connection. A row already there (the same id and created_at: a write
-        retried after one that did land) is skipped."""
+        retried after one that did land) is skipped.
+
+        `keep`: the connection stays with this table for the next batch (`release` gives it back):
+        the pool's checkout and return cost the node a quarter of a one-row statement. Any error
+        gives it back (the pool discards a broken one or one left mid-statement by a cancel), and
+        a kept connection found broken (its backend ended while it waited) is replaced at once:
+        the batch goes once more on one from the pool."""
         if not rows:
             return
-        await self.ensure_partitions({day_of(r.created_at) for r in rows})
-        parts = [b"["]
-        for r in rows:  # one join at the end: a 2 MB screenshot's input is copied once, not per `+`
-            parts += (dumps([r.id, r.created_at, r.key_id, r.previous_response_id, r.model])[:-1], b",",
-                      r.input, b",", r.response, b"],")
-        parts[-1] = b"]]"
-        batch = b"".join(parts)
+        batch = rows_json(rows)
+        days = {day_of(r.created_at) for r in rows}
         # getconn/putconn, not pool.connection(): its context manager and the connection's own (a
         # commit autocommit makes a no-op) cost the node as much as the checkout itself, per statement
-        conn = await self._pool.getconn()
-        try:
-            await conn.execute(_INSERT, (batch,))
-            if not conn.autocommit:  # (a node's pool is autocommit: the statement commits itself)
-                await conn.commit()
-        finally:
-            await self._pool.putconn(conn)  # (a connection left mid-statement by a cancel is discarded)
+        conn, self._held = self._held, None  # (taken: a write cancelled in the background never shares it)
+        if conn is not None:
+            try:
+                await self._statement(conn, batch, days)
+            except psycopg.OperationalError:
+                await self._pool.putconn(conn)
+                if not conn.broken:
+                    raise
+                conn = None  # broken while kept (its backend ended): the batch again on one from the pool
+            except BaseException:
+                await self._pool.putconn(conn)
+                raise
+        if conn is None:
+            conn = await self._pool.getconn()
+            self.held_since = time.monotonic()
+            try:
+                await self._statement(conn, batch, days)
+            except BaseException:
+                await self._pool.putconn(conn)  # (a connection left mid-statement by a cancel is discarded)
+                raise
+        await self._keep(conn, keep)
+
+    async def _statement(self, conn: AsyncConnection[Any], batch: bytes, days: set[dt.date]) -> None:
+        await self._ensure_partitions_on(conn, days)
+        await conn.execute(_INSERT, (batch,))
+        if not conn.autocommit:  # (a node's pool is autocommit: the statement commits itself)
+            await conn.commit()
+
+    async def _keep(self, conn: AsyncConnection[Any], keep: bool) -> None:
+        if keep and self._held is None:
+            self._held = conn
+        else:
+            await self._pool.putconn(conn)
 
     async def get(self, response_id: str, retention: float) -> StoredResponse | None:
         async with self._pool.connection() as conn:

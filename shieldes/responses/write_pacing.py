@@ -15,6 +15,12 @@ RECONNECT_SLACK = 3.0
 # themselves, so under load many responses share one (25 ms rather than 5: 6% less node CPU per
 # stored Responses stream at saturation; read-your-writes on another node polls for longer than this).
 LINGER = 0.025
+# The writer keeps its connection from one batch to the next (the pool's checkout and return cost the
+# node a quarter of a one-row statement) while batches keep coming: given back after HOLD_IDLE without
+# one (the pool's other users get it), and at least every HOLD_MOST (the pool then applies its max
+# lifetime to it). Never kept from a pool of one: every other reader and writer of the node needs it.
+HOLD_IDLE = 1.0
+HOLD_MOST = 60.0
 # A write's bound beyond db_request_timeout: a second per MB it carries (a backlog written after an
 # outage, or a batch of screenshots, takes longer than a request's query without being stalled).
 WRITE_RATE = 1_000_000
@@ -47,3 +53,9 @@ def batch_length(pending: list[Encoded]) -> int:
         if n and total > MAX_BATCH_BYTES:
             return n
     return min(len(pending), MAX_BATCH_ROWS)
+
+
+def keeps_connection(pool_size: int, held_for: float | None) -> bool:
+    """Whether the writer keeps the connection of the write it makes now for its next one, the
+    connection it keeps having been kept `held_for` seconds (None: it keeps none now)."""
+    return pool_size > 1 and (held_for is None or held_for < HOLD_MOST)

@@ -27,6 +27,8 @@ def response(rid: str, previous: str | None = None) -> StoredResponse:
 class HeldTable(ResponseTable):
     """Rows in a dict; the first write (or the first chain read) waits until the test opens the gate."""
 
+    pool_size = 1  # (no pool: the writer keeps no connection)
+
     def __init__(self, fail_first_write: bool = False) -> None:
         super().__init__(None)  # type: ignore[arg-type]  # no pool: every statement is this class's own
         self.rows: dict[str, StoredResponse] = {}
@@ -35,7 +37,7 @@ class HeldTable(ResponseTable):
         self.fail_first_write = fail_first_write
         self.hold_chain = False
 
-    async def insert(self, rows: Sequence[Encoded]) -> None:
+    async def insert(self, rows: Sequence[Encoded], keep: bool = False) -> None:
         first = not self.holding.is_set()
         self.holding.set()
         if first:
@@ -148,7 +150,7 @@ class LandsThenStalls(HeldTable):
     """The first write commits, then its answer never comes (a stalled server): it is cancelled
     past its bound and the batch is queued again."""
 
-    async def insert(self, rows: Sequence[Encoded]) -> None:
+    async def insert(self, rows: Sequence[Encoded], keep: bool = False) -> None:
         self.rows.update({r.id: r.decoded() for r in rows})
         if not self.holding.is_set():
             self.holding.set()

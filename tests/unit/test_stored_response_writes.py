@@ -15,7 +15,15 @@ from shieldes.errors import StoredResponsesBacklog
 from shieldes.responses.cached_chain import PARSED_FROM, conversation
 from shieldes.responses.service import ResponseStore
 from shieldes.responses.store import Encoded, ResponseTable, StoredResponse, encode
-from shieldes.responses.write_pacing import LINGER, MAX_BATCH_BYTES, MAX_BATCH_ROWS, batch_length, write_bound
+from shieldes.responses.write_pacing import (
+    HOLD_MOST,
+    LINGER,
+    MAX_BATCH_BYTES,
+    MAX_BATCH_ROWS,
+    batch_length,
+    keeps_connection,
+    write_bound,
+)
 from shieldes.settings import Settings
 
 
@@ -89,6 +97,12 @@ def test_a_write_takes_up_to_its_rows_and_bytes_and_at_least_one_response() -> N
     assert batch_length(sized(3, MAX_BATCH_BYTES * 3)) == 1  # one response larger than a batch goes alone
 
 
+def test_the_writer_keeps_its_connection_unless_the_pool_is_one_or_it_was_kept_its_longest() -> None:
+    assert keeps_connection(4, None) and keeps_connection(2, 0.0) and keeps_connection(2, HOLD_MOST - 0.001)
+    assert not keeps_connection(4, HOLD_MOST)  # given back: the pool applies its max lifetime to it
+    assert not keeps_connection(1, None) and not keeps_connection(1, 1.0)  # the node's only connection
+
+
 def test_a_write_may_take_the_request_bound_plus_a_second_per_megabyte() -> None:
     assert write_bound(5.0, 0) == 5.0
     assert write_bound(5.0, 2_700_000) == 7.7
@@ -97,13 +111,15 @@ def test_a_write_may_take_the_request_bound_plus_a_second_per_megabyte() -> None
 class GatedTable(ResponseTable):
     """Records each batch written; the first write waits until the test opens the gate."""
 
+    pool_size = 1  # (no pool: the writer keeps no connection)
+
     def __init__(self) -> None:
         super().__init__(None)  # type: ignore[arg-type]  # no pool: insert is this class's own
         self.batches: list[list[str]] = []
         self.gate = asyncio.Event()
         self.writing = asyncio.Event()
 
-    async def insert(self, rows: Sequence[Encoded]) -> None:
+    async def insert(self, rows: Sequence[Encoded], keep: bool = False) -> None:
         self.batches.append([r.id for r in rows])
         self.writing.set()
         await self.gate.wait()
@@ -194,7 +210,7 @@ class FirstWriteHangs(GatedTable):
         super().__init__()
         self.cancelled = 0
 
-    async def insert(self, rows: Sequence[Encoded]) -> None:
+    async def insert(self, rows: Sequence[Encoded], keep: bool = False) -> None:
         self.batches.append([r.id for r in rows])
         if len(self.batches) > 1:
             return

@@ -1,0 +1,107 @@
+"""The stored responses' writer keeps one connection while batches come, on a real node and
+Postgres: every batch on the same backend, the connection given back after HOLD_IDLE without a
+batch, and a kept connection whose backend ended replaced at once (the next response lands
+without a failed write and the retry's wait)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from shieldes.responses.service import RETRY, ResponseStore
+from shieldes.responses.store import StoredResponse
+from shieldes.responses.write_pacing import HOLD_IDLE
+from tests.integration.gateway_harness import Harness, harness
+
+INSERTS = ("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+           "AND query LIKE 'INSERT INTO stored_responses%%'")  # (a backend's last statement, idle or not)
+
+
+def turn(n: int) -> StoredResponse:
+    rid = f"resp_writer_{n}_{time.time_ns()}"
+    return StoredResponse(rid, time.time(), "key_1", None, "gpt-4o", [{"role": "user", "content": f"turn {n}"}],
+                          {"id": rid, "object": "response", "output": []})
+
+
+async def landed(h: Harness, rid: str, within: float) -> float:
+    """Seconds until `rid`'s row is in Postgres (read from a thread: the writer shares this loop)."""
+    start = time.monotonic()
+    while time.monotonic() - start < within:
+        if await asyncio.to_thread(h.sql, "SELECT 1 FROM stored_responses WHERE id = %s", rid):
+            return time.monotonic() - start
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{rid} not written within {within} s")
+
+
+async def until(check: Any, within: float) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+
+
+def writer(h: Harness) -> ResponseStore:
+    store = h.node.responses
+    assert store is not None
+    return store
+
+
+async def test_batches_go_on_one_kept_connection_given_back_when_no_batch_comes(database_url: str) -> None:
+    async with harness(database_url) as h:
+        store = writer(h)
+        for n in range(6):  # one batch each (each lands before the next is saved)
+            stored = turn(n)
+            store.save(stored)
+            await landed(h, stored.id, 5.0)
+        assert store.table.kept
+        pids = await asyncio.to_thread(h.sql, INSERTS)
+        assert len(pids) == 1, pids  # every batch's statement on one backend
+        gone = time.monotonic()
+        await until(lambda: not store.table.kept, HOLD_IDLE + 2.0)
+        assert time.monotonic() - gone >= HOLD_IDLE * 0.9
+        stored = turn(99)  # taken again from the pool for the next batch
+        store.save(stored)
+        await landed(h, stored.id, 5.0)
+        assert store.table.kept
+
+
+async def test_a_pool_of_one_is_never_kept_from_the_nodes_other_work(database_url: str) -> None:
+    """Equivalence test for a pool of one (the writer takes and gives back the connection each
+    batch, as before): a read of a stored response on this pool is not held up by the writer."""
+    async with harness(database_url, db_pool_size=1) as h:
+        store = writer(h)
+        stored = turn(0)
+        store.save(stored)
+        await landed(h, stored.id, 5.0)
+        assert not store.table.kept
+        found = await store.table.get(stored.id, 3600.0)
+        assert found is not None and found.id == stored.id
+
+
+async def test_a_kept_connection_whose_backend_ended_is_replaced_at_once(database_url: str,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """pg_terminate_backend on the writer's kept connection (a Postgres restart, a pooler or an
+    administrator ending it between batches): the next batch is sent again on a connection from the
+    pool within the same write, so it lands with no failed write logged and without the writer's
+    RETRY wait, and the writer keeps the new connection."""
+    async with harness(database_url) as h:
+        store = writer(h)
+        first = turn(0)
+        store.save(first)
+        await landed(h, first.id, 5.0)
+        assert store.table.kept
+        [(killed,)] = await asyncio.to_thread(h.sql, INSERTS)
+        ended = await asyncio.to_thread(h.sql, "SELECT pg_terminate_backend(%s)", killed)
+        assert ended == [(True,)]
+        await until(lambda: not h.sql("SELECT 1 FROM pg_stat_activity WHERE pid = %s", killed), 5.0)
+        second = turn(1)
+        store.save(second)
+        took = await landed(h, second.id, 5.0)
+        assert took < RETRY * 0.8, took
+        assert not [r for r in caplog.records if "failed, will retry" in r.getMessage()]
+        assert store.stalls == 0 and store.pending == 0 and store.table.kept
+        pids = await asyncio.to_thread(h.sql, INSERTS)
+        assert len(pids) == 1 and pids[0][0] != killed, (pids, killed)
