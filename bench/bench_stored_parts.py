@@ -7,7 +7,8 @@ cancel), on a real Postgres (the embedded one bench_gateway.py uses).
 
 Parts: `getconn` (the pool's getconn + putconn), `build-K` (the batch of K rows as the statement's
 one parameter), `execute-K` (psycopg's execute of the statement on a connection held), `select-1`
-(`SELECT 1` on a connection held: psycopg's floor), `within` (the writer's bound on a write: a
+(`SELECT 1` on a connection held: psycopg's floor), `cursor-K` (the statement's execute on one
+cursor kept, as the writer keeps it with its connection), `within` (the writer's bound on a write: a
 task and a timer, around a coroutine that does nothing), `insert-K` and `insert-kept-K`
 (ResponseTable.insert taking a connection from the pool each batch, or keeping it; the second only
 where the tree has it). Rows are made (encoded) the same in both runs, so their encoding cancels.
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-PARTS = ("getconn", "select-1", "within", "build-1", "build-12", "execute-1", "execute-12",
+PARTS = ("getconn", "select-1", "within", "build-1", "build-12", "execute-1", "execute-12", "cursor-1", "cursor-12",
          "insert-1", "insert-kept-1", "insert-12", "insert-kept-12")
 
 
@@ -47,6 +48,7 @@ async def run(url: str, part: str, n: int, make: int) -> None:
     k = int(part.rsplit("-", 1)[1]) if part[-1].isdigit() else 1
     batches = [rows(k) for _ in range(make + 6)]  # (as many made in both runs; the last makes the partitions)
     conn = await pool.getconn()
+    cur = conn.cursor()
     wait = DbWait(5.0)
 
     async def nothing() -> None:
@@ -61,6 +63,7 @@ async def run(url: str, part: str, n: int, make: int) -> None:
         "within": lambda i: wait.within(nothing(), "nothing"),
         "build": build,
         "execute": lambda i: conn.execute(store._INSERT, (store.rows_json(batches[i]),)),
+        "cursor": lambda i: cur.execute(store._INSERT, (store.rows_json(batches[i]),)),
         "insert": lambda i: table.insert(batches[i]),
         "insert-kept": lambda i: table.insert(batches[i], keep=True),
     }

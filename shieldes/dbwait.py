@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, TypeVar
 
 import psycopg
@@ -40,6 +41,11 @@ STOP_WAIT = 12.0
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _release(waiter: asyncio.Future[None], _: object = None) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class DbWait:
@@ -69,12 +75,20 @@ class DbWait:
         DatabaseStalled, `op` being cancelled apart from the caller."""
         limit = self.seconds if seconds is None else seconds
         task = asyncio.ensure_future(op)
+        # one future, released by the operation's end or the timer: asyncio.wait's sets and
+        # callbacks cost as much again as this (every stored-response write and waited read passes here)
+        loop = task.get_loop()
+        waiter = loop.create_future()
+        timer = loop.call_later(limit, _release, waiter)
+        task.add_done_callback(partial(_release, waiter))
         try:
-            done, _ = await asyncio.wait((task,), timeout=limit)
+            await waiter
         except BaseException:  # the caller itself was cancelled: so is its operation
+            timer.cancel()
             self._cancel(task)
             raise
-        if not done:
+        timer.cancel()
+        if not task.done():
             self._cancel(task)
             raise DatabaseStalled(f"{what}: Postgres did not answer within {limit:g} s (a stalled "
                                   f"server, a lock held or a full disk); {advice}")
