@@ -11,7 +11,10 @@ one parameter), `execute-K` (psycopg's execute of the statement on a connection 
 cursor kept, as the writer keeps it with its connection), `within` (the writer's bound on a write: a
 task and a timer, around a coroutine that does nothing), `insert-K` and `insert-kept-K`
 (ResponseTable.insert taking a connection from the pool each batch, or keeping it; the second only
-where the tree has it). Rows are made (encoded) the same in both runs, so their encoding cancels.
+where the tree has it), `write-K` (the writer's whole write of a batch, ResponseStore._write: its
+bound, its bookkeeping and the statement, on the connection it keeps where the tree keeps one).
+Rows are made (encoded) the same in both runs, so their encoding cancels. A `--tree` without
+`rows_json` (before it) has only getconn, select-1, within, insert-K and write-K.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTS = ("getconn", "select-1", "within", "build-1", "build-12", "execute-1", "execute-12", "cursor-1", "cursor-12",
-         "insert-1", "insert-kept-1", "insert-12", "insert-kept-12")
+         "insert-1", "insert-kept-1", "insert-12", "insert-kept-12", "write-1", "write-12")
 
 
 async def run(url: str, part: str, n: int, make: int) -> None:
@@ -40,6 +43,8 @@ async def run(url: str, part: str, n: int, make: int) -> None:
     from shieldes.dbwait import DbWait
     from shieldes.events.pg_store import open_pool
     from shieldes.responses import store
+    from shieldes.responses.service import ResponseStore
+    from shieldes.settings import Settings
 
     pool = open_pool(url, size=2)
     await pool.open(wait=True)
@@ -50,6 +55,7 @@ async def run(url: str, part: str, n: int, make: int) -> None:
     conn = await pool.getconn()
     cur = conn.cursor()
     wait = DbWait(5.0)
+    writer = ResponseStore(table, Settings(database_url=url), DbWait(5.0))
 
     async def nothing() -> None:
         return None
@@ -66,6 +72,7 @@ async def run(url: str, part: str, n: int, make: int) -> None:
         "cursor": lambda i: cur.execute(store._INSERT, (store.rows_json(batches[i]),)),
         "insert": lambda i: table.insert(batches[i]),
         "insert-kept": lambda i: table.insert(batches[i], keep=True),
+        "write": lambda i: writer._write(batches[i]),
     }
     step = steps[part if part in steps else part.rsplit("-", 1)[0]]
     await table.insert(batches[-1])  # partitions made

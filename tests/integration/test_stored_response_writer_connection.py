@@ -105,3 +105,16 @@ async def test_a_kept_connection_whose_backend_ended_is_replaced_at_once(databas
         assert store.stalls == 0 and store.pending == 0 and store.table.kept
         pids = await asyncio.to_thread(h.sql, INSERTS)
         assert len(pids) == 1 and pids[0][0] != killed, (pids, killed)
+
+
+async def test_a_node_stopping_gives_the_kept_connection_back_before_its_pool_closes(database_url: str) -> None:
+    async with harness(database_url) as h:
+        store = writer(h)
+        stored = turn(0)
+        store.save(stored)
+        await landed(h, stored.id, 5.0)
+        assert store.table.kept
+        [(kept,)] = await asyncio.to_thread(h.sql, INSERTS)
+    assert not store.table.kept
+    # (the pool closed every connection it had back: the kept one's backend ends with it)
+    await until(lambda: not h.sql("SELECT 1 FROM pg_stat_activity WHERE pid = %s", kept), 5.0)
