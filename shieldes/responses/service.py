@@ -113,7 +113,7 @@ class ResponseStore:
         self.dropped = 0  # responses dropped unwritten (more than MAX_PENDING waiting)
         self._refused: set[str] = set()  # cached responses Postgres refused: read from the cache
         self._wake = Wake()
-        self._written = asyncio.Event()
+        self._written: asyncio.Event | None = None  # set when the batch in flight is done (made by a waiter)
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._next_purge = 0.0
@@ -219,9 +219,10 @@ class ResponseStore:
 
     async def _write(self, batch: list[Encoded]) -> bool:
         self._writing = {r.id: r for r in batch}
+        size = sum(r.size for r in batch)
         try:
             try:
-                await self._bounded(batch)
+                await self._bounded(batch, size)
             except psycopg.errors.DataError:
                 await self._insert_one_by_one(batch)
         except DatabaseStalled as exc:
@@ -241,17 +242,17 @@ class ResponseStore:
             self._unsure.update(r.id for r in batch)
             raise
         else:
-            self._pending_bytes -= sum(r.size for r in batch)  # written, or refused and kept in memory only
+            self._pending_bytes -= size  # written, or refused and kept in memory only
             if self._unsure:
                 self._unsure.difference_update(r.id for r in batch)
             return True
         finally:
             self._writing = {}
-            done, self._written = self._written, asyncio.Event()
-            done.set()
+            done, self._written = self._written, None
+            if done is not None:
+                done.set()
 
-    async def _bounded(self, rows: list[Encoded]) -> None:
-        size = sum(r.size for r in rows)
+    async def _bounded(self, rows: list[Encoded], size: int) -> None:
         table = self.table
         keep = keeps_connection(table.pool_size, time.monotonic() - table.held_since if table.kept else None)
         await self._writes.within(
@@ -264,7 +265,7 @@ class ResponseStore:
         response alone, and the ones it refuses are kept only in this node's memory."""
         for row in batch:
             try:
-                await self._bounded([row])
+                await self._bounded([row], row.size)
             except psycopg.errors.DataError as exc:
                 if row.id in self._cache:
                     self._refused.add(row.id)
@@ -435,6 +436,8 @@ class ResponseStore:
     async def _landed(self, response_id: str) -> None:
         """Until the writer's batch holding `response_id` is done (a stalled database may hold it)."""
         while response_id in self._writing:
+            if self._written is None:
+                self._written = asyncio.Event()
             await self._written.wait()
 
     def _unqueue(self, response_id: str) -> bool:
