@@ -282,8 +282,9 @@ class ResponseTable:
         prepared once per connection. A row already there (the same id and created_at: a write
         retried after one that did land) is skipped.
 
-        `keep`: the connection stays with this table for the next batch (`release` gives it back):
-        the pool's checkout and return cost the node a quarter of a one-row statement. Any error
+        `keep`: the connection stays with this table for the next batch, with its cursor (`release`
+        gives it back): the pool's checkout and return and a new cursor's adapters cost the node two
+        fifths of a one-row statement (`bench/bench_stored_parts.py`). Any error
         gives it back (the pool discards a broken one or one left mid-statement by a cancel), and
         a kept connection found broken (its backend ended while it waited) is replaced at once:
         the batch goes once more on one from the pool."""
