@@ -67,11 +67,12 @@ WHERE started_at > now() - interval '30 days' AND key_name IS NOT NULL
 GROUP BY 1, 2
 ORDER BY cost_usd DESC NULLS LAST;
 
--- who read keys, usage or the logs through the admin API and the console in the last 7 days
+-- who called the admin API (the console's calls included) in the last 7 days: reads, refused
+-- attempts and probes of paths it does not serve (route `unmatched`: match the path as sent)
 -- (`actor` as audit_log names the author of a change; NULL: a refused sign-in)
-SELECT started_at, actor, client_ip, method, path, status
+SELECT started_at, actor, client_ip, method, path, route, status
 FROM request_log
-WHERE route LIKE '/admin/%' AND started_at > now() - interval '7 days'
+WHERE path LIKE '/admin/%' AND started_at > now() - interval '7 days'
 ORDER BY started_at DESC
 LIMIT 100;
 

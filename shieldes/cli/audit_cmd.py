@@ -166,4 +166,4 @@ def verify(as_json: bool) -> None:
     if not ctx.as_json:
         click.echo(f"ok: {report.checked} config events verified, chain tip at position "
                    f"{report.last_position} (hash {report.tip_hash[:16]}...); "
-                   f"{snapshots_checked} snapshots match the log")
+                   f"{snapshots_checked} {'snapshot matches' if snapshots_checked == 1 else 'snapshots match'} the log")

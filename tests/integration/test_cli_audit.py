@@ -167,6 +167,7 @@ def test_audit_verify_passes_then_names_the_edited_position(with_usage: tuple[st
     url, _ = with_usage
     result = invoke(url, "audit", "verify")
     assert result.exit_code == 0 and result.stdout.startswith("ok: 9 config events verified"), result.stdout
+    assert result.stdout.rstrip().endswith("; 0 snapshots match the log"), result.stdout
     report = ok(url, "audit", "verify")
     assert report["ok"] and report["config_events"] == 9
     sql(url, "UPDATE events SET data = jsonb_set(data, '{weight}', '5') WHERE position = 1")  # a config row
