@@ -33,6 +33,10 @@ REQUEST_ID_KEY: web.RequestKey[str] = web.RequestKey("shieldes_request_id", str)
 # any handler (Observer.refused): the front's and aiohttp's protocol refusals
 Refused = Callable[[str, str, str, str | None, int, str, str], None]
 RECORD_KEY: web.RequestKey[RequestRecord] = web.RequestKey("shieldes_record", RequestRecord)
+# (set by the admin API) raises unless the request holds an admin credential: a path under /admin/
+# that no route serves is answered 404 or 405 only to a caller holding one, so without a token the
+# status does not tell which admin paths exist
+ADMIN_GATE: web.AppKey[Callable[[web.Request], None]] = web.AppKey("shieldes_admin_gate")
 
 _HTTP_MESSAGES = {
     404: ("not_found", "no such endpoint: {call}; the gateway serves /v1/chat/completions, /v1/completions, "
@@ -274,6 +278,10 @@ class JsonErrorHandler(RequestHandler):
         return resp
 
 
+def _admin_path(path: str) -> bool:
+    return path.startswith("/admin/") or path == "/admin"
+
+
 async def handle_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Run `handler`; any error becomes a JSON error in the API's own shape (Anthropic on the
     Messages routes, Google on the Gemini API's, OpenAI elsewhere), never a traceback."""
@@ -286,6 +294,13 @@ async def handle_errors(request: web.Request, handler: Handler) -> web.StreamRes
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
+        gate = request.app.get(ADMIN_GATE) if exc.status in (404, 405) and _admin_path(request.path) else None
+        if gate is not None:
+            try:
+                gate(request)
+            except ShieldesError as refused:
+                note_error(request, refused.code or refused.type, refused.message)
+                return render_error(refused, rid, shape=_shape(request))
         code, message = _http_message(exc, request)
         note_error(request, code, message)
         return error_response(exc.status, "invalid_request_error", code, message, rid, shape=_shape(request))

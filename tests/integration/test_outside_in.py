@@ -114,6 +114,34 @@ async def test_a_web_page_where_an_event_stream_belongs_is_an_upstream_error(dat
         assert h.usage_totals() == {}  # nothing answered, nothing billed
 
 
+async def test_admin_paths_are_told_apart_only_to_an_admin(database_url: str) -> None:
+    """Without a valid admin token a wrong method on a real admin path and a path no route serves
+    get the same 401 as any admin route, so the status does not tell which paths exist; an admin
+    gets the 405 (naming the methods the path takes) and the 404."""
+    probes = (("DELETE", "/admin/v1/keys"), ("PUT", "/admin/v1/node"), ("GET", "/admin/v1/tokens"),
+              ("POST", "/admin/nope"), ("GET", "/admin"), ("OPTIONS", "/admin/v1/keys"))
+    async with harness(database_url, admin_token=BOOT) as h, aiohttp.ClientSession() as s:
+        # (8 failed sign-ins: under the 10 a minute an address may fail before a 429)
+        for credential, asked in ((None, probes), ("Bearer wrong-token", probes[1:3])):
+            for method, path in asked:
+                headers = {"Authorization": credential} if credential else {}
+                async with s.request(method, h.base + path, headers=headers) as r:
+                    got = await r.json()
+                assert (r.status, got["error"]["code"]) == (401, "invalid_admin_token"), (credential, method, path)
+                assert r.headers["Cache-Control"] == "no-store", (method, path)
+        auth = {"Authorization": f"Bearer {BOOT}"}
+        seen = []
+        for method, path in probes:
+            async with s.request(method, h.base + path, headers=auth) as r:
+                seen.append((r.status, (await r.json())["error"]["code"]))
+        assert seen == [(405, "method_not_allowed"), (405, "method_not_allowed"), (404, "not_found"),
+                        (404, "not_found"), (404, "not_found"), (405, "method_not_allowed")]
+        async with s.delete(h.base + "/admin/v1/keys", headers=auth) as r:
+            assert "this path takes GET, POST" in (await r.json())["error"]["message"]
+        async with s.get(h.base + "/admin/v1/openapi.json") as r:  # public: it holds no data
+            assert r.status == 200
+
+
 async def test_unknown_admin_routes_and_wrong_methods_say_where_to_look(database_url: str) -> None:
     async with harness(database_url, admin_token=BOOT) as h, aiohttp.ClientSession() as s:
         auth = {"Authorization": f"Bearer {BOOT}"}

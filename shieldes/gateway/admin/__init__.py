@@ -15,10 +15,10 @@ from shieldes.gateway.admin import (
     serving_routes,
     session_routes,
 )
-from shieldes.gateway.admin.api import PREFIX, Route, openapi, register
+from shieldes.gateway.admin.api import PREFIX, Route, gate, openapi, register
 from shieldes.gateway.admin.console import add_console_routes
 from shieldes.gateway.admin.context import ADMIN, AdminContext
-from shieldes.gateway.middleware import request_id
+from shieldes.gateway.middleware import ADMIN_GATE, request_id
 from shieldes.gateway.routes import json_response
 
 ROUTES: tuple[Route, ...] = (config_routes.ROUTES + serving_routes.ROUTES + mcp_routes.ROUTES
@@ -27,6 +27,7 @@ ROUTES: tuple[Route, ...] = (config_routes.ROUTES + serving_routes.ROUTES + mcp_
 
 def add_admin_routes(app: web.Application, ctx: AdminContext) -> None:
     app[ADMIN] = ctx
+    app[ADMIN_GATE] = gate
     document = openapi(ROUTES, __version__)
 
     async def openapi_json(request: web.Request) -> web.StreamResponse:

@@ -208,6 +208,29 @@ def _check_body(route: Route, data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _caller(request: web.Request, ctx: AdminContext) -> Principal:
+    principal = authenticate(ctx, request.headers.get("Authorization"), client_address(
+        request.remote, request.headers.get("X-Forwarded-For"), ctx.trusted_proxies))
+    # every admin request's row in the request log names its caller, reads included: who listed
+    # keys or read usage is audited there (written in batches off the request path), not in the
+    # event log, which holds changes
+    rec = record_of(request)
+    if rec is not None:
+        rec.actor = principal.actor
+    return principal
+
+
+def gate(request: web.Request) -> None:
+    """Refuse a request for an admin path no route serves (or not with its method) unless it holds
+    an admin credential: the same 401 as on any route, so the 404 or 405 that follows tells only an
+    admin which paths exist."""
+    try:
+        _caller(request, request.app[ADMIN])
+    except ShieldesError as exc:
+        exc.headers.update(API_HEADERS)
+        raise
+
+
 def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def guarded(request: web.Request) -> web.StreamResponse:
         try:
@@ -219,14 +242,7 @@ def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
     async def handle(request: web.Request) -> web.StreamResponse:
         ctx = request.app[ADMIN]
         rid = request_id(request)
-        principal = authenticate(ctx, request.headers.get("Authorization"), client_address(
-            request.remote, request.headers.get("X-Forwarded-For"), ctx.trusted_proxies))
-        # every admin request's row in the request log names its caller, reads included: who listed
-        # keys or read usage is audited there (written in batches off the request path), not in the
-        # event log, which holds changes
-        rec = record_of(request)
-        if rec is not None:
-            rec.actor = principal.actor
+        principal = _caller(request, ctx)
         if not allows(principal.role, route.scope):
             raise Forbidden(f"the {principal.role} role may not {route.summary[0].lower()}{route.summary[1:]} "
                             f"(needs scope {route.scope!r}); use a token of role "
