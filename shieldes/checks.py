@@ -3,7 +3,8 @@ environment: the node's startup report and `shieldes doctor` read the same findi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import difflib
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from shieldes.projections.state import ConfigState, Deployment
@@ -15,17 +16,49 @@ ADD_PROVIDER = ("shieldes provider add NAME --type openai --base-url URL --api-k
 
 @dataclass(frozen=True)
 class Finding:
-    """One check's outcome; `fix` says what to do when `ok` is False."""
+    """One check's outcome; `fix` says what to do when `ok` is False, or for a `warning` (ok: it
+    fails nothing, but is worth a look)."""
 
     check: str
     subject: str
     ok: bool
     detail: str
     fix: str | None = None
+    warning: bool = False
 
     def as_dict(self) -> dict[str, object]:
-        return {"check": self.check, "subject": self.subject, "ok": self.ok, "detail": self.detail,
-                "fix": self.fix}
+        out: dict[str, object] = {"check": self.check, "subject": self.subject, "ok": self.ok,
+                                  "detail": self.detail, "fix": self.fix}
+        if self.warning:
+            out["warning"] = True
+        return out
+
+
+def unknown_setting_findings(names: Iterable[str], known: Collection[str], prefix: str = "SHIELDES_"
+                             ) -> list[Finding]:
+    """A warning for each name in `names` (the environment's and .env's) that starts with `prefix`
+    but is not in `known`: pydantic-settings ignores it, so a misspelt setting would silently keep
+    its default. Names are matched as Settings reads them, in any case; each is named once, with
+    the closest known name when one is close."""
+    # matched without the prefix, which every name shares and would make any two look alike
+    choices = {name[len(prefix):]: name for name in known if name.startswith(prefix)}
+    out = []
+    seen = set()
+    for name in sorted(set(names)):
+        upper = name.upper()
+        if not upper.startswith(prefix) or upper in known or upper in seen:
+            continue
+        seen.add(upper)
+        close = [choices[c] for c in difflib.get_close_matches(upper[len(prefix):], sorted(choices), n=1, cutoff=0.75)]
+        hint = f"did you mean {close[0]}?" if close else "see docs/configuration.md for the settings"
+        out.append(Finding("settings", name, True, f"{name} is set but is no shieldes setting: it is ignored; {hint}",
+                           f"rename it to {close[0]}" if close else "remove it or correct its name", warning=True))
+    return out
+
+
+def unknown_setting_lines(names: Iterable[str], known: Collection[str]) -> list[str]:
+    """The node's start-up warnings of unknown_setting_findings."""
+    return [f.detail for f in unknown_setting_findings(names, known)]
 
 
 def credential_finding(dep: Deployment, keyring: Keyring, environ: Mapping[str, str]) -> Finding:

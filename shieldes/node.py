@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes import __version__, db
-from shieldes.checks import partial_oidc_lines, startup_report, weak_secret_lines
+from shieldes.checks import partial_oidc_lines, startup_report, unknown_setting_lines, weak_secret_lines
 from shieldes.client_address import parse_networks
 from shieldes.cluster.gauges import RoutingGauges
 from shieldes.cluster.leader import Leader
@@ -57,6 +57,7 @@ from shieldes.responses.service import ResponseStore
 from shieldes.responses.store import ResponseTable
 from shieldes.secrets import NodeKeyring
 from shieldes.settings import Settings
+from shieldes.settings_env import dotenv_names, known_env_names
 from shieldes.snapshots.codec import mac_key
 from shieldes.snapshots.loader import load_projection
 from shieldes.snapshots.prefetch import SnapshotPrefetch
@@ -285,6 +286,7 @@ class Node:
         missing += weak_secret_lines(self.settings.admin_token, self.settings.oidc_client_secret)
         missing += partial_oidc_lines(self.settings.oidc_issuer, self.settings.oidc_client_id,
                                       self.settings.oidc_client_secret)
+        missing += unknown_setting_lines([*os.environ, *dotenv_names()], known_env_names())
         for line in configured:
             log.info("configured %s", line)
         for line in missing:

@@ -196,3 +196,41 @@ def read_env(environ: Mapping[str, str] | None = None) -> Settings | None:
         return None
     settings: Settings = EnvSettings(*read)  # type: ignore[assignment]  # a Settings in every field
     return settings
+
+
+# --- SHIELDES_* names that are no setting ----------------------------------------------------
+
+# Read outside Settings: the CLI's own, and what the tests, benches and CI read (or name as `env:`
+# references). With Settings' fields they are the names a node and `shieldes doctor` do not warn
+# about; tests/unit/test_env_names.py fails when the project names one that is in neither.
+OUTSIDE_SETTINGS = frozenset({
+    # the CLI (`SHIELDES_ACTOR`: who a change is recorded as) and the examples' scripts
+    "SHIELDES_ACTOR", "SHIELDES_URL", "SHIELDES_KEY", "SHIELDES_MODEL", "SHIELDES_ANTHROPIC_MODEL", "SHIELDES_BIN",
+    "SHIELDES_RESPONSES",
+    # tests, benches and CI
+    "SHIELDES_TEST_DATABASE_URL", "SHIELDES_TEST_DATA_DIR", "SHIELDES_BENCH_DATABASE_URL", "SHIELDES_BENCH_OPCODES",
+    "SHIELDES_NEMESIS_SEED", "SHIELDES_SCREENSHOTS_TO", "SHIELDES_TEST_CHROMEDRIVER", "SHIELDES_TEST_CHROMIUM",
+    "SHIELDES_TEST_OLD_RELEASE_LACKS", "SHIELDES_TEST_OLD_RELEASE_SNAPSHOT_FORMATS",
+    "SHIELDES_TEST_UPSTREAM_KEY", "SHIELDES_CLUSTER_TEST_UPSTREAM_KEY", "SHIELDES_ROLLING_UPSTREAM_KEY",
+    "SHIELDES_SCHEMA_UPGRADE_UPSTREAM_KEY", "SHIELDES_UPGRADE_UPSTREAM_KEY", "SHIELDES_TEST_BEDROCK_KEY",
+    "SHIELDES_TEST_GEMINI_KEY", "SHIELDES_TEST_FUZZ_GEMINI_KEY", "SHIELDES_TEST_SU_BEDROCK", "SHIELDES_TEST_SU_GEMINI",
+    "SHIELDES_TEST_XP_BEDROCK", "SHIELDES_TEST_XP_GEMINI", "SHIELDES_TEST_TEAM", "SHIELDES_TEST_UNSET_MCP_VAR",
+    "SHIELDES_TEST_SURELY_UNSET_KEY",
+})
+
+
+def known_env_names() -> frozenset[str]:
+    """Every SHIELDES_* name that means something: each setting's, and OUTSIDE_SETTINGS."""
+    return frozenset(ENV_PREFIX + name.upper() for name in FIELDS) | OUTSIDE_SETTINGS
+
+
+_DOTENV_NAME = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
+
+
+def dotenv_names(path: Path | str = ENV_FILE) -> list[str]:
+    """The names a .env file sets (none if there is no such file), as pydantic-settings reads it."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return [m.group(1) for m in map(_DOTENV_NAME.match, text.splitlines()) if m]

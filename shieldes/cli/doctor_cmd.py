@@ -18,8 +18,11 @@ def doctor(as_json: bool) -> None:
     deployment (a cheap models call), prices for every served model and the cluster's shared secrets."""
     # the checks (aiohttp, pydantic, every provider kind) load only when the doctor runs, not
     # for `shieldes doctor --help`
-    from shieldes.checks import Finding
+    import os
+
+    from shieldes.checks import Finding, unknown_setting_findings
     from shieldes.doctor import report, run_checks
+    from shieldes.settings_env import dotenv_names, known_env_names
 
     ctx = cli_context()
     try:
@@ -29,14 +32,17 @@ def doctor(as_json: bool) -> None:
                             "fix SHIELDES_DATABASE_URL or the embedded Postgres (`shieldes db status`)")]
     else:
         findings = run(run_checks(url, ctx.settings))
+    # a misspelt SHIELDES_* name is ignored by Settings: said as a warning, which fails nothing
+    findings += unknown_setting_findings([*os.environ, *dotenv_names()], known_env_names())
     result = report(findings)
     if ctx.as_json:
         emit(result, as_json=True)
     else:
-        rows = [{"check": c["check"], "subject": c["subject"], "status": "ok" if c["ok"] else "FAIL",
+        rows = [{"check": c["check"], "subject": c["subject"],
+                 "status": "FAIL" if not c["ok"] else "warning" if c.get("warning") else "ok",
                  "detail": c["detail"]} for c in result["checks"]]
         emit(rows, as_json=False)
-        fixes = [c for c in result["checks"] if not c["ok"] and c["fix"]]
+        fixes = [c for c in result["checks"] if (not c["ok"] or c.get("warning")) and c["fix"]]
         if fixes:
             click.echo("\nwhat to do:")
             for c in fixes:

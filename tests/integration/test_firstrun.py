@@ -57,6 +57,23 @@ async def test_missing_provider_key_is_a_config_error_answered_once(
             assert done.choices[0].message.content
 
 
+async def test_a_node_names_each_unknown_setting_once_at_start(
+        database_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHIELDES_GOSIP_INTERVAL", "0.2")
+    monkeypatch.setenv("SHIELDES_WHOLLY_UNRELATED_THING", "1")
+    monkeypatch.setenv("SHIELDES_TEST_SURELY_UNSET_KEY", "a name the project uses: no warning")
+    caplog.set_level(logging.WARNING, logger="shieldes.node")
+    async with harness(database_url, providers=False):
+        pass
+    lines = [r.getMessage() for r in caplog.records if r.name == "shieldes.node" and "no shieldes setting" in
+             r.getMessage()]
+    assert lines == [
+        "MISSING: SHIELDES_GOSIP_INTERVAL is set but is no shieldes setting: it is ignored; did you mean "
+        "SHIELDES_GOSSIP_INTERVAL?",
+        "MISSING: SHIELDES_WHOLLY_UNRELATED_THING is set but is no shieldes setting: it is ignored; see "
+        "docs/configuration.md for the settings"]
+
+
 async def test_no_providers_yet_says_how_to_add_one(database_url: str) -> None:
     async with harness(database_url, providers=False) as h:
         secret = await h.create_key("first")
@@ -81,8 +98,13 @@ async def test_doctor_passes_a_healthy_setup_and_names_each_failure(database_url
         env = {UPSTREAM_KEY_ENV: UPSTREAM_KEY}
         await asyncio.to_thread(cli.ok, database_url, "provider", "add", "openai", "--type", "openai",
                                 "--base-url", up.url, "--api-key-env", UPSTREAM_KEY_ENV, "--models", "gpt-4o-mini")
-        code, report, err = await asyncio.to_thread(_doctor, database_url, **env)
+        # a misspelt setting is a warning, which fails nothing
+        code, report, err = await asyncio.to_thread(_doctor, database_url, **env, SHIELDES_GOSIP_INTERVAL="0.2")
         assert code == 0 and report["ok"], report
+        assert [c for c in report["checks"] if c.get("warning")] == [{
+            "check": "settings", "subject": "SHIELDES_GOSIP_INTERVAL", "ok": True, "warning": True,
+            "detail": "SHIELDES_GOSIP_INTERVAL is set but is no shieldes setting: it is ignored; did you mean "
+                      "SHIELDES_GOSSIP_INTERVAL?", "fix": "rename it to SHIELDES_GOSSIP_INTERVAL"}]
         assert {c["check"] for c in report["checks"]} >= {"database", "schema", "clock", "credentials",
                                                             "upstream", "prices", "cluster"}
         assert up.requests_to("/v1/models")[-1].headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
