@@ -56,6 +56,14 @@ def unknown_setting_findings(names: Iterable[str], known: Collection[str], prefi
     return out
 
 
+def referenced_env_names(config: ConfigState) -> frozenset[str]:
+    """The variables the config names by `env:` (provider keys, MCP header values): an operator's
+    own, read by the node as references, whatever their prefix, so never an unknown setting."""
+    refs = [d.secret_ref for d in config.providers.values()]
+    refs += [ref for server in config.mcp_servers.values() for ref in server.headers.values()]
+    return frozenset(ref[4:].upper() for ref in refs if ref is not None and ref.startswith("env:"))
+
+
 def unknown_setting_lines(names: Iterable[str], known: Collection[str]) -> list[str]:
     """The node's start-up warnings of unknown_setting_findings."""
     return [f.detail for f in unknown_setting_findings(names, known)]

@@ -19,7 +19,7 @@ import aiohttp
 import psycopg
 
 from shieldes import db
-from shieldes.checks import Finding, credential_finding, price_findings
+from shieldes.checks import Finding, credential_finding, price_findings, referenced_env_names, unknown_setting_findings
 from shieldes.cloud_credentials import cloud_credential_finding
 from shieldes.cluster.membership import NODES_SQL, NodeRecord
 from shieldes.config_writer import load_config
@@ -32,6 +32,7 @@ from shieldes.providers.http import is_azure, join_endpoint
 from shieldes.providers.proxies import proxy_for
 from shieldes.secrets import Keyring, SecretError, fingerprint, keyring_for, local_key_path, resolve_secret
 from shieldes.settings import Settings
+from shieldes.settings_env import dotenv_names, known_env_names
 from shieldes.usage.pricing import price_for
 
 PROBE_TIMEOUT = 5.0
@@ -203,10 +204,11 @@ def _key_source(settings: Settings) -> str:
 async def run_checks(url: str, settings: Settings, *, environ: Mapping[str, str] | None = None) -> list[Finding]:
     env = os.environ if environ is None else environ
     findings, read = await _database_checks(url, settings)
+    names = [*env, *dotenv_names()]  # a misspelt SHIELDES_* name is ignored by Settings: a warning, failing nothing
     if read is None:
         findings.append(Finding("config", "-", False, "skipped: the checks below the database need it",
                                 "fix the database findings above, then run `shieldes doctor` again"))
-        return findings
+        return findings + unknown_setting_findings(names, known_env_names())
     config, nodes = read
     key = keyring_for(settings)
     if not config.providers:
@@ -224,7 +226,7 @@ async def run_checks(url: str, settings: Settings, *, environ: Mapping[str, str]
     findings += price_findings(config, lambda m: price_for(config.pricing, m) is not None,
                                allow_unpriced=settings.allow_unpriced)
     findings += secret_findings(nodes, settings)
-    return findings
+    return findings + unknown_setting_findings(names, known_env_names() | referenced_env_names(config))
 
 
 async def _database_checks(url: str, settings: Settings

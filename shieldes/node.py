@@ -21,7 +21,13 @@ from typing import Any, Protocol
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes import __version__, db
-from shieldes.checks import partial_oidc_lines, startup_report, unknown_setting_lines, weak_secret_lines
+from shieldes.checks import (
+    partial_oidc_lines,
+    referenced_env_names,
+    startup_report,
+    unknown_setting_lines,
+    weak_secret_lines,
+)
 from shieldes.client_address import parse_networks
 from shieldes.cluster.gauges import RoutingGauges
 from shieldes.cluster.leader import Leader
@@ -286,7 +292,8 @@ class Node:
         missing += weak_secret_lines(self.settings.admin_token, self.settings.oidc_client_secret)
         missing += partial_oidc_lines(self.settings.oidc_issuer, self.settings.oidc_client_id,
                                       self.settings.oidc_client_secret)
-        missing += unknown_setting_lines([*os.environ, *dotenv_names()], known_env_names())
+        known = known_env_names() | referenced_env_names(config)  # (an `env:` reference is the operator's own name)
+        missing += unknown_setting_lines([*os.environ, *dotenv_names()], known)
         for line in configured:
             log.info("configured %s", line)
         for line in missing:

@@ -30,10 +30,9 @@ def doctor(as_json: bool) -> None:
     except DatabaseUnavailable as exc:  # still a report, not a bare error: that is the first finding
         findings = [Finding("database", "-", False, exc.message,
                             "fix SHIELDES_DATABASE_URL or the embedded Postgres (`shieldes db status`)")]
+        findings += unknown_setting_findings([*os.environ, *dotenv_names()], known_env_names())
     else:
-        findings = run(run_checks(url, ctx.settings))
-    # a misspelt SHIELDES_* name is ignored by Settings: said as a warning, which fails nothing
-    findings += unknown_setting_findings([*os.environ, *dotenv_names()], known_env_names())
+        findings = run(run_checks(url, ctx.settings))  # (its last findings: the unknown settings)
     result = report(findings)
     if ctx.as_json:
         emit(result, as_json=True)

@@ -18,6 +18,7 @@ from tests.fake_upstream import FakeUpstream
 from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV, harness
 
 MISSING = "SHIELDES_TEST_SURELY_UNSET_KEY"
+OWN_KEY_ENV = "SHIELDES_OWN_OPENAI_KEY"  # an operator's own name, not a setting
 
 
 async def test_missing_provider_key_is_a_config_error_answered_once(
@@ -95,9 +96,12 @@ def _failed(report: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
 
 async def test_doctor_passes_a_healthy_setup_and_names_each_failure(database_url: str) -> None:
     async with FakeUpstream(api_key=UPSTREAM_KEY) as up:
-        env = {UPSTREAM_KEY_ENV: UPSTREAM_KEY}
+        env = {UPSTREAM_KEY_ENV: UPSTREAM_KEY, OWN_KEY_ENV: UPSTREAM_KEY}
         await asyncio.to_thread(cli.ok, database_url, "provider", "add", "openai", "--type", "openai",
                                 "--base-url", up.url, "--api-key-env", UPSTREAM_KEY_ENV, "--models", "gpt-4o-mini")
+        # an operator's own variable a provider names by `env:` is no unknown setting, whatever its prefix
+        await asyncio.to_thread(cli.ok, database_url, "provider", "add", "own", "--type", "openai",
+                                "--base-url", up.url, "--api-key-env", OWN_KEY_ENV, "--models", "gpt-4o-mini")
         # a misspelt setting is a warning, which fails nothing
         code, report, err = await asyncio.to_thread(_doctor, database_url, **env, SHIELDES_GOSIP_INTERVAL="0.2")
         assert code == 0 and report["ok"], report
