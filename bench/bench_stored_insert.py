@@ -104,20 +104,25 @@ async def measure(url: str, batches: int, sizes: tuple[int, ...] = SIZES, make: 
     return per_batch
 
 
-def counted(tree: str, url: str, size: int, batches: int, make: int) -> int:
-    """Instructions of a process of `tree` writing `batches` batches of `size` (callgrind, every thread),
-    having made `make` batches' rows (the same in both runs: their encoding cancels)."""
+def callgrind_total(script: str, args: list[str], tree: str) -> int:
+    """Instructions of `script` run with `args` on `tree`'s code (callgrind, every thread)."""
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "cg"
         subprocess.run(["valgrind", "--tool=callgrind", "--dump-instr=no", "--dump-line=no", "--collect-jumps=no",
-                        f"--callgrind-out-file={out}", sys.executable, str(Path(__file__).resolve()), "--url", url,
-                        "--batches", str(batches), "--size", str(size), "--make", str(make)],
+                        f"--callgrind-out-file={out}", sys.executable, script, *args],
                        env={**os.environ, "PYTHONPATH": tree, "PYTHONHASHSEED": "0"}, cwd=tree, check=True,
                        capture_output=True)
         for line in out.read_text(errors="replace").splitlines():
             if line.startswith("summary:"):
                 return int(line.split()[1])
     raise SystemExit(f"callgrind wrote no summary for {tree}")
+
+
+def counted(tree: str, url: str, size: int, batches: int, make: int) -> int:
+    """Instructions of a process of `tree` writing `batches` batches of `size` (callgrind, every thread),
+    having made `make` batches' rows (the same in both runs: their encoding cancels)."""
+    return callgrind_total(str(Path(__file__).resolve()), ["--url", url, "--batches", str(batches), "--size",
+                                                           str(size), "--make", str(make)], tree)
 
 
 def main() -> None:

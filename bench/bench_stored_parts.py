@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -91,17 +88,11 @@ async def _getput(pool: Any) -> None:
 
 
 def counted(tree: str, url: str, part: str, n: int, make: int) -> int:
-    with tempfile.TemporaryDirectory() as scratch:
-        out = Path(scratch) / "cg"
-        subprocess.run(["valgrind", "--tool=callgrind", "--dump-instr=no", "--dump-line=no", "--collect-jumps=no",
-                        f"--callgrind-out-file={out}", sys.executable, str(Path(__file__).resolve()), "--url", url,
-                        "--part", part, "--n", str(n), "--make", str(make)],
-                       env={**os.environ, "PYTHONPATH": tree, "PYTHONHASHSEED": "0"}, cwd=tree, check=True,
-                       capture_output=True)
-        for line in out.read_text(errors="replace").splitlines():
-            if line.startswith("summary:"):
-                return int(line.split()[1])
-    raise SystemExit(f"callgrind wrote no summary for {tree}")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_stored_insert import callgrind_total
+
+    return callgrind_total(str(Path(__file__).resolve()), ["--url", url, "--part", part, "--n", str(n), "--make",
+                                                           str(make)], tree)
 
 
 def main() -> None:
