@@ -91,6 +91,7 @@ class ResponseStore:
         self.pending_bytes_max = settings.responses_pending_bytes
         self.purge_interval = settings.responses_purge_interval
         self.node_timeout = settings.node_timeout  # a background run's node silent this long is gone
+        self.hold_idle = HOLD_IDLE  # the writer's kept connection goes back after this long without a batch
         # each with the JSON bytes it stands for and its insertion's sequence number (they leave oldest first)
         self._cache: OrderedDict[str, tuple[Cached, int, int]] = OrderedDict()
         self._cached_bytes = 0
@@ -275,9 +276,9 @@ class ResponseStore:
     async def _run(self) -> None:
         while not self._stopping:
             idle = min(self.purge_interval, 60.0)
-            if not await self._wake.wait(min(idle, HOLD_IDLE) if self.table.kept else idle) \
+            if not await self._wake.wait(min(idle, self.hold_idle) if self.table.kept else idle) \
                     and not self._pending:
-                await self.table.release()  # no batch for HOLD_IDLE: the pool's other users get it back
+                await self.table.release()  # no batch for hold_idle: the pool's other users get it back
             if self._pending and not self._stopping:
                 await asyncio.sleep(LINGER)
             self._wake.clear()

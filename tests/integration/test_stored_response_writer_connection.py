@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from shieldes.responses.service import RETRY, ResponseStore
+from shieldes.responses.service import ResponseStore
 from shieldes.responses.store import StoredResponse
 from shieldes.responses.write_pacing import HOLD_IDLE
 from tests.integration.gateway_harness import Harness, harness
@@ -43,9 +43,21 @@ async def until(check: Any, within: float) -> None:
         await asyncio.sleep(0.01)
 
 
+KEPT_THROUGH_A_CHECK = 60.0  # a hold no check here outlasts, however loaded the machine
+
+
+async def held(store: ResponseStore) -> None:
+    """The writer keeps its connection once its write has ended: the row can be seen from another
+    connection a moment before (the commit reaches Postgres before the writer reads its answer)."""
+    await until(lambda: store.table.kept, 5.0)
+
+
 def writer(h: Harness) -> ResponseStore:
+    """The node's writer, its kept connection held while a test checks it: a read of the row from a
+    thread can take longer than HOLD_IDLE on a loaded machine, and the connection would go back."""
     store = h.node.responses
     assert store is not None
+    store.hold_idle = KEPT_THROUGH_A_CHECK
     return store
 
 
@@ -56,16 +68,22 @@ async def test_batches_go_on_one_kept_connection_given_back_when_no_batch_comes(
             stored = turn(n)
             store.save(stored)
             await landed(h, stored.id, 5.0)
-        assert store.table.kept
+        await held(store)
         pids = await asyncio.to_thread(h.sql, INSERTS)
         assert len(pids) == 1, pids  # every batch's statement on one backend
-        gone = time.monotonic()
-        await until(lambda: not store.table.kept, HOLD_IDLE + 2.0)
-        assert time.monotonic() - gone >= HOLD_IDLE * 0.9
+        store.hold_idle = HOLD_IDLE  # (the product's; the writer waits on it after its next write)
+        saved = time.monotonic()  # its write ends after this, so the connection goes back HOLD_IDLE later at least
+        stored = turn(98)
+        store.save(stored)
+        await landed(h, stored.id, 5.0)
+        await held(store)
+        await until(lambda: not store.table.kept, HOLD_IDLE + 10.0)
+        assert time.monotonic() - saved >= HOLD_IDLE
+        store.hold_idle = KEPT_THROUGH_A_CHECK
         stored = turn(99)  # taken again from the pool for the next batch
         store.save(stored)
         await landed(h, stored.id, 5.0)
-        assert store.table.kept
+        await held(store)
 
 
 async def test_a_pool_of_one_is_never_kept_from_the_nodes_other_work(database_url: str) -> None:
@@ -92,17 +110,18 @@ async def test_a_kept_connection_whose_backend_ended_is_replaced_at_once(databas
         first = turn(0)
         store.save(first)
         await landed(h, first.id, 5.0)
-        assert store.table.kept
+        await held(store)
         [(killed,)] = await asyncio.to_thread(h.sql, INSERTS)
         ended = await asyncio.to_thread(h.sql, "SELECT pg_terminate_backend(%s)", killed)
         assert ended == [(True,)]
         await until(lambda: not h.sql("SELECT 1 FROM pg_stat_activity WHERE pid = %s", killed), 5.0)
         second = turn(1)
         store.save(second)
-        took = await landed(h, second.id, 5.0)
-        assert took < RETRY * 0.8, took
+        await landed(h, second.id, 5.0)
+        # (sent again at once: no failed write logged, and no RETRY wait, which follows one)
         assert not [r for r in caplog.records if "failed, will retry" in r.getMessage()]
-        assert store.stalls == 0 and store.pending == 0 and store.table.kept
+        await held(store)
+        assert store.stalls == 0 and store.pending == 0
         pids = await asyncio.to_thread(h.sql, INSERTS)
         assert len(pids) == 1 and pids[0][0] != killed, (pids, killed)
 
@@ -113,7 +132,7 @@ async def test_a_node_stopping_gives_the_kept_connection_back_before_its_pool_cl
         stored = turn(0)
         store.save(stored)
         await landed(h, stored.id, 5.0)
-        assert store.table.kept
+        await held(store)
         [(kept,)] = await asyncio.to_thread(h.sql, INSERTS)
     assert not store.table.kept
     # (the pool closed every connection it had back: the kept one's backend ends with it)
