@@ -52,6 +52,16 @@ async def held(store: ResponseStore) -> None:
     await until(lambda: store.table.kept, 5.0)
 
 
+async def kept_backend(h: Harness, store: ResponseStore) -> int:
+    """One response written, and the backend of the connection the writer keeps after it."""
+    stored = turn(0)
+    store.save(stored)
+    await landed(h, stored.id, 5.0)
+    await held(store)
+    [(pid,)] = await asyncio.to_thread(h.sql, INSERTS)
+    return int(pid)
+
+
 def writer(h: Harness) -> ResponseStore:
     """The node's writer, its kept connection held while a test checks it: a read of the row from a
     thread can take longer than HOLD_IDLE on a loaded machine, and the connection would go back."""
@@ -107,11 +117,7 @@ async def test_a_kept_connection_whose_backend_ended_is_replaced_at_once(databas
     RETRY wait, and the writer keeps the new connection."""
     async with harness(database_url) as h:
         store = writer(h)
-        first = turn(0)
-        store.save(first)
-        await landed(h, first.id, 5.0)
-        await held(store)
-        [(killed,)] = await asyncio.to_thread(h.sql, INSERTS)
+        killed = await kept_backend(h, store)
         ended = await asyncio.to_thread(h.sql, "SELECT pg_terminate_backend(%s)", killed)
         assert ended == [(True,)]
         await until(lambda: not h.sql("SELECT 1 FROM pg_stat_activity WHERE pid = %s", killed), 5.0)
@@ -129,11 +135,7 @@ async def test_a_kept_connection_whose_backend_ended_is_replaced_at_once(databas
 async def test_a_node_stopping_gives_the_kept_connection_back_before_its_pool_closes(database_url: str) -> None:
     async with harness(database_url) as h:
         store = writer(h)
-        stored = turn(0)
-        store.save(stored)
-        await landed(h, stored.id, 5.0)
-        await held(store)
-        [(kept,)] = await asyncio.to_thread(h.sql, INSERTS)
+        kept = await kept_backend(h, store)
     assert not store.table.kept
     # (the pool closed every connection it had back: the kept one's backend ends with it)
     await until(lambda: not h.sql("SELECT 1 FROM pg_stat_activity WHERE pid = %s", kept), 5.0)

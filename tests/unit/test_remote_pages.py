@@ -4,15 +4,15 @@ an earlier release (which refuses a larger page with its 400 `limit must be betw
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from shieldes.cli.remote import AdminApi, RemoteError
+from tests.loopback_http import served
 
 NAMES = [f"team-{i:05d}" for i in range(2500)]
 
@@ -44,15 +44,8 @@ def node(max_limit: int, asked: list[int]) -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with served(Handler) as url:
+        yield url
 
 
 @pytest.mark.parametrize(("max_limit", "pages"), [(10_000, [10_000]), (1000, [10_000, 1000, 1000, 1000])])

@@ -3,12 +3,12 @@ an answer's body (pure functions of shieldes/tracing.py)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from shieldes.tracing import Tracing, answer_attributes, server_failed, server_of
+from tests.loopback_http import served
 
 
 def test_server_is_the_host_and_port_never_the_url_or_its_credentials() -> None:
@@ -54,15 +54,8 @@ def collector() -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    # its shutdown waits out a poll: a short one
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with served(Handler) as url:
+        yield url
 
 
 def test_an_mcp_servers_4xx_is_its_client_spans_error() -> None:
