@@ -29,7 +29,7 @@ from shieldes.events.codec import Codec
 from shieldes.events.pg_store import PostgresEventStore, open_pool
 from shieldes.projections.state import ConfigState, Deployment
 from shieldes.providers.http import is_azure, join_endpoint
-from shieldes.providers.proxies import proxy_for
+from shieldes.providers.proxies import proxy_for, variable_name
 from shieldes.secrets import Keyring, SecretError, fingerprint, keyring_for, local_key_path, resolve_secret
 from shieldes.settings import Settings
 from shieldes.settings_env import dotenv_names, known_env_names
@@ -90,13 +90,14 @@ def probe_request(dep: Deployment, api_key: str | None) -> tuple[str, dict[str, 
 
 
 def probe_finding(dep: Deployment, status: int | None, error: str | None, *, key_sent: bool = True,
-                  proxy: str | None = None) -> Finding:
+                  proxy: str | None = None, no_proxy: str = "NO_PROXY") -> Finding:
     """`key_sent`: the probe carried the provider key. Without one (none configured, or one this
     machine cannot read: the credentials check says why), an answer says nothing about a key.
-    `proxy`: the variable naming the egress proxy the probe went through (HTTPS_PROXY, HTTP_PROXY)."""
+    `proxy`: the variable naming the egress proxy the probe went through (HTTPS_PROXY, http_proxy),
+    `no_proxy` the exceptions' variable, each as the operator spelt it."""
     if status is None and proxy is not None:  # the proxy, not the upstream, may be what failed
         return Finding("upstream", dep.name, False, f"cannot reach {dep.base_url} through the proxy {proxy} "
-                       f"names: {error}", f"check {proxy} (and NO_PROXY) in this node's environment and that the "
+                       f"names: {error}", f"check {proxy} (and {no_proxy}) in this node's environment and that the "
                        f"proxy answers; then the URL (`shieldes provider update {dep.name} --base-url ...`)")
     if status is None:
         return Finding("upstream", dep.name, False, f"cannot reach {dep.base_url}: {error}",
@@ -139,7 +140,7 @@ async def probe(session: aiohttp.ClientSession, dep: Deployment, keyring: Keyrin
         url, headers = probe_request(dep, api_key)  # a base URL stored before it was checked may not parse
         parts = urlsplit(url)
         if (proxies or {}).get(parts.scheme):
-            through = f"{parts.scheme.upper()}_PROXY"
+            through = variable_name(parts.scheme, environ)
         proxy = proxy_for(parts.scheme, parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80),
                           proxies or {})
         if proxy is None:
@@ -152,7 +153,8 @@ async def probe(session: aiohttp.ClientSession, dep: Deployment, keyring: Keyrin
         async with session.get(url, headers=headers, allow_redirects=False, **via) as resp:
             return probe_finding(dep, resp.status, None, key_sent=bool(api_key))
     except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-        return probe_finding(dep, None, str(exc) or type(exc).__name__, proxy=through)
+        return probe_finding(dep, None, str(exc) or type(exc).__name__, proxy=through,
+                             no_proxy=variable_name("no", environ))
 
 
 def secret_findings(nodes: list[NodeRecord], settings: Settings) -> list[Finding]:

@@ -89,6 +89,13 @@ def bypassed(host: str, port: int, no_proxy: str) -> bool:
     return False
 
 
+def variable_name(kind: str, environ: Mapping[str, str]) -> str:
+    """The variable an operator set for `kind` ("https", "http", "no"), as they wrote it: urllib reads
+    the lower-case name first, so that one is named when it is set, else the upper-case one."""
+    lower = f"{kind}_proxy"
+    return lower if environ.get(lower) else lower.upper()
+
+
 def proxy_for(scheme: str, host: str, port: int, env: Mapping[str, str]) -> Proxy | None:
     """The proxy a call to scheme://host:port goes through, given urllib's view of the proxy
     variables (`urllib.request.getproxies_environment()`: {"https": url, "http": url, "no": list})."""

@@ -39,3 +39,13 @@ async def test_a_loopback_upstream_never_proxied_is_reported_without_the_proxy()
     async with aiohttp.ClientSession() as session:
         finding = await probe(session, dep, Keyring(None), {}, {"http": down})
     assert not finding.ok and "proxy" not in finding.detail and "--base-url" in (finding.fix or ""), finding
+
+
+async def test_the_proxy_variables_are_named_as_the_operator_spelt_them() -> None:
+    """urllib reads `http_proxy` before `HTTP_PROXY`: a lower-case one set is the one to check."""
+    down = f"http://127.0.0.1:{closed_port()}"
+    environ = {"http_proxy": down, "no_proxy": "internal.example.test"}
+    async with aiohttp.ClientSession() as session:
+        finding = await probe(session, DEP, Keyring(None), environ, {"http": down, "no": "internal.example.test"})
+    assert "through the proxy http_proxy names" in finding.detail, finding
+    assert finding.fix is not None and finding.fix.startswith("check http_proxy (and no_proxy)"), finding

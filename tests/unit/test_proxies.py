@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from shieldes.providers.proxies import Proxy, ProxySettingError, bypassed, parse_proxy, proxy_for
+from shieldes.providers.proxies import Proxy, ProxySettingError, bypassed, parse_proxy, proxy_for, variable_name
 
 ENV = {"https": "http://proxy.corp:3128", "http": "proxy.corp:8080",
        "no": "internal.corp,.svc, 10.0.0.0/8,api.local:8443"}
@@ -62,3 +62,11 @@ def test_a_refused_proxy_url_is_never_repeated_with_its_password() -> None:
     with pytest.raises(ProxySettingError) as info:
         parse_proxy("socks5://svc:s3cret@proxy.corp:1080")
     assert "s3cret" not in str(info.value) and "proxy.corp:1080" in str(info.value)
+
+
+def test_a_variable_is_named_as_set_the_lower_case_one_first_as_urllib_reads_them() -> None:
+    assert variable_name("https", {}) == "HTTPS_PROXY"
+    assert variable_name("https", {"HTTPS_PROXY": "p:1"}) == "HTTPS_PROXY"
+    assert variable_name("https", {"https_proxy": "p:1", "HTTPS_PROXY": "q:1"}) == "https_proxy"
+    assert variable_name("https", {"https_proxy": ""}) == "HTTPS_PROXY"  # empty: urllib ignores it
+    assert variable_name("no", {"no_proxy": "x"}) == "no_proxy"
