@@ -33,3 +33,22 @@ async def test_admin_reads_are_in_the_request_log_with_their_caller(database_url
         assert h.sql("SELECT count(*) FROM events") == events_before  # reads append nothing to the log
     assert rows == [("token:vera", "GET", "/admin/v1/keys", 200), ("bootstrap-token", "GET", "/admin/v1/usage", 200),
                     ("token:vera", "POST", "/admin/v1/teams", 403), (None, "GET", "/admin/v1/keys", 401)], rows
+
+
+async def test_probes_of_admin_paths_without_a_token_are_found_by_the_documented_query(database_url: str) -> None:
+    """docs/audit.md's "who called the admin API" query: a token-less probe of a path the admin API does
+    not serve (route `unmatched`) is a 401 there, with the path as sent, beside the refused reads."""
+    async with harness(database_url, admin_token=BOOT, providers=False) as h:
+        anonymous = AdminClient(h.base, None)
+        assert (await anonymous.get("/admin/v1/no-such-thing"))[0] == 401
+        assert (await anonymous.call("DELETE", "/admin/v1/usage"))[0] == 401  # served path, unserved method
+        assert (await AdminClient(h.base, BOOT).get("/admin/v1/keys"))[0] == 200
+        writer = h.node.request_log
+        assert writer is not None
+        await wait_until(lambda: writer.buffer.added >= 3, timeout=10)
+        assert await writer.flush_all(10)
+        rows = h.sql("SELECT actor, method, path, route, status FROM request_log "
+                     "WHERE path LIKE '/admin/%%' AND started_at > now() - interval '7 days' ORDER BY started_at")
+    assert rows == [(None, "GET", "/admin/v1/no-such-thing", "unmatched", 401),
+                    (None, "DELETE", "/admin/v1/usage", "unmatched", 401),
+                    ("bootstrap-token", "GET", "/admin/v1/keys", "/admin/v1/keys", 200)], rows
