@@ -181,7 +181,8 @@ class ResponseStore:
     def _remember(self, row: Encoded, stored: StoredResponse) -> int:
         """Keep the newest responses up to `cache_bytes` of JSON (agent conversations get large).
         Returns the insertion's sequence number (NO_SEQUENCE: too large to keep)."""
-        self._forget(row.id)
+        if row.id in self._cache:  # (a new id, but for a retried turn: nothing to forget)
+            self._forget(row.id)
         held = row.held
         if held > self.cache_bytes:
             return NO_SEQUENCE

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -72,16 +72,14 @@ class Encoded:
     input: bytes  # UTF-8 JSON
     response: bytes
     output: bytes
+    # counted once, when it is made: a row's size is read four times on its way (the queue's bytes,
+    # the batch's length and bound, the bytes written), a property a call each time
+    size: int = field(init=False)  # the bytes the writer sends (the batch and write bounds count these)
+    held: int = field(init=False)  # the bytes the memory cache holds for it
 
-    @property
-    def size(self) -> int:
-        """The bytes the writer sends (the batch and write bounds count these)."""
-        return len(self.input) + len(self.response)
-
-    @property
-    def held(self) -> int:
-        """The bytes the memory cache holds for it."""
-        return len(self.input) + len(self.response) + len(self.output)
+    def __post_init__(self) -> None:
+        self.size = size = len(self.input) + len(self.response)
+        self.held = size + len(self.output)
 
     def decoded(self) -> StoredResponse:
         return StoredResponse(self.id, self.created_at, self.key_id, self.previous_response_id, self.model,
@@ -163,6 +161,34 @@ def day_of(ts: float) -> dt.date:
     return dt.datetime.fromtimestamp(ts, dt.UTC).date()
 
 
+# A created_at this far inside its day's bounds is that day's however it is rounded (Postgres's
+# to_timestamp and datetime both round to the microsecond; a day's last one may be the next day's)
+DAY_EDGE = 0.001
+
+
+def inner_span(day: dt.date) -> tuple[float, float]:
+    """The unix seconds [low, high) that are `day`'s without a doubt: its bounds, DAY_EDGE inside."""
+    start = dt.datetime.combine(day, dt.time(), dt.UTC).timestamp()
+    return start + DAY_EDGE, start + 86_400 - DAY_EDGE
+
+
+DaySpan = tuple[float, float, dt.date]  # a day's inner span (inner_span) and the day
+
+
+def days_of(times: Sequence[float], known: DaySpan) -> tuple[set[dt.date], DaySpan]:
+    """The days of `times` (day_of's), and the inner span of the last day met (`known`: one met
+    before): a batch's rows are mostly of one day, and a datetime a row cost a write of 12 a tenth
+    of its own work."""
+    low, high, day = known
+    days = set()
+    for ts in times:
+        if not low <= ts < high:
+            day = day_of(ts)
+            low, high = inner_span(day)
+        days.add(day)
+    return days, (low, high, day)
+
+
 def partition_name(day: dt.date) -> str:
     return f"{PREFIX}{day:%Y%m%d}"
 
@@ -224,6 +250,7 @@ class ResponseTable:
     def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         self._pool = pool
         self._days: set[dt.date] = set()  # partitions known to exist
+        self._day: DaySpan = (0.0, 0.0, dt.date.min)  # the inner span of the last row's day (days_of)
         # the writer's connection kept between its batches (insert(keep=True)), since held_since, with
         # its cursor: a cursor made per statement looks up the batch's dumper afresh in an adapters
         # map of its own, a third of psycopg's work for the statement in the node
@@ -291,7 +318,7 @@ class ResponseTable:
         if not rows:
             return
         batch = rows_json(rows)
-        days = {day_of(r.created_at) for r in rows}
+        days, self._day = days_of([r.created_at for r in rows], self._day)
         # getconn/putconn, not pool.connection(): its context manager and the connection's own (a
         # commit autocommit makes a no-op) cost the node as much as the checkout itself, per statement
         cur, self._held = self._held, None  # (taken: a write cancelled in the background never shares it)

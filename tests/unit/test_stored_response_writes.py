@@ -4,6 +4,8 @@ the writer sends the same text. The writer's batches and the bound of each write
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import random
 import time
 from collections.abc import Sequence
 
@@ -14,7 +16,7 @@ from shieldes.dbwait import DbWait
 from shieldes.errors import StoredResponsesBacklog
 from shieldes.responses.cached_chain import PARSED_FROM, conversation
 from shieldes.responses.service import ResponseStore
-from shieldes.responses.store import Encoded, ResponseTable, StoredResponse, encode
+from shieldes.responses.store import DAY_EDGE, Encoded, ResponseTable, StoredResponse, day_of, days_of, encode
 from shieldes.responses.write_pacing import (
     HOLD_MOST,
     LINGER,
@@ -88,6 +90,29 @@ def test_a_large_response_is_cached_parsed_and_a_continuation_reads_every_kind_i
 def sized(n: int, size: int) -> list[Encoded]:
     answer = b"x" * (size - 2)  # one object shared by every row
     return [Encoded(f"resp_{i}", time.time(), "key_1", None, "gpt-4o", b"[]", answer, b"[]") for i in range(n)]
+
+
+def test_a_batchs_days_are_each_rows_day_from_any_day_met_before() -> None:
+    """days_of, which remembers the last day's inner span, gives what day_of gives for every row
+    (an equivalence test): times in one day, across midnights, at a day's first and last
+    microseconds and within DAY_EDGE of them, in any order, from any span known before."""
+    rng = random.Random(7)
+    midnight = dt.datetime(2026, 12, 7, tzinfo=dt.UTC).timestamp()
+    edges = [midnight + k * 86_400 + d for k in range(-1, 2)
+             for d in (0.0, 1e-6, -1e-6, 4e-7, -4e-7, 5e-7, -5e-7, DAY_EDGE, -DAY_EDGE, 2 * DAY_EDGE, -2 * DAY_EDGE)]
+    known = (0.0, 0.0, dt.date.min)
+    for _ in range(300):
+        times = [rng.choice(edges) if rng.random() < 0.3 else midnight + rng.uniform(-86_400, 2 * 86_400)
+                 for _ in range(rng.randint(1, 12))]
+        days, known = days_of(times, known)
+        assert days == {day_of(t) for t in times}
+        assert known[0] <= known[1] and day_of(known[0]) == day_of(known[1]) == known[2]
+
+
+def test_a_rows_sizes_are_counted_once_as_its_json_bytes() -> None:
+    row = encode(response("resp_1", "é"))
+    assert row.size == len(row.input) + len(row.response)
+    assert row.held == row.size + len(row.output)
 
 
 def test_a_write_takes_up_to_its_rows_and_bytes_and_at_least_one_response() -> None:
