@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -51,7 +51,7 @@ class StoredResponse:
         return self.input
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Encoded:
     """A stored response with its JSON encoded once, when it is saved: the INSERT sends these
     bytes as they are (a 2 MB screenshot's input is never decoded to a str and encoded back), and
@@ -72,14 +72,26 @@ class Encoded:
     input: bytes  # UTF-8 JSON
     response: bytes
     output: bytes
-    # counted once, when it is made: a row's size is read four times on its way (the queue's bytes,
-    # the batch's length and bound, the bytes written), a property a call each time
-    size: int = field(init=False)  # the bytes the writer sends (the batch and write bounds count these)
-    held: int = field(init=False)  # the bytes the memory cache holds for it
+    # counted once, when it is made: it is read four times on a row's way (the queue's bytes, the
+    # batch's length and bound, the bytes written), a property a call each time
+    size: int  # the bytes the writer sends (the batch and write bounds count these)
 
-    def __post_init__(self) -> None:
-        self.size = size = len(self.input) + len(self.response)
-        self.held = size + len(self.output)
+    def __init__(self, id: str, created_at: float, key_id: str, previous_response_id: str | None, model: str,
+                 input: bytes, response: bytes, output: bytes) -> None:
+        self.id = id
+        self.created_at = created_at
+        self.key_id = key_id
+        self.previous_response_id = previous_response_id
+        self.model = model
+        self.input = input
+        self.response = response
+        self.output = output
+        self.size = len(input) + len(response)
+
+    @property
+    def held(self) -> int:
+        """The bytes the memory cache holds for it."""
+        return self.size + len(self.output)
 
     def decoded(self) -> StoredResponse:
         return StoredResponse(self.id, self.created_at, self.key_id, self.previous_response_id, self.model,
