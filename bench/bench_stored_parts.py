@@ -30,7 +30,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTS = ("getconn", "select-1", "within", "build-1", "build-12", "execute-1", "execute-12", "cursor-1", "cursor-12",
-         "insert-1", "insert-kept-1", "insert-12", "insert-kept-12", "write-1", "write-12")
+         "insert-1", "insert-kept-1", "insert-12", "insert-kept-12", "write-1", "write-12", "save-1", "stored-1",
+         "stored-12")
 
 
 async def run(url: str, part: str, n: int, make: int) -> None:
@@ -46,7 +47,8 @@ async def run(url: str, part: str, n: int, make: int) -> None:
     pool = open_pool(url, size=2)
     await pool.open(wait=True)
     table = store.ResponseTable(pool)
-    rows = Rows(uuid.uuid4().hex, [{"role": "user", "content": "Say hello"}], answer)
+    run_id = uuid.uuid4().hex
+    rows = Rows(run_id, [{"role": "user", "content": "Say hello"}], answer)
     k = int(part.rsplit("-", 1)[1]) if part[-1].isdigit() else 1
     batches = [rows(k) for _ in range(make + 6)]  # (as many made in both runs; the last makes the partitions)
     conn = await pool.getconn()
@@ -60,6 +62,15 @@ async def run(url: str, part: str, n: int, make: int) -> None:
     def build(i: int) -> None:
         store.rows_json(batches[i])
 
+    answers = [[stream_answer(f"{run_id}_{i}_{j}") for j in range(k)] for i in range(make + 6)]
+
+    async def stored(i: int) -> None:
+        for j, response in enumerate(answers[i]):
+            writer.save(store.StoredResponse(f"{run_id}_{i}_{j}", time.time(), "key_1", None, "gpt-4o",
+                                             STREAM_INPUT, response))
+        if part.startswith("stored"):
+            await writer.flush()
+
     steps: dict[str, Callable[[int], Awaitable[Any] | None]] = {
         "getconn": lambda i: _getput(pool),
         "select-1": lambda i: conn.execute("SELECT 1"),
@@ -70,6 +81,8 @@ async def run(url: str, part: str, n: int, make: int) -> None:
         "insert": lambda i: table.insert(batches[i]),
         "insert-kept": lambda i: table.insert(batches[i], keep=True),
         "write": lambda i: writer._write(batches[i]),
+        "save": stored,
+        "stored": stored,
     }
     step = steps[part if part in steps else part.rsplit("-", 1)[0]]
     await table.insert(batches[-1])  # partitions made
@@ -81,6 +94,25 @@ async def run(url: str, part: str, n: int, make: int) -> None:
     if hasattr(table, "release"):
         await table.release()
     await pool.close()
+
+
+# the gateway bench's Responses body's input, as the node normalizes and stores it
+STREAM_INPUT = [{"type": "message", "role": "user",
+                 "content": [{"type": "input_text", "text": "Say hello to the benchmark please"}]}]
+
+
+def stream_answer(rid: str) -> dict[str, Any]:
+    """The fake upstream's response object for the gateway bench's Responses body (20 tokens), as
+    the node parses it from the stream's `response.completed`."""
+    import orjson
+
+    from tests import fake_responses
+
+    body = {"model": "gpt-4o", "input": "Say hello to the benchmark please", "stream": True}
+    text = " ".join(["Hello"] * 20)
+    made = fake_responses.response_body(body, rid, "msg_" + rid, "call_" + rid, text, 20, "stop")
+    response: dict[str, Any] = orjson.loads(orjson.dumps(made))
+    return response
 
 
 async def _getput(pool: Any) -> None:
