@@ -212,7 +212,7 @@ class ResponseStore:
         async with self._flushing:
             left = len(self._pending) if limit is None else limit
             while self._pending and left > 0:
-                n = min(batch_length(self._pending), left)
+                n = min(batch_length(self._pending, self._pending_bytes), left)  # (those bytes bound the queue's)
                 left -= n
                 batch, self._pending = self._pending[:n], self._pending[n:]
                 if not await self._write(batch):

@@ -44,9 +44,12 @@ def poll_deadline(asked: float, answered: float, read_wait: float, unstored: boo
     return answered + read_wait + (RECONNECT_SLACK if answered - asked >= WAITED_FOR_POSTGRES else 0.0)
 
 
-def batch_length(pending: list[Encoded]) -> int:
+def batch_length(pending: list[Encoded], at_most: int | None = None) -> int:
     """How many of the oldest pending responses the next write takes: at least one, then up to
-    MAX_BATCH_ROWS and MAX_BATCH_BYTES."""
+    MAX_BATCH_ROWS and MAX_BATCH_BYTES. `at_most`: a bound on their bytes (the writer's count of
+    what waits, the batch in flight included); within MAX_BATCH_BYTES, no row's size is read."""
+    if at_most is not None and at_most <= MAX_BATCH_BYTES:
+        return min(len(pending), MAX_BATCH_ROWS)
     total = 0
     for n, row in enumerate(pending[:MAX_BATCH_ROWS]):
         total += row.size

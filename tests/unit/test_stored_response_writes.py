@@ -120,6 +120,12 @@ def test_a_write_takes_up_to_its_rows_and_bytes_and_at_least_one_response() -> N
     assert batch_length(sized(MAX_BATCH_ROWS + 5, 10)) == MAX_BATCH_ROWS
     assert batch_length(sized(5, MAX_BATCH_BYTES // 2)) == 2
     assert batch_length(sized(3, MAX_BATCH_BYTES * 3)) == 1  # one response larger than a batch goes alone
+    # with a bound on the bytes waiting (the writer's count): the same answers
+    for rows in (sized(3, 10), sized(MAX_BATCH_ROWS + 5, 10), sized(5, MAX_BATCH_BYTES // 2),
+                 sized(3, MAX_BATCH_BYTES * 3), sized(1, MAX_BATCH_BYTES)):
+        total = sum(r.size for r in rows)
+        for bound in (total, total + 1, total + MAX_BATCH_BYTES):
+            assert batch_length(rows, bound) == batch_length(rows)
 
 
 def test_the_writer_keeps_its_connection_unless_the_pool_is_one_or_it_was_kept_its_longest() -> None:
