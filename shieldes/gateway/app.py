@@ -16,6 +16,7 @@ from shieldes.gateway.key_info import add_key_info_routes
 from shieldes.gateway.mcp_routes import add_mcp_routes
 from shieldes.gateway.media_routes import add_media_routes
 from shieldes.gateway.messages import add_messages_routes
+from shieldes.gateway.middleware import REQUEST_IDS, RequestIds
 from shieldes.gateway.model_routes import add_model_routes
 from shieldes.gateway.observe import IN_FLIGHT, OBSERVER, Observer
 from shieldes.gateway.responses_background import add_background_routes
@@ -62,6 +63,7 @@ def build_app(gateway: Gateway, readiness: Callable[[], tuple[bool, dict[str, An
     app[READINESS] = readiness
     app[IN_FLIGHT] = observer.in_flight
     app[OBSERVER] = observer
+    app[REQUEST_IDS] = RequestIds()
     app[RESPONSES] = responses
     app[CONVERSATIONS] = conversations
     add_routes(app)

@@ -37,7 +37,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from shieldes.errors import ListenFailed
 from shieldes.gateway.http1 import HOT_SET, answer_bytes, hot_target
 from shieldes.gateway.lean_request import LeanRequest, RouteMatch
-from shieldes.gateway.middleware import Refused, error_response, new_request_id
+from shieldes.gateway.middleware import Refused, RequestIds, error_response
 from shieldes.open_files import Headroom, open_count, soft_limit
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,10 @@ class Front:
     """The listening socket and its connections."""
 
     def __init__(self, app: web.Application, handoff: Callable[[], asyncio.Protocol], observe: Observe,
-                 max_body: int, refused: Refused | None = None, files_check_seconds: float = 5.0) -> None:
+                 max_body: int, refused: Refused | None = None, files_check_seconds: float = 5.0, *,
+                 ids: RequestIds) -> None:
         self.app = app
+        self.ids = ids  # names the requests refused here (the handlers' come from the app's, the same)
         self.handoff = handoff  # a fresh aiohttp request handler, for a connection leaving here
         # typed for the requests parsed here: a LeanRequest has every attribute the handlers read
         # (lean_request.as_request), and a cast here costs no call per request
@@ -406,7 +408,7 @@ class _Connection(asyncio.BufferedProtocol):
         self._in_message = False
         if self.closed or self.transport is None:
             return
-        rid = new_request_id()
+        rid = self.front.ids.new()
         resp = error_response(status, "invalid_request_error", code, message, rid)
         if self.front.refused is not None:
             method = self._parser.get_method().decode("latin-1") if read else "UNKNOWN"  # (as aiohttp)
@@ -517,7 +519,7 @@ class _Connection(asyncio.BufferedProtocol):
                 except Exception:  # the observer renders every error; this is a bug's last stop
                     log.exception("front: answering %s %s failed", request.method, request.path)
                     if request.stream is None:
-                        rid = new_request_id()
+                        rid = front.ids.new()
                         failed = error_response(500, "server_error", "internal_error",
                                                 f"internal error; report request id {rid} to the operator", rid)
                         self.write(answer_bytes(failed, False, front.date))

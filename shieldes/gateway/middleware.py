@@ -70,16 +70,28 @@ def _http_message(exc: web.HTTPException, request: web.Request) -> tuple[str, st
     return code, template.format(call=f"{request.method} {request.path[:200]}", allowed=allowed)
 
 
-def new_request_id() -> str:
-    """96 random bits name a request (not a secret: no system call for the OS's randomness)."""
-    return f"{random.getrandbits(96):024x}"
+class RequestIds:
+    """Names requests: 96 random bits each (not a secret), from the node's own generator, seeded
+    from the OS once: no system call a request, and no draw on the process-wide `random` that
+    other code in the process (a library, a test's generator) relies on."""
+
+    __slots__ = ("_bits",)
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self._bits = (rng or random.Random()).getrandbits
+
+    def new(self) -> str:
+        return f"{self._bits(96):024x}"
+
+
+REQUEST_IDS: web.AppKey[RequestIds] = web.AppKey("request_ids", RequestIds)
 
 
 def request_id(request: web.Request) -> str:
     rid: str | None = request.get(REQUEST_ID_KEY)  # (only ever set here, to a str)
     if rid is None:
         given = request.headers.get(REQUEST_ID, "")
-        rid = given if given and _SANE_ID.match(given) else new_request_id()
+        rid = given if given and _SANE_ID.match(given) else request.app[REQUEST_IDS].new()
         request[REQUEST_ID_KEY] = rid
     return rid
 
@@ -252,14 +264,14 @@ class JsonErrorHandler(RequestHandler):
     which also echoed the offending bytes back. `refused` (Observer.refused) gets each refusal,
     for its row in the request log."""
 
-    def __init__(self, manager: Any, *, refused: Refused | None = None, **options: Any) -> None:
+    def __init__(self, manager: Any, *, ids: RequestIds, refused: Refused | None = None, **options: Any) -> None:
         super().__init__(manager, **options)
-        self.refused = refused
+        self.ids, self.refused = ids, refused
 
     def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
         super().handle_error(request, status, exc, message)  # logs it (one line); raises if an answer began
-        rid = new_request_id()
+        rid = self.ids.new()
         if status >= 500:
             status, kind = 500, "server_error"
             code, text = "internal_error", f"internal error; report request id {rid} to the operator"

@@ -33,8 +33,9 @@ from shieldes.gateway.lean_request import RequestStore, RouteMatch
 from shieldes.gateway.middleware import (
     REQUEST_ID,
     REQUEST_ID_KEY,
+    REQUEST_IDS,
     SHOULD_RETRY,
-    new_request_id,
+    RequestIds,
     record_of,
     request_id,
 )
@@ -273,6 +274,7 @@ class Lanes:
     def __init__(self, upgrade: web.Request, ws: web.WebSocketResponse, sockets: OpenSockets) -> None:
         self._upgrade, self._ws, self._sockets = upgrade, ws, sockets
         self._match = _post_route(upgrade.app)
+        self.ids = upgrade.app[REQUEST_IDS]
         self.memory = SocketMemory()
         self._waiting: dict[str | None, collections.deque[Body]] = {}
         self._running: dict[str | None, asyncio.Task[None]] = {}
@@ -367,10 +369,10 @@ def _error_body(message: str, code: str = "invalid_request") -> bytes:
                                    "param": None}})
 
 
-def _refused(status: int) -> dict[str, str]:
+def _refused(status: int, ids: RequestIds) -> dict[str, str]:
     """The headers of a message refused before it became a request: a request id of its own, as
     every answer names its request, and whether to send it again, as an HTTP refusal says."""
-    headers = {REQUEST_ID: new_request_id()}
+    headers = {REQUEST_ID: ids.new()}
     if final_refusal(status):
         headers[SHOULD_RETRY] = "false"
     return headers
@@ -382,7 +384,7 @@ async def _answer(ws: web.WebSocketResponse, lanes: Lanes, text: str, draining: 
         event = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         await ws.send_str(error_event(400, _error_body(f"malformed JSON message ({str(exc)[:200]}): send one "
-                                                       "JSON object per message"), None, _refused(400)))
+                                                       "JSON object per message"), None, _refused(400, lanes.ids)))
         return
     kind = event.get("type") if isinstance(event, dict) else None
     lane = event.get("stream_id") if isinstance(event, dict) else None
@@ -394,12 +396,12 @@ async def _answer(ws: web.WebSocketResponse, lanes: Lanes, text: str, draining: 
     elif kind != "response.create":
         await ws.send_str(error_event(400, _error_body(
             f"unsupported event type {kind!r}: send {{\"type\": \"response.create\", ...}} with the fields of "
-            "POST /v1/responses", code="unsupported_event_type"), stream_id, _refused(400)))
+            "POST /v1/responses", code="unsupported_event_type"), stream_id, _refused(400, lanes.ids)))
     elif draining:
         await ws.send_str(error_event(503, orjson.dumps({"error": {
             "type": "server_error", "code": "node_draining", "param": None,
             "message": "this node is shutting down and closes the connection once its answers end: connect "
-                       "again (to another node) and send it there"}}), stream_id, _refused(503)))
+                       "again (to another node) and send it there"}}), stream_id, _refused(503, lanes.ids)))
     else:
         await lanes.add(event, stream_id)
 

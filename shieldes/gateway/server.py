@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from shieldes.gateway.front import Front
-from shieldes.gateway.middleware import JsonErrorHandler, protocol_logger
+from shieldes.gateway.middleware import REQUEST_IDS, JsonErrorHandler, protocol_logger
 from shieldes.gateway.observe import IN_FLIGHT, OBSERVER
 from shieldes.gateway.responses_socket import SOCKETS
 from shieldes.gateway.routes import GATEWAY
@@ -46,14 +46,14 @@ class HttpServer:
         assert server is not None
         loop = asyncio.get_running_loop()
 
-        observer = self.app[OBSERVER]
+        observer, ids = self.app[OBSERVER], self.app[REQUEST_IDS]
 
         def handler() -> JsonErrorHandler:  # what web.Server() makes, with the JSON refusals
-            return JsonErrorHandler(server, loop=loop, refused=observer.refused, **self._handler_options)
+            return JsonErrorHandler(server, loop=loop, ids=ids, refused=observer.refused, **self._handler_options)
 
         settings = self.app[GATEWAY].settings
         self.front = Front(self.app, handler, observer.observe, settings.max_body_bytes, observer.refused,
-                           files_check_seconds=settings.open_files_check_interval)
+                           files_check_seconds=settings.open_files_check_interval, ids=ids)
         self.port = await self.front.start(self.host, self.port, self.reuse_port, self.tls)
 
     async def stop(self) -> None:

@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import random
+import re
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -192,6 +195,43 @@ def test_no_5xx_and_no_traceback(
     if status >= 400:
         err = orjson.loads(payload)["error"]
         assert isinstance(err["message"], str) and err["message"] and "type" in err and "code" in err
+
+
+def refused_request_id(port: int, raw: bytes) -> str:
+    """The x-request-id of the answer to `raw`, bytes that are not a valid HTTP request."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(raw)
+        got = b""
+        while b"\r\n\r\n" not in got:
+            chunk = sock.recv(65536)
+            assert chunk, got
+            got += chunk
+    head = got.partition(b"\r\n\r\n")[0].decode("latin-1")
+    assert head.startswith("HTTP/1.1 4"), head
+    found = re.search(r"(?im)^x-request-id: *(\S+)", head)
+    assert found, head
+    return found.group(1)
+
+
+def test_request_ids_leave_the_process_random_alone(node: Running, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node names its requests from its own generator: a request, answered by a handler or
+    refused before one, draws nothing from the process-wide `random` a library or a test draws
+    from (hypothesis warns when it moves while it draws), and each id is 96 bits in hex, none
+    repeated. (A library's own draws, such as the connection pool's jitter, are not the node's.)"""
+    assert node.h is not None
+    port = node.h.node.port
+    drawn: list[int] = []
+
+    def counted(k: int) -> int:
+        drawn.append(k)
+        return random.Random().getrandbits(k)
+
+    monkeypatch.setattr(random, "getrandbits", counted)
+    ids = [send(port, "POST", path, body, {})[1]["x-request-id"]
+           for path, body in [("/v1/chat/completions", b"{"), ("/v1/models", b""), ("/v1/nope", b"")]]
+    ids.append(refused_request_id(port, b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: x\r\n\r\n"))
+    assert not drawn, f"the process-wide random drew {drawn}"
+    assert len(set(ids)) == len(ids) and all(re.fullmatch(r"[0-9a-f]{24}", i) for i in ids), ids
 
 
 def test_huge_body_is_413(node: Running) -> None:

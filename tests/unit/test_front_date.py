@@ -10,6 +10,7 @@ from email.utils import parsedate_to_datetime
 from aiohttp import web
 
 from shieldes.gateway.front import Front
+from shieldes.gateway.middleware import RequestIds
 
 
 async def _observe(request: web.Request, handler: object) -> web.StreamResponse:
@@ -17,7 +18,7 @@ async def _observe(request: web.Request, handler: object) -> web.StreamResponse:
 
 
 async def test_the_date_follows_the_clock_while_listening() -> None:
-    front = Front(web.Application(), asyncio.Protocol, _observe, max_body=1000)
+    front = Front(web.Application(), asyncio.Protocol, _observe, max_body=1000, ids=RequestIds())
     await front.start("127.0.0.1", 0, reuse_port=False)
     try:
         first = front.date

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shieldes.gateway.front import Front, _Connection
+from shieldes.gateway.middleware import RequestIds
 
 
 class Recorder(asyncio.Transport):
@@ -84,7 +85,7 @@ DATE_HEADER = re.compile(rb"Date: [^\r\n]*\r\n")
 def connect(app: web.Application, max_body: int = 10_000) -> tuple[_Connection, Recorder, Elsewhere]:
     """A front connection serving `app` (bodies up to `max_body` bytes), its transport and aiohttp's side."""
     elsewhere = Elsewhere()
-    front = Front(app, lambda: elsewhere, observe, max_body=max_body)
+    front = Front(app, lambda: elsewhere, observe, max_body=max_body, ids=RequestIds())
     transport = Recorder()
     conn = _Connection(front)
     conn.connection_made(transport)
