@@ -88,8 +88,9 @@ class Node:
     tracing, http, port."""
 
     def __init__(self, settings: Settings, *, reuse_port: bool = False,
-                 prefetch: SnapshotPrefetch | None = None) -> None:
+                 prefetch: SnapshotPrefetch | None = None, report: bool = True) -> None:
         self.settings = settings
+        self.report = report  # log what is configured and missing at start (one worker of several does)
         self._prefetch = prefetch  # the newest snapshot, decoding since before this module was imported
         self.node_id = settings.node_id
         self.reuse_port = reuse_port
@@ -273,7 +274,8 @@ class Node:
         self.state = "running"
         log.info("node %s serving on %s:%d (boot epoch %d, log position %d)",
                  self.node_id, s.host, self.port, self.boot_epoch, self.projector.position)
-        self._report()
+        if self.report:
+            self._report()
         # keys loaded from a snapshot's columns index their ids and names on first use: do it now,
         # off the event loop, instead of in the first requests (searched until then, not wrong)
         config = self.projector.config

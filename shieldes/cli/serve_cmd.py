@@ -43,7 +43,8 @@ def _run(coro: Coroutine[Any, Any, None]) -> None:
         uvloop.run(coro)
 
 
-async def serve_node(settings: Settings, *, reuse_port: bool = False, ready_file: Path | None = None) -> None:
+async def serve_node(settings: Settings, *, reuse_port: bool = False, ready_file: Path | None = None,
+                     report: bool = True) -> None:
     """Run a node until SIGTERM/SIGINT, then shut it down gracefully."""
     # With a database named up front, the newest snapshot is fetched and decoded while the node's
     # modules are imported (the embedded one is started by the node first). The cyclic GC is off
@@ -54,7 +55,7 @@ async def serve_node(settings: Settings, *, reuse_port: bool = False, ready_file
     from shieldes.gateway.app import tune_gc
     from shieldes.node import Node
 
-    node = Node(settings, reuse_port=reuse_port, prefetch=prefetch)
+    node = Node(settings, reuse_port=reuse_port, prefetch=prefetch, report=report)
     stop = node.stop_requested  # a signal, or the node superseded by a newer boot of its node id
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -126,6 +127,8 @@ def _run_workers(settings: Settings, n: int, url: str) -> None:
         if settings.metrics_port is not None:  # each worker's own /metrics, scraped one by one
             worker_env["SHIELDES_METRICS_PORT"] = str(settings.metrics_port + k - 1 if settings.metrics_port else 0)
         cmd = [sys.executable, "-m", "shieldes", "serve", "--reuse-port", "--ready-file", str(worker.ready_file)]
+        if k > 1:  # the workers share their settings and database: worker 1's start-up report is theirs
+            cmd.append("--no-report")
         return subprocess.Popen(cmd, env=worker_env)
 
     with tempfile.TemporaryDirectory(prefix="shieldes-workers-") as tmp:
@@ -146,11 +149,12 @@ def _run_workers(settings: Settings, n: int, url: str) -> None:
               help="processes sharing the port, each a full node named <node-id>-wK")
 @click.option("--reuse-port", is_flag=True, hidden=True)
 @click.option("--ready-file", type=click.Path(path_type=Path), hidden=True)  # (a worker says it serves)
+@click.option("--no-report", is_flag=True, hidden=True)  # (a worker past the first: worker 1 reports for all)
 @click.option("--json", "as_json", is_flag=True,
               help="log in JSON, one object a line (SHIELDES_LOG_FORMAT=json); a refusal to start as JSON")
 @handle_errors
 def serve(port: int | None, gossip_port: int | None, metrics_port: int | None, node_id: str | None, host: str | None,
-          workers: int, reuse_port: bool, ready_file: Path | None, as_json: bool) -> None:
+          workers: int, reuse_port: bool, ready_file: Path | None, no_report: bool, as_json: bool) -> None:
     """Run a gateway node: the OpenAI-compatible HTTP API on --port."""
     ctx = cli_context()
     updates: dict[str, Any] = {"log_format": "json"} if ctx.as_json else {}
@@ -180,4 +184,4 @@ def serve(port: int | None, gossip_port: int | None, metrics_port: int | None, n
     if ready_file is not None:  # a worker of `serve --workers`
         stop_with_parent()
     with contextlib.suppress(KeyboardInterrupt):
-        _run(serve_node(settings, reuse_port=reuse_port, ready_file=ready_file))
+        _run(serve_node(settings, reuse_port=reuse_port, ready_file=ready_file, report=not no_report))
