@@ -182,16 +182,23 @@ ACROSS_KINDS = [route for route in ROUTES if not route[1].startswith(("/v1/image
 ]
 
 
-@st.composite
-def requests(draw: st.DrawFn, routes: list[tuple[str, str, dict[str, st.SearchStrategy[Any]], tuple[str, ...], str]],
-             models: list[str]) -> tuple[str, str, bytes, str]:
-    method, path, fields, required, shape = draw(st.sampled_from(routes))
-    body = draw(obj(fields, required)) if fields else {}
-    if isinstance(body, dict) and body.get("model") in MODELS:  # (a body may be anything at all)
-        body["model"] = draw(st.sampled_from(models))
-    if path.startswith("/v1beta/models/") and ":" in path and "embedContent" not in path:
-        path = path.replace(path.split("/")[3].split(":")[0], draw(st.sampled_from(models)), 1)
-    return method, path, json.dumps(body).encode(), shape
+def requests(routes: list[tuple[str, str, dict[str, st.SearchStrategy[Any]], tuple[str, ...], str]],
+             models: list[str]) -> st.SearchStrategy[tuple[str, str, bytes, str]]:
+    """A request to one of `routes` for one of `models`: (method, path, body, error shape). Drawn by
+    a composite of no arguments, so the strategy's repr stays short (hypothesis would print the
+    routes' strategies whole, some 176 kB, and warns about it)."""
+
+    @st.composite
+    def request(draw: st.DrawFn) -> tuple[str, str, bytes, str]:
+        method, path, fields, required, shape = draw(st.sampled_from(routes))
+        body = draw(obj(fields, required)) if fields else {}
+        if isinstance(body, dict) and body.get("model") in MODELS:  # (a body may be anything at all)
+            body["model"] = draw(st.sampled_from(models))
+        if path.startswith("/v1beta/models/") and ":" in path and "embedContent" not in path:
+            path = path.replace(path.split("/")[3].split(":")[0], draw(st.sampled_from(models)), 1)
+        return method, path, json.dumps(body).encode(), shape
+
+    return request()
 
 
 class AcrossKinds(Running):
