@@ -12,15 +12,13 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Histogram
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes import __version__
 from shieldes.cluster import view, view_reads
-from shieldes.cluster.gossip import Gossip
-from shieldes.cluster.gossip_tls import GossipCertificates
 from shieldes.cluster.health import ClusterBreaker, adopt
 from shieldes.cluster.leader import Leader
 from shieldes.cluster.listener import Listener
@@ -41,6 +39,9 @@ from shieldes.settings import Settings
 from shieldes.tasks import cancel_and_wait, sleep_to_tick
 from shieldes.usage.admission import WINDOW
 from shieldes.usage.flusher import append_flush
+
+if TYPE_CHECKING:
+    from shieldes.cluster.gossip import Gossip
 
 log = logging.getLogger(__name__)
 ORPHAN_TTL_TIMEOUTS = 12  # node timeouts an unappended dead boot's usage keeps counting for budgets
@@ -95,6 +96,11 @@ class ClusterRuntime:
         self._dead_rows_checked = float("-inf")
         self.gossip: Gossip | None = None
         if s.cluster_secret:
+            # gRPC and the gossip's protobuf code (~25 ms of a node's start) only where gossip runs: a node
+            # without a cluster secret, alone or not, never loads them
+            from shieldes.cluster.gossip import Gossip
+            from shieldes.cluster.gossip_tls import GossipCertificates
+
             # `timeout`: the base push deadline; a target's own grows from it with its timeouts and slow
             # answers, up to half the node timeout (cluster/push_deadline.py)
             self.gossip = Gossip(

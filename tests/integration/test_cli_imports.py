@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.integration.serve_process import serving
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # Top-level packages and shieldes modules (with their submodules) a key write must not import.
@@ -105,3 +107,16 @@ def test_top_level_help_lines_are_the_commands_own() -> None:
         command = _load(name)
         own = command.short_help or " ".join((command.help or "").split("\n\n")[0].split())
         assert SHORT_HELP[name] == own, name
+
+
+def test_a_node_loads_grpc_only_where_gossip_runs(database_url: str) -> None:
+    """gRPC and the gossip's protobuf code are loaded by a node that gossips (a cluster secret set),
+    not by one without a secret: read from the shared objects the running node has mapped."""
+    def mapped(proc: subprocess.Popen[str]) -> str:
+        return Path(f"/proc/{proc.pid}/maps").read_text()
+
+    with serving(database_url, "alone", env={"SHIELDES_CLUSTER_SECRET": ""}) as (proc, _lines, _port):
+        assert "cygrpc" not in mapped(proc) and "/aiohttp/" in mapped(proc)  # (the node's own libraries are)
+    with serving(database_url, "gossiping", env={"SHIELDES_CLUSTER_SECRET": "s" * 32,
+                                                  "SHIELDES_GOSSIP_PORT": "0"}) as (proc, _lines, _port):
+        assert "cygrpc" in mapped(proc)
