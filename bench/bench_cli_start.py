@@ -5,6 +5,7 @@
     python bench/bench_cli_start.py --reuse DB --baseline-tree DIR --baseline-reuse DB0 ...   # DIR's schema is older
     python bench/bench_cli_start.py --reuse DB --remote --rounds 6 --runs 5    # direct and remote mode, one run
     python bench/bench_cli_start.py --reuse DB --instructions VENV/bin/python [VENV2/bin/python]   # callgrind
+    python bench/bench_cli_start.py --reuse DB --node-start 8 [--baseline-tree DIR]   # a node's start to ready
 
 The first form builds the log of bench_keys_scale.py (bulk appends) in a scratch database and keeps
 it (a database a `bench_keys_scale.py --keep` run left does as well). The second runs rounds that
@@ -28,6 +29,12 @@ interpreter given (a venv with a wheel install of a tree: an editable install's 
 whatever the machine's load. The commands: the floors, `--help`, `key --help`, `logs --help`, `key
 create|revoke|list`, `usage` and `logs` directly, and the same through the admin API of a node of this
 checkout the bench starts on the database.
+
+With --node-start N, N rounds (alternating with DIR's, as above) each start `shieldes serve` of a
+tree on the database twice, with and without a cluster secret (gossip on and off), and measure the
+start to ready (`/ready` answering 200, polled every 10 ms): its wall time and the node's CPU (user +
+system, from /proc) at that moment; each node is stopped before the next starts. With --counted, each
+kind of node of each tree then runs once under callgrind, its instructions dumped when it is ready.
 
 Each figure is wall time (median and range) and the CPU time of the process (user + system), which
 a loaded machine inflates less. Both checkouts are byte-compiled first (`compileall`): an installed
@@ -127,22 +134,26 @@ def one_round(url: str, root: Path, runs: int, tag: str, got: Figures, node: Nod
 class Node:
     """`shieldes serve` of this checkout on the bench database, for the remote mode."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, root: Path = ROOT, env: dict[str, str] | None = None,
+                 prefix: tuple[str, ...] = ()) -> None:
         with socket.socket() as a, socket.socket() as b:
             a.bind(("127.0.0.1", 0))
             b.bind(("127.0.0.1", 0))
             port, gossip = a.getsockname()[1], b.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
         self.data_dir = tempfile.TemporaryDirectory(prefix="bench-cli-node-")
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "SHIELDES_DATABASE_URL": url, "SHIELDES_CLUSTER_SECRET": SECRET,
-               "SHIELDES_ADMIN_TOKEN": ADMIN_TOKEN, "SHIELDES_DATA_DIR": self.data_dir.name}
-        env.pop("SHIELDES_ADMIN_URL", None)
+        node_env = {**os.environ, "PYTHONPATH": str(root), "SHIELDES_DATABASE_URL": url,
+                    "SHIELDES_CLUSTER_SECRET": SECRET, "SHIELDES_ADMIN_TOKEN": ADMIN_TOKEN,
+                    "SHIELDES_DATA_DIR": self.data_dir.name, **(env or {})}
+        node_env.pop("SHIELDES_ADMIN_URL", None)
         self.log = open(Path(self.data_dir.name) / "node.log", "w")  # noqa: SIM115 (closed in stop)
+        self.started = time.perf_counter()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "shieldes", "serve", "--host", "127.0.0.1", "--port", str(port), "--gossip-port",
-             str(gossip), "--node-id", "bench-cli-node"], cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+            [*prefix, sys.executable, "-m", "shieldes", "serve", "--host", "127.0.0.1", "--port", str(port),
+             "--gossip-port", str(gossip), "--node-id", "bench-cli-node"], cwd=root, env=node_env, stdout=self.log,
+            stderr=subprocess.STDOUT)
 
-    def wait_ready(self, timeout: float = 600.0) -> float:
+    def wait_ready(self, timeout: float = 600.0, poll: float = 0.2) -> float:
         started = time.perf_counter()
         while time.perf_counter() - started < timeout:
             if self.proc.poll() is not None:
@@ -153,7 +164,7 @@ class Node:
                         return time.perf_counter() - started
             except OSError:
                 pass
-            time.sleep(0.2)
+            time.sleep(poll)
         raise SystemExit(f"the node was not ready within {timeout:.0f} s; see {self.log.name}")
 
     def cpu(self) -> float:
@@ -214,6 +225,54 @@ def rounds(url: str, runs: int, count: int, baseline: Path | None, baseline_url:
             median = statistics.median(now.wall[what])
             print(f"now    {what}: {median:.1f} ms, {median - floor:.1f} ms above `python -c pass`, "
                   f"{median - light:.1f} ms above importing click + http.client + json (goal < 100 ms end to end)")
+
+
+def node_instructions(url: str, root: Path, env: dict[str, str]) -> int:
+    """Instructions of a node's process from its start to ready: callgrind's counts dumped at that
+    moment (`callgrind_control --dump`), its shutdown left out."""
+    with tempfile.TemporaryDirectory(prefix="bench-node-cg-") as tmp:
+        out = Path(tmp) / "callgrind.out"
+        node = Node(url, root, env, prefix=("valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "-q"))
+        try:
+            node.wait_ready(600, poll=0.05)
+            subprocess.run(["callgrind_control", "--dump", str(node.proc.pid)], check=True, capture_output=True)
+            dumps = sorted(Path(tmp).glob("callgrind.out.*"))
+            assert dumps, "callgrind_control wrote no dump"
+            text = dumps[0].read_text()
+        finally:
+            node.stop()
+        line = next(x for x in text.splitlines() if x.startswith(("summary:", "totals:")))
+        return int(line.split()[1])
+
+
+def node_start(url: str, count: int, baseline: Path | None, counted: bool) -> None:
+    """A node's start to ready, with and without gossip, each tree's nodes in alternating rounds."""
+    trees = [("now", ROOT)] + ([("before", baseline)] if baseline is not None else [])
+    for _, root in trees:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(root / "shieldes")], check=True)
+    kinds = {"gossip on (a cluster secret)": {}, "gossip off (no cluster secret)": {"SHIELDES_CLUSTER_SECRET": ""}}
+    got = {label: Figures() for label, _ in trees}
+    loads = [os.getloadavg()[0]]
+    for r in range(count):
+        for label, root in (trees if r % 2 == 0 else trees[::-1]):
+            for kind, env in kinds.items():
+                node = Node(url, root, env)
+                try:
+                    node.wait_ready(120, poll=0.01)
+                    got[label].add(kind, time.perf_counter() - node.started, node.cpu())
+                finally:
+                    node.stop()
+        loads.append(os.getloadavg()[0])
+        print(f"round {r + 1} done, load average {loads[-1]:.2f}", flush=True)
+    print(f"\n`shieldes serve` start to ready; {count} rounds; load average (1 min) {min(loads):.2f}-{max(loads):.2f}")
+    for label, _ in trees:
+        for kind in kinds:
+            print(f"{label:6s} {kind:32s} {got[label].line(kind)}")
+    if counted:  # one run each under callgrind: counts, whatever the load
+        for label, root in trees:
+            for kind, env in kinds.items():
+                counts = node_instructions(url, root, env) / 1e6
+                print(f"{label:6s} {kind:32s} {counts:9.1f} M instructions", flush=True)
 
 
 INSTRUCTION_RUNS = (  # (name, remote, python arguments); NAME is replaced by a fresh key name
@@ -298,6 +357,10 @@ def main() -> None:
                              "TEMPLATE ...)")
     parser.add_argument("--instructions", nargs="+", metavar="PYTHON",
                         help="count each command's instructions with callgrind, once per interpreter given")
+    parser.add_argument("--node-start", type=int, metavar="N",
+                        help="N rounds of a node's start to ready (with DIR's when --baseline-tree is given)")
+    parser.add_argument("--counted", action="store_true",
+                        help="with --node-start: also each node's instructions to ready, once, under callgrind")
     parser.add_argument("--remote", action="store_true",
                         help="also through the admin API of a node this bench starts on --reuse's database")
     args = parser.parse_args()
@@ -305,6 +368,9 @@ def main() -> None:
     if not args.reuse:
         name = asyncio.run(build(server, Shape(args.keys, args.teams)))
         print(f"scratch database (kept for --reuse): {name}")
+        return
+    if args.node_start:
+        node_start(pg.with_database(server, args.reuse), args.node_start, args.baseline_tree, args.counted)
         return
     if args.instructions:
         instructions(pg.with_database(server, args.reuse), args.instructions)
