@@ -139,17 +139,21 @@ class Flusher:
         self._task = asyncio.create_task(self._run(), name="usage-flusher")
 
     async def stop(self, timeout: float = 30.0) -> bool:
-        """Stop the loop, then the final flush. False (and a log line) if some usage could not be written."""
+        """Stop the loop, then the final flush, all within `timeout`: an append the loop has under
+        way is the final flush's first attempt, not a wait before it (a database that does not
+        answer would otherwise add its APPEND_TIMEOUT to the stop). False (and a log line) if
+        some usage could not be written."""
+        deadline = time.monotonic() + timeout
         if self._task is not None:
             self._stopping = True
             self._wake.set()
-            done, _ = await asyncio.wait({self._task}, timeout=APPEND_TIMEOUT + 1)
+            done, _ = await asyncio.wait({self._task}, timeout=min(APPEND_TIMEOUT + 1, timeout))
             if not done:
-                self._task.cancel()
+                self._task.cancel()  # (its batch stays cut under its seq: the retry below is the same row)
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        ok = await self.flush_all(timeout)
+        ok = await self.flush_all(deadline - time.monotonic())
         if not ok:
             log.error("shutdown: %d usage deltas could not be written to Postgres", self.meter.buffered())
         return ok

@@ -168,3 +168,38 @@ async def test_a_batch_that_failed_is_retried_every_interval() -> None:
         assert await totals(store) == (1, 10, 100) and meter.idle()
     finally:
         await flusher.stop(timeout=1.0)
+
+
+class StalledStore(FlakyStore):
+    """Appends that never answer while `stalled` (a database that stopped answering, not one that
+    refuses): the loop's append is under way when the node is stopped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stalled = True
+        self.appending = asyncio.Event()
+
+    async def append(self, stream: str, events: Sequence[NewEvent], options: AppendOptions) -> AppendResult:
+        self.appending.set()
+        if self.stalled:
+            await asyncio.Event().wait()
+        return await super().append(stream, events, options)
+
+
+async def test_a_stop_with_an_append_under_way_ends_within_its_timeout() -> None:
+    """The append under way is the final flush's first attempt: a stop waits `timeout` in all, not
+    the append's own APPEND_TIMEOUT (10 s) before its final flush begins, and keeps the batch."""
+    store = StalledStore()
+    meter = Meter("n1", 3, buffer_max=100)
+    flusher = Flusher(store, meter, 0.01, codec=Codec())
+    await flusher.start()
+    use(meter, 2)
+    await asyncio.wait_for(store.appending.wait(), 5)
+    started = time.monotonic()
+    assert not await flusher.stop(timeout=0.5)
+    assert time.monotonic() - started < 2.0
+    assert meter.buffered()  # kept in process (the node's log line counts it), not dropped
+    store.stalled = False  # the same batch, under its seq, once the database answers
+    assert await flusher.flush_all(5)
+    requests, prompt_tokens, _ = await totals(store)
+    assert (requests, prompt_tokens) == (2, 20)
