@@ -52,7 +52,7 @@ async def test_workers_share_a_generated_secret_and_admit_the_limit(database_url
         env = {k: v for k, v in os.environ.items() if not k.startswith("SHIELDES_")}
         env.update({"PYTHONPATH": str(ROOT), "SHIELDES_DATABASE_URL": database_url, UPSTREAM_KEY_ENV: UPSTREAM_KEY,
                     "SHIELDES_GOSSIP_INTERVAL": "0.05", "SHIELDES_HEARTBEAT_INTERVAL": "0.2",
-                    "SHIELDES_NODE_ID": "wk", "SHIELDES_GOSIP_INTERVL": "1"})  # (misspelt: warned about)
+                    "SHIELDES_NODE_ID": "wk", "SHIELDES_GOSIP_INTERVAL": "1"})  # (misspelt: warned about)
         proc = subprocess.Popen(
             [sys.executable, "-m", "shieldes", "serve", "--workers", "2", "--host", "127.0.0.1",
              "--port", str(port), "--gossip-port", str(gossip)],
@@ -120,7 +120,7 @@ async def test_workers_share_a_generated_secret_and_admit_the_limit(database_url
         # the start-up report (what is configured, what is missing, unknown settings) once, by worker 1,
         # not once a worker; each worker says it listens
         log = proc.stderr.read() if proc.stderr else ""
-        assert log.count("SHIELDES_GOSIP_INTERVL") == 1 and "did you mean SHIELDES_GOSSIP_INTERVAL?" in log, log
+        assert log.count("SHIELDES_GOSIP_INTERVAL") == 1 and "did you mean SHIELDES_GOSSIP_INTERVAL?" in log, log
         assert log.count("configured providers: openai") == 1, log
         assert len(re.findall(r"shieldes node wk-w[12] listening on", log)) == 2, log
 
