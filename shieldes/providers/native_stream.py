@@ -10,6 +10,7 @@ from typing import Generic, Protocol, TypeVar
 
 from shieldes.providers.base import Target, TokenUsage
 from shieldes.providers.http import TRANSPORT_ERRORS, transport_failure
+from shieldes.providers.streams import HeldResponse
 from shieldes.providers.transport import UpstreamResponse
 
 T = TypeVar("T")
@@ -26,7 +27,7 @@ class StreamWatch(Protocol):
     def done(self) -> bool: ...
 
 
-class HeldStream(ABC, Generic[T]):
+class HeldStream(HeldResponse, ABC, Generic[T]):
     """`watch` reads the events on the side; `dropped` names what of the request the upstream
     could not take."""
 
@@ -37,7 +38,6 @@ class HeldStream(ABC, Generic[T]):
         self._target = target
         self._head: list[T] = []  # read before the client got anything (prime)
         self._gen: AsyncGenerator[T, None] | None = None
-        self._released = False
         self.dropped: list[str] = []
 
     @property
@@ -74,15 +74,6 @@ class HeldStream(ABC, Generic[T]):
                 yield item
         finally:
             self._release()
-
-    def _release(self) -> None:
-        if self._released:
-            return
-        self._released = True
-        if self._finished:
-            self._resp.release()
-        else:
-            self._resp.close()
 
     async def aclose(self) -> None:
         if self._gen is not None:

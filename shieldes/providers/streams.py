@@ -13,7 +13,30 @@ from shieldes.providers.http import TRANSPORT_ERRORS, transport_failure
 from shieldes.providers.transport import UpstreamResponse
 
 
-class UpstreamChunkStream:
+class HeldResponse:
+    """An upstream response a stream holds, given back once (a stream ends one way): to the
+    keep-alive pool when it was read to its end (`_finished`), closed otherwise (an abandoned
+    answer: closing is what stops the upstream's work). A base class, not a helper function, so
+    that releasing costs no call more than it did."""
+
+    _resp: UpstreamResponse
+    _released = False
+
+    @property
+    def _finished(self) -> bool:
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        if self._finished:
+            self._resp.release()
+        else:
+            self._resp.close()
+
+
+class UpstreamChunkStream(HeldResponse):
     """Subclasses implement `_chunks()` (parse the response into OpenAI chunks, raising
     UpstreamFailure) and set `_finished` once the upstream's stream ended properly."""
 
@@ -22,7 +45,6 @@ class UpstreamChunkStream:
     _raw: AsyncGenerator[Body, None] | None = None
     _gen: AsyncGenerator[Body, None] | None = None
     _finished = False
-    _released = False  # the response went back to the pool or was closed (once: a stream ends one way)
     _usage: TokenUsage | None = None
     _first: Body | None = None
     dropped: Sequence[str] = ()  # what a translating provider left out of the request
@@ -65,16 +87,6 @@ class UpstreamChunkStream:
             self._raw = self._chunks()
         async for chunk in self._raw:
             yield chunk
-
-    def _release(self) -> None:
-        # A fully read response goes back to the keep-alive pool; an abandoned one is closed.
-        if self._released:
-            return
-        self._released = True
-        if self._finished:
-            self._resp.release()
-        else:
-            self._resp.close()
 
     async def aclose(self) -> None:
         if self._gen is not None:
