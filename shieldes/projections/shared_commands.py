@@ -109,33 +109,30 @@ def check_multipliers(given: Mapping[str, float] | tuple[tuple[str, float], ...]
     return out or None
 
 
-def check_per_use(given: Mapping[str, float] | tuple[tuple[str, float], ...]) -> dict[str, float] | None:
-    """Per-use prices of hosted tools as PricingSet's `per_use`, checked: known tools, USD amounts."""
+def _check_prices_by_name(given: Mapping[str, float] | tuple[tuple[str, float], ...], option: str, named: str,
+                          known: tuple[str, ...], examples: str, unit: str) -> dict[str, float] | None:
+    """`option NAME=USD` prices, checked: names of `known` (each a `named`), USD amounts per `unit`."""
     pairs = given.items() if isinstance(given, Mapping) else given
     out: dict[str, float] = {}
-    for tool, usd in pairs:
-        if tool not in PER_USE:
-            raise CommandRejected(f"--per-use {tool}=...: unknown tool; use one of {', '.join(PER_USE)} (e.g. "
-                                  "--per-use file_search=0.0025 --per-use container=0.03; web searches: "
-                                  "--per-web-search)")
+    for name, usd in pairs:
+        if name not in known:
+            raise CommandRejected(f"{option} {name}=...: unknown {named}; use one of {', '.join(known)} ({examples})")
         if isinstance(usd, bool) or not isinstance(usd, int | float):
-            raise CommandRejected(f"--per-use {tool}={usd!r}: the price must be a number of USD per use")
-        out[tool] = check_money(f"--per-use {tool} price", float(usd))
+            raise CommandRejected(f"{option} {name}={usd!r}: the price must be a number of USD {unit}")
+        out[name] = check_money(f"{option} {name} price", float(usd))
     return out or None
+
+
+def check_per_use(given: Mapping[str, float] | tuple[tuple[str, float], ...]) -> dict[str, float] | None:
+    """Per-use prices of hosted tools as PricingSet's `per_use`, checked: known tools, USD amounts."""
+    return _check_prices_by_name(given, "--per-use", "tool", PER_USE, "e.g. --per-use file_search=0.0025 --per-use "
+                                 "container=0.03; web searches: --per-web-search", "per use")
 
 
 def check_modalities(given: Mapping[str, float] | tuple[tuple[str, float], ...]) -> dict[str, float] | None:
     """Token prices by modality as PricingSet's `modalities`, checked: known kinds, USD per 1M."""
-    pairs = given.items() if isinstance(given, Mapping) else given
-    out: dict[str, float] = {}
-    for kind, usd in pairs:
-        if kind not in MODALITIES:
-            raise CommandRejected(f"--modality {kind}=...: unknown kind; use one of {', '.join(MODALITIES)} (e.g. "
-                                  "--modality audio_input=40 --modality audio_output=80, USD per 1M tokens)")
-        if isinstance(usd, bool) or not isinstance(usd, int | float):
-            raise CommandRejected(f"--modality {kind}={usd!r}: the price must be a number of USD per 1M tokens")
-        out[kind] = check_money(f"--modality {kind} price", float(usd))
-    return out or None
+    return _check_prices_by_name(given, "--modality", "kind", MODALITIES, "e.g. --modality audio_input=40 --modality "
+                                 "audio_output=80, USD per 1M tokens", "per 1M tokens")
 
 
 # --- commands ------------------------------------------------------------------------------------
