@@ -228,6 +228,13 @@ EntityCommand = CreateTeam | CreateKey | UpdateKey | RevokeKey | RotateKey | Set
 Command: TypeAlias = "EntityCommand | SharedCommand | SessionCommand"
 
 
+def _budget_given(scope: str, subject_id: str, usd: float | None, period: str) -> list[Event]:
+    """The budget a key or team is created with (`--budget`), if any."""
+    if usd is None:
+        return []
+    return [BudgetSet(scope, subject_id, check_money("--budget", usd), check_period(period))]
+
+
 # --- decide ------------------------------------------------------------------------------------
 
 
@@ -239,11 +246,7 @@ def decide(state: ConfigState, command: Command) -> list[Event]:
             if command.name in state.team_ids_by_name or command.id in state.teams:
                 raise CommandRejected(f"team {command.name!r} already exists; pick another name")
             events: list[Event] = [TeamCreated(command.id, command.name)]
-            if command.budget_usd is not None:
-                events.append(
-                    BudgetSet("team", command.id, check_money("--budget", command.budget_usd),
-                              check_period(command.budget_period))
-                )
+            events.extend(_budget_given("team", command.id, command.budget_usd, command.budget_period))
             return events
         case CreateKey():
             check_name("key", command.name)
@@ -264,11 +267,7 @@ def decide(state: ConfigState, command: Command) -> list[Event]:
             rpm, tpm = check_limit("--rpm", command.rpm), check_limit("--tpm", command.tpm)
             if rpm is not None or tpm is not None:
                 events.append(RateLimitSet(command.id, rpm, tpm))
-            if command.budget_usd is not None:
-                events.append(
-                    BudgetSet("key", command.id, check_money("--budget", command.budget_usd),
-                              check_period(command.budget_period))
-                )
+            events.extend(_budget_given("key", command.id, command.budget_usd, command.budget_period))
             return events
         case UpdateKey():
             key = find_key(state, command.key)
