@@ -110,32 +110,26 @@ def parse_litellm(doc: Any) -> ImportSpec:
         # model of one endpoint and key, under several model_names) are that one deployment, with one quota
         own = upstream if quota else ""
         if prefix in CLOUD:
-            cloud_kind, base_url, options, upstream = cloud_provider(prefix, upstream, params, where, spec)
+            kind, base_url, options, upstream = cloud_provider(prefix, upstream, params, where, spec)
             entra = dict(options).get("auth") == "entra" and not params.get("api_key")  # tokens, not a key
             # a bedrock entry's api_key is a Bedrock API key (sent as a bearer token instead of signing)
-            secret = entry_secret(params.get("api_key"), prefix, base_url, where, spec) if cloud_kind in (
+            secret = entry_secret(params.get("api_key"), prefix, base_url, where, spec) if kind in (
                 "azure", "gemini", "bedrock") and not entra else SecretSpec()
-            weight = check_weight(params.get("weight", 1), f"{where}.litellm_params.weight")
-            group = (prefix, cloud_kind, base_url, secret, weight, tuple(sorted(options + quota)), own)
-            if pinned is None:
-                _add_entry(groups, origins, publics, public_origin, group, public, upstream, weight, where)
-            else:
-                add_pattern(groups, origins, pinnings, group, upstream, pinned, where)
-            _keep_price(spec, _price(upstream, params, entry.get("model_info"), where, spec), where)
-            continue
-        if prefix == "azure_ai" and (unsupported := azure_ai_refusal(params, where)):
-            spec.skipped.append(f"{where} ({model_ref}): {unsupported}")
-            continue
-        kind, default_base = kind_of(prefix)
-        if kind is None:
-            spec.skipped.append(f"{where} ({model_ref}): LiteLLM provider {prefix!r} is not supported "
-                                "by shieldes (supported: openai, anthropic, azure, bedrock, gemini, vertex_ai "
-                                "and OpenAI-compatible APIs)")
-            continue
-        base_url = entry_base_url(kind, params.get("api_base"), default_base, where, native=prefix in OLLAMA)
-        # an Azure AI endpoint is the file's, but its key LiteLLM reads from AZURE_AI_API_KEY when none is given
-        secret = entry_secret(params.get("api_key"), prefix, base_url if prefix == "azure_ai" else default_base, where,
-                              spec)
+        else:
+            if prefix == "azure_ai" and (unsupported := azure_ai_refusal(params, where)):
+                spec.skipped.append(f"{where} ({model_ref}): {unsupported}")
+                continue
+            known, default_base = kind_of(prefix)
+            if known is None:
+                spec.skipped.append(f"{where} ({model_ref}): LiteLLM provider {prefix!r} is not supported "
+                                    "by shieldes (supported: openai, anthropic, azure, bedrock, gemini, vertex_ai "
+                                    "and OpenAI-compatible APIs)")
+                continue
+            kind = known
+            base_url = entry_base_url(kind, params.get("api_base"), default_base, where, native=prefix in OLLAMA)
+            # an Azure AI endpoint is the file's, but its key LiteLLM reads from AZURE_AI_API_KEY when none is given
+            secret = entry_secret(params.get("api_key"), prefix, base_url if prefix == "azure_ai" else default_base,
+                                  where, spec)
         weight = check_weight(params.get("weight", 1), f"{where}.litellm_params.weight")
         group = (prefix, kind, base_url, secret, weight, tuple(sorted(options + quota)), own)
         if pinned is None:
