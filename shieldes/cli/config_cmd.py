@@ -17,8 +17,7 @@ from shieldes.errors import InvalidRequest
 from shieldes.events.catalog import CONFIG_STREAM
 from shieldes.events.codec import Codec
 from shieldes.events.store import EventStore, RecordedEvent
-from shieldes.projections.config import apply_config
-from shieldes.projections.state import ConfigState
+from shieldes.projections.config import apply_recorded
 from shieldes.snapshots.history import Point, config_view, diff, parse_point
 from shieldes.snapshots.history import check_in_log as check_point
 
@@ -49,12 +48,6 @@ async def _events_until(store: EventStore, after: int, point: Point) -> list[Rec
                 return events
             events.append(e)
     return events
-
-
-def _fold(state: ConfigState, events: list[RecordedEvent], codec: Codec) -> ConfigState:
-    for e in events:
-        state = apply_config(state, codec.decode(e.type, e.version, e.data))
-    return state
 
 
 def _human_cell(field: str, value: Any) -> Any:
@@ -130,7 +123,7 @@ def diff_cmd(a: str, b: str, as_json: bool) -> None:
                     f"A ({pa.label()}) is after B ({pb.label()}); give the earlier point first"
                 )
             between = await _events_until(store, before.position, pb)
-        after = _fold(before.state, between, codec)
+        after = apply_recorded(before.state, between, codec)
         pos_b = between[-1].position if between else before.position
         changes = diff(before.state, after, between)
         return {"from": {"point": a, "position": before.position}, "to": {"point": b, "position": pos_b},

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from shieldes.events.catalog import (
     AdminTokenCreated,
@@ -48,6 +48,10 @@ from shieldes.projections.state import (
     VirtualKey,
 )
 from shieldes.projections.team_keys import moved
+
+if TYPE_CHECKING:
+    from shieldes.events.codec import Codec
+    from shieldes.events.store import RecordedEvent
 
 V = TypeVar("V")
 
@@ -189,3 +193,10 @@ def _put_budget(state: ConfigState, kind: str, subject_id: str, budget: Budget |
         return replace(state, teams=_with(state.teams, team.id, team))
     old = state.keys[subject_id]
     return _put_key(state, replace(old, budget=budget), old)
+
+
+def apply_recorded(state: ConfigState, recorded: Iterable[RecordedEvent], codec: Codec) -> ConfigState:
+    """`state` with config events as the log stores them decoded and applied, in order."""
+    for e in recorded:
+        state = apply_config(state, codec.decode(e.type, e.version, e.data))
+    return state

@@ -16,7 +16,7 @@ from shieldes.events.catalog import CONFIG_STREAM
 from shieldes.events.codec import Codec
 from shieldes.events.scope import TEAM_CREATED, Scope
 from shieldes.events.store import EventStore, RecordedEvent
-from shieldes.projections.config import apply_config
+from shieldes.projections.config import apply_recorded
 from shieldes.projections.state import ConfigState
 from shieldes.snapshots.history import Point, diff, relabelled_teams, touched
 
@@ -83,12 +83,6 @@ async def events_until(store: EventStore, after: int, point: Point,
     return events
 
 
-def _fold(state: ConfigState, events: list[RecordedEvent], codec: Codec) -> ConfigState:
-    for e in events:
-        state = apply_config(state, codec.decode(e.type, e.version, e.data))
-    return state
-
-
 def scoped_changes(selected: list[RecordedEvent], start: int, between: list[RecordedEvent],
                    codec: Codec, members_read: set[str]) -> Changes | None:
     """The diff from the config at `start` to it with `between` folded in, from `selected` (the
@@ -98,8 +92,8 @@ def scoped_changes(selected: list[RecordedEvent], start: int, between: list[Reco
     refs, named_all = touched(between)
     if not named_all:
         return None
-    before = _fold(ConfigState(), [e for e in selected if e.position <= start], codec)
-    after = _fold(before, between, codec)
+    before = apply_recorded(ConfigState(), [e for e in selected if e.position <= start], codec)
+    after = apply_recorded(before, between, codec)
     if relabelled_teams(before, after, refs) - members_read:
         return None
     return diff(before, after, between)
