@@ -17,7 +17,7 @@ from shieldes.events.catalog import CONFIG_STREAM
 from shieldes.events.codec import Codec
 from shieldes.events.store import AppendOptions, EventStore, NewEvent, RecordedEvent
 from shieldes.projections.commands import Command, decide
-from shieldes.projections.config import apply_config
+from shieldes.projections.config import apply_config, apply_recorded
 from shieldes.projections.scope import scope_of
 from shieldes.projections.state import ConfigState
 
@@ -92,10 +92,7 @@ async def write_config(
             if attempt == ATTEMPTS - 1:
                 raise
             continue
-        state = view.state
-        for recorded in result.events:
-            state = apply_config(state, codec.decode(recorded.type, recorded.version, recorded.data))
-        return LiveWrite(list(result.events), state)
+        return LiveWrite(list(result.events), apply_recorded(view.state, result.events, codec))
     raise AssertionError("unreachable")
 
 
@@ -113,7 +110,7 @@ async def scoped_write(
     codec = codec or Codec()
 
     def decided(events: Sequence[RecordedEvent]) -> list[NewEvent]:
-        return [NewEvent.of(e, codec) for e in decide(_fold(ConfigState(), events, codec), command)]
+        return [NewEvent.of(e, codec) for e in decide(apply_recorded(ConfigState(), events, codec), command)]
 
     for attempt in range(ATTEMPTS):
         try:
@@ -123,14 +120,8 @@ async def scoped_write(
                 raise
             continue
         # the few events read, folded again with the ones written: the state to print
-        return LiveWrite(list(result.events), _fold(ConfigState(), [*read, *result.events], codec))
+        return LiveWrite(list(result.events), apply_recorded(ConfigState(), [*read, *result.events], codec))
     raise AssertionError("unreachable")
-
-
-def _fold(state: ConfigState, events: Sequence[RecordedEvent], codec: Codec) -> ConfigState:
-    for recorded in events:
-        state = apply_config(state, codec.decode(recorded.type, recorded.version, recorded.data))
-    return state
 
 
 IDEMPOTENCY_FIELD = "idempotency_key"
