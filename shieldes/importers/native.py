@@ -224,11 +224,7 @@ def _secret(value: Any, where: str) -> SecretSpec:
         return SecretSpec()
     if not isinstance(value, str) or not value:
         raise ImportRejected(f"{where}.api_key must be \"env:VAR\", \"encrypted\" or null, got {value!r}; {_AGAIN}")
-    if value.startswith("env:"):
-        return SecretSpec(env_var=value[4:])
-    if value == "encrypted":
-        return SecretSpec(encrypted=True)
-    return SecretSpec(plaintext=value)  # written by hand: stored encrypted, or refused without a key
+    return _secret_of(value)
 
 
 def _provider(e: dict[str, Any], where: str) -> ProviderSpec:
@@ -278,11 +274,12 @@ def _mcp_server(e: dict[str, Any], where: str) -> McpServerSpec:
         if not isinstance(value, str) or not value:
             raise ImportRejected(f"{where}.headers[{name!r}] must be \"env:VAR\" or \"encrypted\" (or the value "
                                  f"itself, stored encrypted), got {type(value).__name__}; {_AGAIN}")
-        out.append((name, _header_secret(value)))
+        out.append((name, _secret_of(value)))
     return McpServerSpec(e["name"], _text(e["url"], f"{where}.url"), tuple(out), where)
 
 
-def _header_secret(value: str) -> SecretSpec:
+def _secret_of(value: str) -> SecretSpec:
+    """A secret as the file writes it: "env:VAR", "encrypted" (the stored one), or the value itself."""
     if value.startswith("env:"):
         return SecretSpec(env_var=value[4:])
     if value == "encrypted":
