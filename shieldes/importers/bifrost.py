@@ -31,6 +31,7 @@ from shieldes.importers.spec import (
     ProviderSpec,
     SecretSpec,
     check_weight,
+    entra_auth,
     model_groups,
     normalize_anthropic_base,
     normalize_openai_base,
@@ -240,10 +241,7 @@ def _cloud(kind: str, base: Any, settings: dict[str, Any], where: str, spec: Imp
             raise ImportRejected(f"{at}.endpoint is missing; add https://RESOURCE.openai.azure.com")
         options["api_version"] = _setting(settings, "api_version", at) or "2024-10-21"
         if settings.get("client_id") or settings.get("tenant_id"):
-            options["auth"] = "entra"
-            spec.notes.append(f"{at}: Entra ID credentials are not imported; each node gets tokens from "
-                              "azure-identity's default chain (AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, "
-                              "managed identity)")
+            entra_auth(options, spec, at)
         base = base or endpoint
     elif kind == "bedrock":
         options["region"] = _setting(settings, "region", at) or "us-east-1"

@@ -13,6 +13,7 @@ from shieldes.importers.spec import (
     ImportRejected,
     ImportSpec,
     SecretSpec,
+    entra_auth,
     normalize_anthropic_base,
     normalize_openai_base,
 )
@@ -109,10 +110,7 @@ def cloud_provider(prefix: str, upstream: str, params: dict[str, Any], where: st
         options["api_version"] = _defaulted(_text(params, "api_version", where), "2024-10-21",
                                             "api_version (AZURE_API_VERSION)", where, spec)
         if params.get("tenant_id") or params.get("client_id"):
-            options["auth"] = "entra"
-            spec.notes.append(f"{where}: Entra ID credentials are not imported; each node gets tokens from "
-                              "azure-identity's default chain (AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, "
-                              "managed identity)")
+            entra_auth(options, spec, where)
         return kind, base.rstrip("/"), tuple(sorted(options.items())), upstream
     if kind == "bedrock":
         for route in ("converse/", "invoke/"):

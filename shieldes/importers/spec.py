@@ -198,6 +198,15 @@ def model_groups(publics: Mapping[str, list[tuple[str, str, float]]], origins: M
     return out
 
 
+def entra_auth(options: dict[str, str], spec: ImportSpec, where: str) -> None:
+    """An Azure deployment the file signs in with Entra ID: the nodes get their own tokens (the file's
+    credentials are not imported), and the import says so."""
+    options["auth"] = "entra"
+    spec.notes.append(f"{where}: Entra ID credentials are not imported; each node gets tokens from "
+                      "azure-identity's default chain (AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, "
+                      "managed identity)")
+
+
 def normalize_openai_base(url: str) -> str:
     """OpenAI-style base URLs end in /v1 for shieldes; add it when a file omits it."""
     url = url.rstrip("/")
