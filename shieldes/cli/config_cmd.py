@@ -18,7 +18,7 @@ from shieldes.events.catalog import CONFIG_STREAM
 from shieldes.events.codec import Codec
 from shieldes.events.store import EventStore, RecordedEvent
 from shieldes.projections.config import apply_recorded
-from shieldes.snapshots.history import Point, config_view, diff, parse_point
+from shieldes.snapshots.history import Point, config_view, diff, diff_answer, parse_point
 from shieldes.snapshots.history import check_in_log as check_point
 
 if TYPE_CHECKING:
@@ -114,9 +114,7 @@ def diff_cmd(a: str, b: str, as_json: bool) -> None:
             scoped = await scoped_diff(store, codec, pa, pb, ("A", "B"))
             if scoped is not None:
                 start, events, changes = scoped
-                return {"from": {"point": a, "position": start},
-                        "to": {"point": b, "position": events[-1].position if events else start},
-                        "events": len(events), "changes": changes}
+                return diff_answer(a, start, b, events[-1].position if events else start, len(events), changes)
             before = await load_config(store, codec, upto=pa.position, until=pa.time, base=await _start(store, pa))
             if before.position and not pb.includes((await store.read(before.position - 1, 1, stream=CONFIG_STREAM))[0]):
                 raise InvalidRequest(
@@ -126,8 +124,7 @@ def diff_cmd(a: str, b: str, as_json: bool) -> None:
         after = apply_recorded(before.state, between, codec)
         pos_b = between[-1].position if between else before.position
         changes = diff(before.state, after, between)
-        return {"from": {"point": a, "position": before.position}, "to": {"point": b, "position": pos_b},
-                "events": len(between), "changes": changes}
+        return diff_answer(a, before.position, b, pos_b, len(between), changes)
 
     out = run_read(go())
     if ctx.as_json:

@@ -269,3 +269,11 @@ def diff(before: ConfigState, after: ConfigState, events: list[RecordedEvent]) -
         out.append({"kind": key[0], "id": key[1], "name": name, "change": change, "fields": fields,
                     "events": refs.get(key, [])})
     return out
+
+
+def diff_answer(a: str, a_position: int, b: str, b_position: int, events: int,
+                changes: list[dict[str, Any]]) -> dict[str, Any]:
+    """A diff as `config diff --json` and GET /admin/config/diff give it: each point as given and
+    the log position it stands for, how many events lie between, and the entities they changed."""
+    return {"from": {"point": a, "position": a_position}, "to": {"point": b, "position": b_position},
+            "events": events, "changes": changes}

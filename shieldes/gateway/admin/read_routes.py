@@ -25,7 +25,7 @@ from shieldes.projections.usage import Totals
 from shieldes.roles import ADMIN, ANY, AUDIT, READ, USAGE, scopes_of
 from shieldes.snapshots.config_diff import point_tip, scoped_diff
 from shieldes.snapshots.config_start import config_base
-from shieldes.snapshots.history import Point, check_in_log, config_view, diff, parse_point
+from shieldes.snapshots.history import Point, check_in_log, config_view, diff, diff_answer, parse_point
 from shieldes.snapshots.seal import mac_key
 from shieldes.snapshots.store import list_snapshots, save_snapshot
 from shieldes.timeparse import parse_day, parse_time
@@ -286,9 +286,7 @@ async def config_diff(call: Call) -> Any:
                                config_keys=len(call.ctx.projector.config.keys))
     if scoped is not None:
         start, events, changes = scoped
-        return {"from": {"point": a, "position": start},
-                "to": {"point": b, "position": events[-1].position if events else start},
-                "events": len(events), "changes": changes}
+        return diff_answer(a, start, b, events[-1].position if events else start, len(events), changes)
     # else one fold, from the newest snapshot before `from`: to `from`, then on to `to` (it once
     # folded the whole stream twice without a pause, holding every request on the node for half a
     # minute at 100,000 keys)
@@ -299,8 +297,7 @@ async def config_diff(call: Call) -> Any:
     after = await _fold_to(call, before, pb, between)
     # entities of both states compared in a thread: the loop serves requests meanwhile
     changes = await asyncio.to_thread(diff, before.state, after.state, between)
-    return {"from": {"point": a, "position": before.position}, "to": {"point": b, "position": after.position},
-            "events": len(between), "changes": changes}
+    return diff_answer(a, before.position, b, after.position, len(between), changes)
 
 
 async def snapshots(call: Call) -> Any:
