@@ -16,6 +16,8 @@ teams-only read fetches and decodes that instead of the whole state.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -330,36 +332,37 @@ def decode_config(state: bytes, checksum: str, position: int,
                   key: bytes | None = None) -> tuple[ConfigState, tuple[int, str]]:
     """Only the config part and its chain tip (a config write needs no usage state)."""
     plain = _open(state, checksum, position, key)
-    try:
+    with _corrupt_if_undecodable():
         tip_position, tip_hash = plain["config_tip"]
         return config_from_plain(plain["config"]), (int(tip_position), str(tip_hash))
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
+
+
+@contextlib.contextmanager
+def _corrupt_if_undecodable() -> Iterator[None]:
+    """Bytes that do not decode as a snapshot raise SnapshotCorrupt (a reader then skips it)."""
+    try:
+        yield
+    except SnapshotCorrupt:
+        raise
+    except (zstandard.ZstdError, orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as exc:
         raise SnapshotCorrupt(f"undecodable: {type(exc).__name__}: {exc}") from exc
 
 
 def _open(state: bytes, checksum: str, position: int, key: bytes | None) -> Any:
     """Verified, decompressed and parsed, header checked."""
     check_seal(state, checksum, key)
-    try:
+    with _corrupt_if_undecodable():
         plain = orjson.loads(zstandard.ZstdDecompressor().decompress(state))
         if plain["format"] not in READABLE_FORMATS or plain["position"] != position:
             raise SnapshotCorrupt(f"header says format {plain['format']} position {plain['position']}")
         return plain
-    except SnapshotCorrupt:
-        raise
-    except (zstandard.ZstdError, orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as exc:
-        raise SnapshotCorrupt(f"undecodable: {type(exc).__name__}: {exc}") from exc
 
 
 def decode(state: bytes, checksum: str, position: int, key: bytes | None = None) -> Projection:
     """Verify, decompress and rebuild; raises SnapshotCorrupt on any mismatch."""
     plain = _open(state, checksum, position, key)
-    try:
+    with _corrupt_if_undecodable():
         projection = Projection(config_from_plain(plain["config"]), usage_from_plain(plain["usage"]), position)
         tip_position, tip_hash = plain["config_tip"]
         projection.config_tip = (int(tip_position), str(tip_hash))
         return projection
-    except SnapshotCorrupt:
-        raise
-    except (zstandard.ZstdError, orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as exc:
-        raise SnapshotCorrupt(f"undecodable: {type(exc).__name__}: {exc}") from exc
