@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -151,6 +151,14 @@ def sync_connection(url: str, *, autocommit: bool = True, timeout: float = 10.0)
         yield conn
     finally:
         conn.close()
+
+
+async def async_connection(url: str, *, timeout: int = 5) -> psycopg.AsyncConnection[Any]:
+    """An autocommit connection; a server that cannot be reached raises DatabaseUnavailable (translate)."""
+    try:
+        return await psycopg.AsyncConnection.connect(url, connect_timeout=timeout, autocommit=True)
+    except psycopg.Error as exc:
+        raise translate(exc, url) from exc
 
 
 def schema_revision(conn: psycopg.Connection) -> str | None:

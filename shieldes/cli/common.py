@@ -130,7 +130,6 @@ async def open_store(url: str, *, require_schema: bool = True) -> AsyncIterator[
 
 async def query(sql: LiteralString, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[dict[str, Any]]:
     """Run one read-only SQL query (audit views) on a short connection; rows as dicts."""
-    import psycopg
     from psycopg.rows import dict_row
 
     from shieldes import db
@@ -139,11 +138,7 @@ async def query(sql: LiteralString, params: Sequence[Any] | Mapping[str, Any] = 
     if any(isinstance(v, str) and "\x00" in v for v in values):
         raise InvalidRequest("an argument contains a NUL character (\\x00), which Postgres text cannot hold; "
                              "remove it")
-    url = cli_context().database_url()
-    try:
-        conn = await psycopg.AsyncConnection.connect(url, connect_timeout=5, autocommit=True)
-    except psycopg.Error as exc:
-        raise db.translate(exc, url) from exc
+    conn = await db.async_connection(cli_context().database_url())
     try:
         db.require_head(await db.async_schema_revision(conn))
         async with conn.cursor(row_factory=dict_row) as cur:

@@ -100,15 +100,10 @@ def status(as_json: bool) -> None:
 def _revision(url: str) -> str | None:
     """The schema revision, read within SHIELDES_DB_ADMIN_READ_TIMEOUT (a lock held, a paused
     server: an error saying what to do, not a status that never returns)."""
-    import psycopg
-
     from shieldes import db
 
     async def read() -> str | None:
-        try:
-            conn = await psycopg.AsyncConnection.connect(url, connect_timeout=5, autocommit=True)
-        except psycopg.Error as exc:
-            raise db.translate(exc, url) from exc
+        conn = await db.async_connection(url)
         try:
             return await db.async_schema_revision(conn)
         finally:

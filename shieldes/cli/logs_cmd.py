@@ -35,15 +35,9 @@ FOLLOW_OVERLAP = timedelta(seconds=10)  # a batch committed this long after its 
 
 
 async def _connect() -> psycopg.AsyncConnection[Any]:
-    import psycopg
-
     from shieldes import db
 
-    url = cli_context().database_url()
-    try:
-        conn = await psycopg.AsyncConnection.connect(url, connect_timeout=5, autocommit=True)
-    except psycopg.Error as exc:
-        raise db.translate(exc, url) from exc
+    conn = await db.async_connection(cli_context().database_url())
     db.require_head(await db.async_schema_revision(conn))
     return conn
 

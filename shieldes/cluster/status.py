@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
-
 from shieldes import db
 from shieldes.cluster.leader import LEADER_LOCK
 from shieldes.cluster.membership import NODES_SQL, NodeRecord, starting
@@ -140,10 +138,7 @@ def summarize(nodes: list[NodeRecord], head: int) -> dict[str, Any]:
 async def cluster_status(url: str, node_timeout: float) -> dict[str, Any]:
     """Asynchronous, so that a caller's bound on a stalled database (DbWait) cancels the read
     rather than leaving a thread blocked on it."""
-    try:
-        conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=10)
-    except psycopg.Error as exc:
-        raise db.translate(exc, url) from exc
+    conn = await db.async_connection(url, timeout=10)
     try:
         db.require_head(await db.async_schema_revision(conn))
         head = await head_position(conn)
