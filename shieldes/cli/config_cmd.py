@@ -13,7 +13,6 @@ from shieldes.cli.oneline import OneLineGroup, handle_errors
 from shieldes.cli.output import emit, plain_number, table_cell
 from shieldes.cli.timefmt import is_time_field, table_time
 from shieldes.config_writer import ConfigView, load_config
-from shieldes.errors import InvalidRequest
 from shieldes.events.catalog import CONFIG_STREAM
 from shieldes.events.codec import Codec
 from shieldes.events.store import EventStore, RecordedEvent
@@ -108,7 +107,7 @@ def diff_cmd(a: str, b: str, as_json: bool) -> None:
             for point in (pa, pb):  # a future time is a fine "up to now" for B; a position is not
                 check_in_log(Point(position=point.position), head, omit=None)
             codec = Codec()
-            from shieldes.snapshots.config_diff import scoped_diff  # with the codec: these commands only
+            from shieldes.snapshots.config_diff import check_order, scoped_diff  # these commands only
 
             # the entities the events between touch, from their own events; else the whole config
             scoped = await scoped_diff(store, codec, pa, pb, ("A", "B"))
@@ -116,10 +115,7 @@ def diff_cmd(a: str, b: str, as_json: bool) -> None:
                 start, events, changes = scoped
                 return diff_answer(a, start, b, events[-1].position if events else start, len(events), changes)
             before = await load_config(store, codec, upto=pa.position, until=pa.time, base=await _start(store, pa))
-            if before.position and not pb.includes((await store.read(before.position - 1, 1, stream=CONFIG_STREAM))[0]):
-                raise InvalidRequest(
-                    f"A ({pa.label()}) is after B ({pb.label()}); give the earlier point first"
-                )
+            await check_order(store, before.position, pa, pb, ("A", "B"))
             between = await _events_until(store, before.position, pb)
         after = apply_recorded(before.state, between, codec)
         pos_b = between[-1].position if between else before.position

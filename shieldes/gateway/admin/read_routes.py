@@ -23,7 +23,7 @@ from shieldes.projections.config import apply_config
 from shieldes.projections.state import ConfigState
 from shieldes.projections.usage import Totals
 from shieldes.roles import ADMIN, ANY, AUDIT, READ, USAGE, scopes_of
-from shieldes.snapshots.config_diff import point_tip, scoped_diff
+from shieldes.snapshots.config_diff import check_order, point_tip, scoped_diff
 from shieldes.snapshots.config_start import config_base
 from shieldes.snapshots.history import Point, check_in_log, config_view, diff, diff_answer, parse_point
 from shieldes.snapshots.seal import mac_key
@@ -291,8 +291,7 @@ async def config_diff(call: Call) -> Any:
     # folded the whole stream twice without a pause, holding every request on the node for half a
     # minute at 100,000 keys)
     before = await _fold_to(call, await _start_for(call, pa), pa)
-    if before.position and not pb.includes((await store.read(before.position - 1, 1, stream=CONFIG_STREAM))[0]):
-        raise InvalidRequest(f"from ({pa.label()}) is after to ({pb.label()}); give the earlier point first")
+    await check_order(store, before.position, pa, pb, ("from", "to"))
     between: list[RecordedEvent] = []
     after = await _fold_to(call, before, pb, between)
     # entities of both states compared in a thread: the loop serves requests meanwhile
