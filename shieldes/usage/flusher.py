@@ -15,7 +15,6 @@ holds what it had gossiped, a part of its batch, and the rest goes out under its
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from collections.abc import Callable
 from shieldes.events.catalog import UsageDelta, UsageRecorded, usage_stream
 from shieldes.events.codec import Codec
 from shieldes.events.store import AppendOptions, AppendResult, EventStore, NewEvent
-from shieldes.tasks import Wake
+from shieldes.tasks import Wake, stop_task
 from shieldes.usage.meter import Meter
 
 SEQ_SPAN = 1_000_000_000  # seqs per boot in the idempotency key (the boot epoch is unix seconds)
@@ -145,13 +144,9 @@ class Flusher:
         some usage could not be written."""
         deadline = time.monotonic() + timeout
         if self._task is not None:
-            self._stopping = True
-            self._wake.set()
-            done, _ = await asyncio.wait({self._task}, timeout=min(APPEND_TIMEOUT + 1, timeout))
-            if not done:
-                self._task.cancel()  # (its batch stays cut under its seq: the retry below is the same row)
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # an append under way may finish within the stop's time; cancelled past it, its batch stays cut
+            # under its seq, so the final flush's retry is the same row
+            await stop_task(self._task, self, patience=min(APPEND_TIMEOUT + 1, timeout))
             self._task = None
         ok = await self.flush_all(deadline - time.monotonic())
         if not ok:
