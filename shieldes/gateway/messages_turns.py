@@ -22,7 +22,7 @@ import orjson
 
 from shieldes.errors import InvalidRequest
 from shieldes.gateway.checked_histories import PER_FOUND, SPACE, CheckedHistories, is_member, read_on_from
-from shieldes.gateway.top_level import MESSAGES_HISTORY, TopLevel, check_utf8, split
+from shieldes.gateway.top_level import MESSAGES_HISTORY, TopLevel, check_utf8, malformed_json, split
 from shieldes.providers.tool_ids import anthropic_ids_fit_in
 from shieldes.usage.tokens import prompt_bytes
 
@@ -137,7 +137,7 @@ def _small(fields: dict[str, msgspec.Raw]) -> dict[str, Any]:
     try:
         return {name: orjson.loads(memoryview(value)) for name, value in fields.items() if name not in MESSAGES_HISTORY}
     except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"malformed JSON body ({str(exc)[:200]}): send one valid JSON object") from None
+        raise malformed_json(exc) from None
 
 
 def read_whole(raw: bytes) -> Turn:

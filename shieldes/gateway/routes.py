@@ -18,7 +18,15 @@ from shieldes.gateway.http1 import decompressed
 from shieldes.gateway.lean_request import LeanRequest, LeanResponse
 from shieldes.gateway.middleware import REQUEST_ID, record_of, request_id
 from shieldes.gateway.service import Gateway, sent_keys
-from shieldes.gateway.top_level import NOTHING, ChatTopLevel, Outgoing, TopLevel, read_chat, utf8_checked
+from shieldes.gateway.top_level import (
+    NOTHING,
+    ChatTopLevel,
+    Outgoing,
+    TopLevel,
+    malformed_json,
+    read_chat,
+    utf8_checked,
+)
 from shieldes.gateway.upstream_calls import Attempt
 from shieldes.projections.state import Deployment, VirtualKey
 from shieldes.providers.base import (
@@ -65,7 +73,7 @@ def json_object(raw: bytes) -> Body:
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"malformed JSON body ({str(exc)[:200]}): send one valid JSON object") from None
+        raise malformed_json(exc) from None
     if not isinstance(data, dict):
         raise InvalidRequest("the request body must be a JSON object, e.g. {\"model\": ..., ...}")
     return data

@@ -56,6 +56,11 @@ def utf8_checked(raw: bytes, read: Read[T]) -> Read[T]:
     return checked
 
 
+def malformed_json(exc: Exception) -> InvalidRequest:
+    """A body that does not parse as JSON: the client's error, with the parser's reason (cut short)."""
+    return InvalidRequest(f"malformed JSON body ({str(exc)[:200]}): send one valid JSON object")
+
+
 def too_deep() -> InvalidRequest:
     """msgspec refuses JSON nested deeper than Python's recursion limit (about 1000 levels) with a
     RecursionError: the client's error, said so (orjson refuses 1024 levels)."""
@@ -70,7 +75,7 @@ def split(raw: bytes) -> dict[str, msgspec.Raw]:
     except msgspec.ValidationError:  # valid JSON, not an object
         raise InvalidRequest("the request body must be a JSON object, e.g. {\"model\": ..., ...}") from None
     except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"malformed JSON body ({str(exc)[:200]}): send one valid JSON object") from None
+        raise malformed_json(exc) from None
     except RecursionError:
         raise too_deep() from None
 
@@ -88,7 +93,7 @@ class TopLevel:
         try:
             small = {name: orjson.loads(memoryview(value)) for name, value in fields.items() if name not in big}
         except orjson.JSONDecodeError as exc:
-            raise InvalidRequest(f"malformed JSON body ({str(exc)[:200]}): send one valid JSON object") from None
+            raise malformed_json(exc) from None
         self.raw, self._fields, self.small = raw, fields, small
         self._decoded: Body | None = None if big else small
 
@@ -183,7 +188,7 @@ def read_chat(raw: bytes, turn: Callable[[bytes], Found | None] | None = None) -
     try:
         read = read_chat_request(raw, turn)
     except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"malformed JSON body ({str(exc)[:200]}): send one valid JSON object") from None
+        raise malformed_json(exc) from None
     except RecursionError:
         raise too_deep() from None
     return TopLevel(raw, CHAT_HISTORY) if read is None else ChatTopLevel(raw, read)
