@@ -173,6 +173,14 @@ class Unavailable(ShieldesError):
     code = "unavailable"
 
 
+class UnknownEvent(Unavailable):
+    """The log holds an event this release cannot read: a newer release wrote it (a rolling
+    upgrade under way). A node's projection skips it and says so (`/ready`); a read or a write
+    that needs it is refused with this, on every path the same: upgrade shieldes to read it."""
+
+    code = "unknown_event"
+
+
 class StoredResponsesBacklog(Unavailable):
     """A request that would store its response, refused before any upstream call: the node's
     responses waiting for Postgres are past their bound in bytes (a slow or unreachable database

@@ -74,10 +74,6 @@ def _error_line(exc: Exception) -> tuple[str, str]:
     import psycopg
 
     from shieldes import db
-    from shieldes.events.codec import UnknownEvent
-
-    if isinstance(exc, UnknownEvent):  # the log holds events from a newer shieldes
-        return f"{exc}; upgrade shieldes to read this log", "unknown_event"
     if isinstance(exc, psycopg.OperationalError):
         error = db.translate(exc, "the database")
         return error.message, error.code or "database_unavailable"

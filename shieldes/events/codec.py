@@ -12,14 +12,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from shieldes.errors import UnknownEvent
 from shieldes.events.catalog import ALL_EVENTS, Event, UsageDelta, UsageRecorded, UsageRolledUp
 
 Data = dict[str, Any]
 Upcaster = Callable[[Data], Data]
 
 
-class UnknownEvent(Exception):
-    pass
+UPGRADE = "upgrade shieldes to read this log (a newer release wrote it)"
 
 
 def _tuple_fields(cls: type[Event]) -> frozenset[str]:
@@ -134,15 +134,16 @@ class Codec:
     def decode(self, type_: str, version: int, data: Data) -> Event:
         cls = self.classes.get(type_)
         if cls is None:
-            raise UnknownEvent(f"unknown event type {type_!r}; upgrade shieldes to read this log")
+            raise UnknownEvent(f"unknown event type {type_!r}; {UPGRADE}")
         while version < cls.VERSION:
             upcast = self.upcasters.get((type_, version))
             if upcast is None:
-                raise UnknownEvent(f"no upcaster for {type_} v{version} -> v{version + 1}")
+                raise UnknownEvent(f"no upcaster for {type_} v{version} -> v{version + 1}; {UPGRADE}")
             data = upcast(data)
             version += 1
         if version > cls.VERSION:
-            raise UnknownEvent(f"{type_} v{version} is newer than this shieldes understands (v{cls.VERSION})")
+            raise UnknownEvent(f"{type_} v{version} is newer than this shieldes understands (v{cls.VERSION}); "
+                               f"{UPGRADE}")
         if cls is UsageRecorded:
             return UsageRecorded(
                 data["node_id"], int(data["epoch"]), int(data["seq"]),

@@ -8,9 +8,9 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from shieldes.errors import ShieldesError
+from shieldes.errors import ShieldesError, UnknownEvent
 from shieldes.events.catalog import USAGE_EVENTS, Event
-from shieldes.events.codec import GENESIS_HASH, Codec, UnknownEvent
+from shieldes.events.codec import GENESIS_HASH, Codec
 from shieldes.events.store import EventStore, Fingerprint, FoldedLog, FoldingStore, LogPage, RecordedEvent
 from shieldes.projections.config import apply_config
 from shieldes.projections.state import ConfigState

@@ -8,8 +8,9 @@ from typing import ClassVar
 
 import pytest
 
+from shieldes.errors import UnknownEvent
 from shieldes.events import catalog as c
-from shieldes.events.codec import Codec, UnknownEvent, canonical_json
+from shieldes.events.codec import Codec, canonical_json
 
 DELTA = c.UsageDelta("key_1", None, "openai", "gpt-4o", 491_000, 2, 100, 20, 1_500_000)
 SAMPLES: list[c.Event] = [
