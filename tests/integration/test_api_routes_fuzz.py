@@ -22,6 +22,7 @@ from tests.fake_upstream import FakeUpstream
 from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV, harness
 from tests.integration.test_gateway_fuzz import READ_WAIT, Running, json_values, send, started
 from tests.integration.test_gateway_fuzz import node as node  # the fixture: a node in a thread of its own
+from tests.pool_jitter import POOL_JITTER
 
 CLAUDE_ON_BEDROCK = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 GEMINI = "gemini-2.5-flash"
@@ -246,6 +247,7 @@ def assert_error_shape(shape: str, payload: bytes) -> None:
         assert isinstance(err["message"], str) and err["message"] and "type" in err and "code" in err, body
 
 
+@POOL_JITTER
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(request=requests(ROUTES, MODELS), authed=st.sampled_from([True, True, True, False]))
 def test_agent_and_media_routes_answer_odd_bodies_in_their_own_shape(
@@ -254,6 +256,7 @@ def test_agent_and_media_routes_answer_odd_bodies_in_their_own_shape(
     check(node, request, authed)
 
 
+@POOL_JITTER
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(request=requests(ACROSS_KINDS, ["gpt-4o", "claude-3-5-haiku-latest", CLAUDE_ON_BEDROCK, GEMINI]))
 def test_every_api_to_every_upstream_kind_answers_odd_bodies_in_its_own_shape(

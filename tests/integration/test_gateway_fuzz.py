@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.integration.gateway_harness import Harness, harness
+from tests.pool_jitter import POOL_JITTER
 
 PATHS = [
     "/v1/chat/completions",
@@ -173,6 +174,7 @@ odd_headers = st.dictionaries(
 )
 
 
+@POOL_JITTER
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     path=st.sampled_from(PATHS),

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shieldes.secrets import hash_key
+from tests.pool_jitter import POOL_JITTER
 from tests.resilience.live_node import ADMIN_TOKEN, Live, live_node
 
 POST_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages", "/v1/responses",
@@ -88,6 +89,7 @@ bodies = st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=6).flatm
     | st.just(base)) | json_values
 
 
+@POOL_JITTER
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(path=st.sampled_from(POST_ROUTES), body=bodies, who=st.integers(0, 5), cut=st.integers(0, 3),
        salt=st.binary(max_size=6))
@@ -103,6 +105,7 @@ def test_fuzzed_bodies_get_clear_errors(live: Live, path: str, body: Any, who: i
     check(live, *send(live, "POST", path, raw, headers), upstream_5xx=True)
 
 
+@POOL_JITTER
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(path=st.sampled_from((*GET_ROUTES, "/v1/nope", "/admin/", "/%00", "/v1/models?x=%ff")),
        method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]), who=st.integers(0, 5),
