@@ -19,6 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from shieldes import __version__
 from shieldes.cluster import view, view_reads
+from shieldes.cluster.dead_boots import DeadBoots
 from shieldes.cluster.health import ClusterBreaker, adopt
 from shieldes.cluster.leader import Leader
 from shieldes.cluster.listener import Listener
@@ -28,7 +29,7 @@ from shieldes.cluster.meter import RATE_WINDOW, ClusterMeter
 from shieldes.cluster.scrape import ClusterCollector
 from shieldes.cluster.view import Health, NodeState, ViewCell
 from shieldes.errors import DatabaseUnavailable
-from shieldes.events.catalog import Event, UsageDelta, UsageRecorded
+from shieldes.events.catalog import Event
 from shieldes.events.compat import reads_of
 from shieldes.events.store import RecordedEvent
 from shieldes.projections.projector import Projector
@@ -38,7 +39,6 @@ from shieldes.secrets import GENERATED_SECRET_PREFIX, NodeKeyring, fingerprint
 from shieldes.settings import Settings
 from shieldes.tasks import cancel_and_wait, sleep_to_tick
 from shieldes.usage.admission import WINDOW
-from shieldes.usage.flusher import append_flush
 
 if TYPE_CHECKING:
     from shieldes.cluster.gossip import Gossip
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 ORPHAN_TTL_TIMEOUTS = 12  # node timeouts an unappended dead boot's usage keeps counting for budgets
 FALLBACK_TICKS = 5  # heartbeat intervals after which any node, not only the leader, appends it
-DEAD_ROWS_EVERY = 60.0  # seconds between the leader's removals of long-dead nodes' rows
 
 
 def _address(host: str, advertise: str | None, port: int) -> str:
@@ -84,6 +83,7 @@ class ClusterRuntime:
         self.stop_node: Callable[[], None] | None = None
         self._resigning: asyncio.Task[None] | None = None
         self.cell = ViewCell()  # what this node believes about its peers (cluster/view.py)
+        self.dead_boots = DeadBoots(s, self.membership, projector, self.cell, wake)
         # a silent peer whose gossip port refuses connections leaves the split after this long
         self.split_timeout = max(1.0, 8 * s.gossip_interval)
         # a round with nothing but acknowledgements is left out, but one goes at least this often: within
@@ -92,8 +92,6 @@ class ClusterRuntime:
         self.keepalive = max(s.gossip_interval, min(self.split_timeout, s.node_timeout / 5))
         # a dead boot's usage nobody appended (no leader, database down) stops counting after this long
         self.orphan_ttl = ORPHAN_TTL_TIMEOUTS * s.node_timeout
-        self.taken_over = 0  # flushes of dead boots this node appended as leader
-        self._dead_rows_checked = float("-inf")
         self.gossip: Gossip | None = None
         if s.cluster_secret:
             # gRPC and the gossip's protobuf code (~25 ms of a node's start) only where gossip runs: a node
@@ -385,10 +383,11 @@ class ClusterRuntime:
                 self._observe_membership(self.membership.nodes)
                 self._prune()
                 if self.leader.is_leader:
-                    await self._take_over()
-                    await self._remove_dead_rows()
+                    await self.dead_boots.take_over()
+                    await self.dead_boots.remove_rows()
                 else:  # a leader that is the dead node's own next boot holds no orphan of it
-                    await self._take_over(time.monotonic() - FALLBACK_TICKS * self.settings.heartbeat_interval)
+                    fallback = FALLBACK_TICKS * self.settings.heartbeat_interval
+                    await self.dead_boots.take_over(time.monotonic() - fallback)
             except DatabaseUnavailable as exc:  # the next tick retries; the orphans count meanwhile
                 log.debug("cannot append dead boots' usage yet: %s", exc.message)
             except Exception:
@@ -410,46 +409,6 @@ class ClusterRuntime:
         self.cell.value = view.expire_orphans(v, now=now, after=self.orphan_ttl)
         if self.gossip is not None:  # and what gossip kept of them (the same horizon)
             self.gossip.forget_silent_peers(self.settings.node_timeout * 3, keep=alive, targets=self.gossip_targets())
-
-    async def _remove_dead_rows(self) -> None:
-        """The leader removes cluster_nodes rows silent for SHIELDES_DEAD_NODE_RETENTION (checked at
-        most once a minute): a node killed for good, or replaced under a new id (the default id is
-        `<hostname>-<pid>`), would otherwise be listed dead and counted in the cluster's node total for good."""
-        retention = self.settings.dead_node_retention
-        now = time.monotonic()
-        if not retention or now - self._dead_rows_checked < min(DEAD_ROWS_EVERY, retention / 2):
-            return
-        self._dead_rows_checked = now
-        try:
-            removed = await self.membership.remove_dead(retention)
-        except Exception as exc:  # the database away: the next check (a minute on) tries again
-            log.warning("could not remove long-dead nodes from cluster_nodes yet: %s",
-                        str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-            return
-        for node, silent in removed:
-            log.info("removed node %s from cluster_nodes: no heartbeat for %.0f s (SHIELDES_DEAD_NODE_RETENTION "
-                     "is %g s)", node, silent, retention)
-
-    async def _take_over(self, orphaned_before: float | None = None) -> None:
-        """Append the flushes dead boots had gossiped but not appended, on their behalf: the leader at
-        once, any other node for boots dead since before `orphaned_before` (no leader, or the leader
-        is the dead node's own next boot). Keyed like their own appends by (node, boot epoch, flush
-        seq): a flush the boot did append, or another node's append, is a no-op; a boot that was
-        only paused and flushes the same seq later appends the rest under its next seq
-        (usage/flusher.py)."""
-        appended = 0
-        for node, epoch, seq, deltas in view.takeover(self.cell.value, self.projector.usage.durable_seq,
-                                                      orphaned_before=orphaned_before):
-            event = UsageRecorded(node, epoch, seq, tuple(UsageDelta(k, t, p, m, h, *u) for k, t, p, m, h, u in deltas))
-            result = await append_flush(self.projector.store, event, self.projector.projection.codec,
-                                        appended_by=self.node_id)
-            if not result.duplicate:
-                appended += 1
-                log.warning("appended flush %d of node %s (boot %d) on its behalf: %d usage deltas it had "
-                            "gossiped before it died", seq, node, epoch, len(deltas))
-        if appended:
-            self.taken_over += appended
-            self._wake()  # the projection catches up, the orphans' usage turns durable and they go
 
     # --- reporting ---------------------------------------------------------------------------
 
