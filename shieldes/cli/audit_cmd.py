@@ -60,19 +60,17 @@ def log(actor: str | None, type_: str | None, subject: str | None, since: str | 
     emit(rows, as_json=ctx.as_json, columns=("position", "recorded_at", "actor", "type", "subject", "data"))
 
 
-_SNAPSHOTS_SQL = "SELECT id, position, schema_version, format, state, checksum FROM snapshots ORDER BY position"
-
-
 async def _snapshot_walker(bound: ReadBound) -> tuple[SnapshotWalker, list[SnapshotProblem]]:
     """Decode every stored snapshot this shieldes can read (sealed with the cluster secret when one
     is set); the ones that do not decode are problems at once."""
     from shieldes.snapshots import codec as snapcodec
+    from shieldes.snapshots.store import EVERY_STATE_OLDEST_FIRST
     from shieldes.snapshots.verify import SnapshotProblem, SnapshotWalker
 
     key = snapcodec.mac_key(cli_context().settings.cluster_secret)
     decoded: dict[int, tuple[int, Projection]] = {}
     problems: list[SnapshotProblem] = []
-    for row in await bound(query(_SNAPSHOTS_SQL)):
+    for row in await bound(query(EVERY_STATE_OLDEST_FIRST)):
         snap_id, position = int(row["id"]), int(row["position"])
         if not snapcodec.is_compatible(row["schema_version"], row["format"]):
             continue  # another release's snapshot: the loader skips it too

@@ -91,12 +91,6 @@ def remove(key: str | None, team: str | None, as_json: bool) -> None:
          as_json=ctx.as_json)
 
 
-_SPENT_KEY = """
-    SELECT coalesce(sum(cost_nusd), 0)::bigint AS nusd FROM usage_deltas WHERE key_id = %s AND hour >= %s
-"""
-_SPENT_TEAM = """
-    SELECT coalesce(sum(cost_nusd), 0)::bigint AS nusd FROM usage_deltas WHERE team_id = %s AND hour >= %s
-"""
 
 
 @budget_group.command("show")
@@ -123,7 +117,9 @@ def show(key: str | None, team: str | None, as_json: bool) -> None:
         target_id, name, budget = _target(state, kind, ref)
         period = budget.period if budget else "30d"
         start = datetime.fromtimestamp(period_days(period, today).start * 86400, UTC)
-        sql = _SPENT_TEAM if kind == "team" else _SPENT_KEY
+        from shieldes.events.queries import spent_since_sql
+
+        sql = spent_since_sql(kind)
         spent_nusd = int(run_read(query(sql, (target_id, start)))[0]["nusd"])
     spent = Decimal(spent_nusd) / NANO
     row: dict[str, Any] = {

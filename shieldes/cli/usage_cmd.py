@@ -24,41 +24,6 @@ COLUMNS = ("key", "key_id", "requests", "prompt_tokens", "completion_tokens", "i
 # what calls are billed in besides tokens: media units, hosted tool uses
 UNITS = ("images", "audio_seconds", "characters", "web_searches", "file_searches", "containers")
 
-# Keys without usage in the window show as zeros, except revoked ones (they only add noise).
-USAGE_SQL = """
-    WITH u AS (
-        SELECT key_id,
-               sum(requests) AS requests, sum(prompt_tokens) AS prompt_tokens,
-               sum(completion_tokens) AS completion_tokens, sum(cost_usd) AS cost_usd,
-               sum(images) AS images, sum(audio_seconds) AS audio_seconds, sum(characters) AS characters,
-               sum(web_searches) AS web_searches, sum(file_searches) AS file_searches,
-               sum(containers) AS containers, sum(tools_usd) AS tools_usd
-        FROM usage_daily
-        WHERE (%(since)s::date IS NULL OR day >= %(since)s::date)
-          AND (%(until)s::date IS NULL OR day <= %(until)s::date)
-        GROUP BY key_id
-    )
-    SELECT coalesce(k.key_name, u.key_id) AS key,
-           coalesce(k.key_id, u.key_id) AS key_id,
-           coalesce(u.requests, 0)::bigint AS requests,
-           coalesce(u.prompt_tokens, 0)::bigint AS prompt_tokens,
-           coalesce(u.completion_tokens, 0)::bigint AS completion_tokens,
-           coalesce(u.images, 0)::bigint AS images,
-           coalesce(u.audio_seconds, 0)::bigint AS audio_seconds,
-           coalesce(u.characters, 0)::bigint AS characters,
-           coalesce(u.web_searches, 0)::bigint AS web_searches,
-           coalesce(u.file_searches, 0)::bigint AS file_searches,
-           coalesce(u.containers, 0)::bigint AS containers,
-           coalesce(u.tools_usd, 0)::numeric(24, 9) AS tools_usd,
-           coalesce(u.cost_usd, 0)::numeric(24, 9) AS cost_usd,
-           (coalesce(u.cost_usd, 0) * 1000000000)::bigint AS cost_nusd
-    FROM virtual_keys k
-    FULL OUTER JOIN u ON u.key_id = k.key_id
-    WHERE (u.key_id IS NOT NULL OR NOT k.revoked)
-      AND (%(key)s::text IS NULL OR k.key_name = %(key)s OR coalesce(k.key_id, u.key_id) = %(key)s)
-    ORDER BY 1, 2
-"""
-KNOWN_KEY_SQL = "SELECT 1 AS one FROM virtual_keys WHERE key_name = %(key)s OR key_id = %(key)s LIMIT 1"
 
 
 def _day(text: str | None, what: str) -> date | None:
@@ -84,11 +49,13 @@ def usage(key: str | None, since: str | None, until: str | None, as_json: bool) 
         emit(_remote_rows(api, key, since, until), as_json=ctx.as_json, columns=COLUMNS)
         return
 
+    from shieldes.events.queries import KNOWN_KEY_SQL, USAGE_PER_KEY_SQL  # the direct path only: psycopg
+
     async def fetch() -> list[dict[str, Any]]:
         if key is not None and not await query(KNOWN_KEY_SQL, params):
             raise SubjectNotFound(f"no virtual key named or with id {key!r}; see `shieldes key list`",
                               code="key_not_found")
-        return await query(USAGE_SQL, params)
+        return await query(USAGE_PER_KEY_SQL, params)
 
     rows = run_read(fetch())
     for r in rows:

@@ -1,19 +1,22 @@
-"""Read queries over the audit views (`audit_log`, `usage_deltas`), shared by the CLI and the admin
-API. Read-only; everything user-given is a bound parameter, column choices come from a fixed set."""
+"""Read queries over the audit views (`audit_log`, `usage_deltas`, `usage_daily`, `virtual_keys`), shared
+by the CLI and the admin API. Read-only; everything user-given is a bound parameter, column choices come
+from a fixed set."""
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, LiteralString
 
 from psycopg import sql
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
 
 from shieldes.errors import InvalidRequest
 from shieldes.events.catalog import CONFIG_EVENTS
+
+if TYPE_CHECKING:  # the CLI's direct reads use this module's SQL without a pool
+    from psycopg_pool import AsyncConnectionPool
 
 _AUDIT_ROWS = """
     SELECT position, recorded_at, actor, type, subject, data
@@ -80,6 +83,57 @@ def audit_params(*, actor: str | None = None, type_: str | None = None, subject:
         check_audit_type(type_)
     return {"actor": actor, "type": type_, "type_prefix": like_prefix(type_) if type_ else None,
             "subject": subject, "since": since, "until": until, "before": before, "limit": limit}
+
+
+# `shieldes usage` in direct mode: per virtual key over UTC days. Keys without usage in the window
+# show as zeros, except revoked ones (they only add noise).
+USAGE_PER_KEY_SQL = """
+    WITH u AS (
+        SELECT key_id,
+               sum(requests) AS requests, sum(prompt_tokens) AS prompt_tokens,
+               sum(completion_tokens) AS completion_tokens, sum(cost_usd) AS cost_usd,
+               sum(images) AS images, sum(audio_seconds) AS audio_seconds, sum(characters) AS characters,
+               sum(web_searches) AS web_searches, sum(file_searches) AS file_searches,
+               sum(containers) AS containers, sum(tools_usd) AS tools_usd
+        FROM usage_daily
+        WHERE (%(since)s::date IS NULL OR day >= %(since)s::date)
+          AND (%(until)s::date IS NULL OR day <= %(until)s::date)
+        GROUP BY key_id
+    )
+    SELECT coalesce(k.key_name, u.key_id) AS key,
+           coalesce(k.key_id, u.key_id) AS key_id,
+           coalesce(u.requests, 0)::bigint AS requests,
+           coalesce(u.prompt_tokens, 0)::bigint AS prompt_tokens,
+           coalesce(u.completion_tokens, 0)::bigint AS completion_tokens,
+           coalesce(u.images, 0)::bigint AS images,
+           coalesce(u.audio_seconds, 0)::bigint AS audio_seconds,
+           coalesce(u.characters, 0)::bigint AS characters,
+           coalesce(u.web_searches, 0)::bigint AS web_searches,
+           coalesce(u.file_searches, 0)::bigint AS file_searches,
+           coalesce(u.containers, 0)::bigint AS containers,
+           coalesce(u.tools_usd, 0)::numeric(24, 9) AS tools_usd,
+           coalesce(u.cost_usd, 0)::numeric(24, 9) AS cost_usd,
+           (coalesce(u.cost_usd, 0) * 1000000000)::bigint AS cost_nusd
+    FROM virtual_keys k
+    FULL OUTER JOIN u ON u.key_id = k.key_id
+    WHERE (u.key_id IS NOT NULL OR NOT k.revoked)
+      AND (%(key)s::text IS NULL OR k.key_name = %(key)s OR coalesce(k.key_id, u.key_id) = %(key)s)
+    ORDER BY 1, 2
+"""
+KNOWN_KEY_SQL = "SELECT 1 AS one FROM virtual_keys WHERE key_name = %(key)s OR key_id = %(key)s LIMIT 1"
+
+# `shieldes budget show` in direct mode: a key's or a team's spend since its period's start.
+_SPENT_KEY_SQL = """
+    SELECT coalesce(sum(cost_nusd), 0)::bigint AS nusd FROM usage_deltas WHERE key_id = %s AND hour >= %s
+"""
+_SPENT_TEAM_SQL = """
+    SELECT coalesce(sum(cost_nusd), 0)::bigint AS nusd FROM usage_deltas WHERE team_id = %s AND hour >= %s
+"""
+
+
+def spent_since_sql(subject_kind: str) -> LiteralString:
+    """The spend query for a budget's subject: `key` or `team`."""
+    return _SPENT_TEAM_SQL if subject_kind == "team" else _SPENT_KEY_SQL
 
 
 # What usage can be grouped by: fixed SQL expressions, never user text.

@@ -29,6 +29,9 @@ NEWEST_FIRST = "SELECT id, position, schema_version, format FROM snapshots ORDER
 NEWEST_UP_TO = ("SELECT id, position, schema_version, format FROM snapshots WHERE position <= %s "
                 "ORDER BY position DESC, id DESC")
 STATE_OF = "SELECT state, checksum FROM snapshots WHERE id = %s"  # read with binary=True: bytea as bytes
+# `shieldes audit verify`: every snapshot with its state, to decode each
+EVERY_STATE_OLDEST_FIRST = ("SELECT id, position, schema_version, format, state, checksum FROM snapshots "
+                            "ORDER BY position")
 
 @dataclass(frozen=True)
 class SnapshotInfo:
