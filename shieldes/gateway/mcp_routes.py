@@ -106,9 +106,9 @@ class McpUpstream:
 MCP_UPSTREAM: web.AppKey[McpUpstream] = web.AppKey("mcp_upstream", McpUpstream)
 
 
-def _answer(exc: McpRefused, rid: str, headers: dict[str, str] | None = None) -> web.Response:
+def _answer(exc: McpRefused, rid: str, headers: dict[str, str] | None = None, *, batch: bool = False) -> web.Response:
     data = {"code": exc.code}
-    body = error_body(exc.ids, exc.rpc_code, exc.message, data)
+    body = error_body(exc.ids, exc.rpc_code, exc.message, data, batch=batch)
     resp = web.Response(body=body, status=exc.status, content_type="application/json", headers=headers)
     resp.headers[REQUEST_ID] = rid
     return resp
@@ -148,6 +148,7 @@ class McpRoute:
         rec = self.rec
         method: str | None = None
         ids: tuple[Any, ...] = (None,)
+        batch = False  # a batch's refusal is an array, as JSON-RPC answers a batch
         status, code = 500, None
         try:
             key = self.gateway.authenticate(*sent_keys(self.request.headers))
@@ -157,7 +158,7 @@ class McpRoute:
             posted = None
             if self.request.method == "POST":
                 posted = await self._posted()
-                method = posted.method
+                method, batch = posted.method, posted.batch
                 ids = tuple(m["id"] for m in posted.messages if "method" in m and "id" in m) or (None,)
                 if rec is not None:
                     rec.model, rec.upstream_model = posted.method, posted.tool
@@ -172,7 +173,7 @@ class McpRoute:
         except McpRefused as exc:
             status, code = exc.status, exc.code
             self._note(exc)
-            return _answer(exc, self.rid)
+            return _answer(exc, self.rid, batch=batch)
         except ShieldesError as exc:
             refused = _refusal(exc, ids)
             status, code = refused.status, refused.code
@@ -180,7 +181,7 @@ class McpRoute:
             headers = dict(exc.headers)
             if isinstance(exc, RateLimited):
                 headers["Retry-After"] = str(retry_after_seconds(exc.retry_after))
-            return _answer(refused, self.rid, headers)
+            return _answer(refused, self.rid, headers, batch=batch)
         finally:
             known = self.name in self.gateway.state.config.mcp_servers
             self.gateway.metrics.mcp_request(self.name if known else "unknown",

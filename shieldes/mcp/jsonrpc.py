@@ -57,11 +57,13 @@ class Posted:
     tool_calls: int
 
 
-def error_body(ids: tuple[Any, ...], rpc_code: int, message: str, data: dict[str, Any] | None = None) -> bytes:
-    """JSON-RPC error response(s): one object for a single id, an array for a batch's."""
+def error_body(ids: tuple[Any, ...], rpc_code: int, message: str, data: dict[str, Any] | None = None, *,
+               batch: bool = False) -> bytes:
+    """JSON-RPC error response(s): one object for a single message, an array for a batch (a batch of
+    one too: JSON-RPC answers a batch with an array, which clients match by id)."""
     errors = [{"jsonrpc": "2.0", "id": i, "error": {"code": rpc_code, "message": message,
                                                     **({"data": data} if data else {})}} for i in ids]
-    return orjson.dumps(errors[0] if len(errors) == 1 else errors)
+    return orjson.dumps(errors if batch or len(errors) != 1 else errors[0])
 
 
 def _request_ids(messages: tuple[Message, ...]) -> tuple[Any, ...]:

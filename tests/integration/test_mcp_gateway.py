@@ -161,6 +161,33 @@ async def test_refusals_before_the_server_is_reached(database_url: str) -> None:
             assert _calls(seen) == before
 
 
+async def test_a_refused_batch_is_answered_with_an_array_even_of_one(database_url: str) -> None:
+    """A batch (protocol 2025-03-26) the gateway refuses gets an array of errors, as JSON-RPC answers
+    a batch, a batch of one included; a single message an object."""
+    async with gateway(database_url) as (h, seen):
+        key = await h.create_key("agent", mcp=("tools/add",))
+        await h.sync()
+
+        def call(rid: int, tool: str) -> dict[str, Any]:
+            return {"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": {"name": tool, "arguments": {}}}
+
+        headers = {"Accept": "application/json, text/event-stream", "Authorization": f"Bearer {key}"}
+        async with aiohttp.ClientSession() as s:
+            async def post(body: Any) -> Any:
+                async with s.post(f"{h.base}/mcp/tools", json=body, headers=headers) as r:
+                    assert r.status == 200
+                    return await r.json()
+
+            one = await post([call(7, "delete_everything")])
+            assert isinstance(one, list) and [m["id"] for m in one] == [7]
+            assert one[0]["error"]["data"]["code"] == "tool_not_allowed"
+            two = await post([call(8, "add"), call(9, "delete_everything")])
+            assert [m["id"] for m in two] == [8, 9]
+            single = await post(call(10, "delete_everything"))
+            assert isinstance(single, dict) and single["id"] == 10
+        assert seen.requests == []
+
+
 async def test_a_session_belongs_to_the_key_and_server_that_opened_it(database_url: str) -> None:
     async with gateway(database_url) as (h, seen):
         [(url,)] = h.sql("SELECT data->>'url' FROM events WHERE type = 'mcp_server.added'")
