@@ -56,6 +56,31 @@ async def test_azure_style_clients_send_the_key_as_api_key(database_url: str) ->
                 assert r.status == 200, await r.text()
 
 
+async def test_azure_clients_reach_the_routes_azure_serves_outside_deployments(database_url: str) -> None:
+    """The AzureOpenAI client (`azure_endpoint`) sends what is not per deployment (Responses, models)
+    to /openai/..., and Azure's v1 API (`OpenAI(base_url=".../openai/v1")`) everything to
+    /openai/v1/...: both are the gateway's routes, counted under their /v1 label."""
+    async with harness(database_url, request_log_interval=0.05) as h:
+        secret = await h.create_key("azure-app")
+        await h.sync()
+        azure = openai.AsyncAzureOpenAI(azure_endpoint=h.base, api_key=secret, api_version="2025-04-01-preview",
+                                        max_retries=0)
+        first = await azure.responses.create(model="gpt-4o", input="hello there")
+        assert first.output_text == "Hello from the fake upstream"
+        assert (await azure.responses.retrieve(first.id)).id == first.id
+        assert "gpt-4o" in [m.id async for m in azure.models.list()]
+        await azure.close()
+        v1 = openai.AsyncOpenAI(base_url=h.base + "/openai/v1", api_key=secret, max_retries=0)
+        chat = await v1.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+        assert chat.choices[0].message.content == "Hello from the fake upstream"
+        again = await v1.responses.create(model="gpt-4o", input="and again", previous_response_id=first.id)
+        assert again.output_text == "Hello from the fake upstream"
+        await v1.close()
+        async with aiohttp.ClientSession() as s, s.get(h.base + "/metrics") as r:
+            metrics = await r.text()
+        assert 'route="/v1/responses"' in metrics and 'route="/openai' not in metrics
+
+
 async def test_admin_bodies_in_encodings_the_node_cannot_read_get_a_400(database_url: str) -> None:
     async with harness(database_url, admin_token=BOOT) as h, aiohttp.ClientSession() as s:
         auth = {"Authorization": f"Bearer {BOOT}", "Content-Type": "application/json"}
