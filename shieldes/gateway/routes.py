@@ -428,10 +428,14 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
         streaming = _stream_flag(body)
     elif op == "completions":
         if not isinstance(body.get("prompt"), str | list):
-            raise InvalidRequest("field 'prompt' is required: a string or a list of strings")
+            _field(body, "prompt", (), "a string, a list of strings, or token ids", required=True)
         streaming = _stream_flag(body)
     elif not isinstance(body.get("input"), str | list) or not body.get("input"):
-        raise InvalidRequest("field 'input' is required: a non-empty string or list of strings")
+        what = "a non-empty string, a list of strings, or token ids"
+        if isinstance(body.get("input"), str | list):
+            raise InvalidRequest(f"field 'input' is empty: send {what}")
+        # (a value of the wrong type is not called missing: the user would look for a field they sent)
+        _field(body, "input", (), what, required=True)
     max_tokens = _max_tokens(body)
     choices = 1 if op == "embeddings" else _choices(body, op)
     route = gw.with_fallbacks(key, gw.route(key, requested), asked)

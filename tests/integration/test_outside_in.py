@@ -348,6 +348,35 @@ async def test_responses_input_of_the_wrong_type_is_not_called_missing(database_
         await client.close()
 
 
+async def test_embeddings_and_completions_input_of_the_wrong_type_is_not_called_missing(database_url: str) -> None:
+    """As for Responses: `input: 5` on /v1/embeddings and `prompt: 5` on /v1/completions were refused
+    as "field ... is required", and an empty input as missing too."""
+    async with harness(database_url) as h:
+        secret = await h.create_key("app")
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        for odd in (5, {"text": "hi"}, True):
+            with pytest.raises(openai.BadRequestError) as err:
+                await client.embeddings.create(model="text-embedding-3-small", input=odd)  # type: ignore[arg-type]
+            assert "field 'input' has the wrong type: a non-empty string, a list of strings, or token ids" \
+                in err.value.message
+            with pytest.raises(openai.BadRequestError) as err:
+                await client.completions.create(model="gpt-4o", prompt=odd)  # type: ignore[arg-type]
+            assert "field 'prompt' has the wrong type: a string, a list of strings, or token ids" in err.value.message
+        for empty in ("", []):
+            with pytest.raises(openai.BadRequestError) as err:
+                await client.embeddings.create(model="text-embedding-3-small", input=empty)
+            assert "field 'input' is empty" in err.value.message
+        async with aiohttp.ClientSession() as s:
+            for path, field in (("/v1/embeddings", "input"), ("/v1/completions", "prompt")):
+                async with s.post(h.base + path, json={"model": "gpt-4o"},
+                                  headers={"Authorization": f"Bearer {secret}"}) as r:
+                    assert r.status == 400
+                    assert f"missing required field {field!r}" in (await r.json())["error"]["message"]
+        assert (await client.embeddings.create(model="text-embedding-3-small", input=[[1, 2, 3]])).data
+        await client.close()
+
+
 async def test_a_streamed_call_without_arguments_reaches_chat_and_responses_clients_as_an_empty_object(
         database_url: str) -> None:
     """Anthropic streams a call of a tool without parameters as one empty `partial_json`: chat
