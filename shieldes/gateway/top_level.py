@@ -28,6 +28,7 @@ NOTHING: frozenset[str] = frozenset()  # every field decoded (a small body)
 _FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _ENCODER = msgspec.json.Encoder()
 _NULL, _LIST = ord("n"), ord("[")
+_TRUNCATED = "Input data was truncated"  # msgspec's reason for a cut body, and for a lone surrogate escape
 T = TypeVar("T")
 
 
@@ -56,9 +57,19 @@ def utf8_checked(raw: bytes, read: Read[T]) -> Read[T]:
     return checked
 
 
-def malformed_json(exc: Exception) -> InvalidRequest:
-    """A body that does not parse as JSON: the client's error, with the parser's reason (cut short)."""
-    return InvalidRequest(f"malformed JSON body ({str(exc)[:200]}): send one valid JSON object")
+def malformed_json(exc: Exception, raw: bytes | None = None) -> InvalidRequest:
+    """A body that does not parse as JSON: the client's error, with the parser's reason (cut short).
+    msgspec calls a lone surrogate escape (`"\\ud83d"` without its pair, as a string cut through an
+    emoji encodes) "Input data was truncated", which sends the user looking for a cut body: with
+    `raw`, orjson (on this error path only) names the surrogate and where it is."""
+    reason = str(exc)
+    if raw is not None and reason == _TRUNCATED:
+        try:
+            orjson.loads(raw)
+        except orjson.JSONDecodeError as precise:
+            if "surrogate" in str(precise):
+                reason = f"{precise}; a \\ud800-\\udfff escape must be one half of a pair"
+    return InvalidRequest(f"malformed JSON body ({reason[:200]}): send one valid JSON object")
 
 
 def too_deep() -> InvalidRequest:
@@ -75,7 +86,7 @@ def split(raw: bytes) -> dict[str, msgspec.Raw]:
     except msgspec.ValidationError:  # valid JSON, not an object
         raise InvalidRequest("the request body must be a JSON object, e.g. {\"model\": ..., ...}") from None
     except msgspec.DecodeError as exc:
-        raise malformed_json(exc) from None
+        raise malformed_json(exc, raw) from None
     except RecursionError:
         raise too_deep() from None
 
@@ -188,7 +199,7 @@ def read_chat(raw: bytes, turn: Callable[[bytes], Found | None] | None = None) -
     try:
         read = read_chat_request(raw, turn)
     except msgspec.DecodeError as exc:
-        raise malformed_json(exc) from None
+        raise malformed_json(exc, raw) from None
     except RecursionError:
         raise too_deep() from None
     return TopLevel(raw, CHAT_HISTORY) if read is None else ChatTopLevel(raw, read)

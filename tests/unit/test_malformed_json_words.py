@@ -35,3 +35,24 @@ def test_the_reason_is_the_parsers_own() -> None:
     with pytest.raises(InvalidRequest) as info:
         json_object(raw)
     assert info.value.message == f"malformed JSON body ({str(parsed.value)[:200]}): send one valid JSON object"
+
+
+@pytest.mark.parametrize("read", READERS)
+@pytest.mark.parametrize("raw", [b'{"model": "m", "messages": [{"role": "user", "content": "cut \\ud83d"}]}',
+                                 b'{"model": "m", "user": "\\udc00 alone"}'])
+def test_a_lone_surrogate_escape_is_named_not_called_a_truncated_body(read: Callable[[bytes], object],
+                                                                     raw: bytes) -> None:
+    """msgspec calls a lone surrogate escape (a string cut through an emoji, as JavaScript's slice
+    leaves it) "Input data was truncated", which sent the user looking for a cut body."""
+    with pytest.raises(InvalidRequest) as info:
+        read(raw)
+    found = WORDS.match(info.value.message)
+    assert found is not None and "surrogate" in found["reason"] and "truncated" not in found["reason"], \
+        info.value.message
+
+
+@pytest.mark.parametrize("read", READERS)
+def test_a_cut_body_is_still_called_cut(read: Callable[[bytes], object]) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        read(b'{"model": "m", "messages": [{"role": "user", "content": "hi"')
+    assert "surrogate" not in info.value.message and WORDS.match(info.value.message) is not None
