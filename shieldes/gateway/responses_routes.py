@@ -315,11 +315,17 @@ async def prepare(request: web.Request) -> Prepared:
         else await history_of(request, req, key.id)
     sent = upstream_fields(body) if as_is else upstream_body(body, history.items, req.input)
     size = (prompt_bytes(raw) if size < 0 else size) + history.size
-    ctx = ContextOf(body, req.store, int(time.time()), req.model)
     if req.store:
         store.check_room()  # (the writer's backlog in bytes: before the upstream call and the reservation)
-    res, _ = gw.admit(key, route, size, req.max_output_tokens, "responses", service_tier=body.get("service_tier"),
-                      tools=body.get("tools"), max_tool_calls=body.get("max_tool_calls"))
+    res, cap = gw.admit(key, route, size, req.max_output_tokens, "responses", cap=True,
+                        service_tier=body.get("service_tier"), tools=body.get("tools"),
+                        max_tool_calls=body.get("max_tool_calls"))
+    if cap is not None:  # a budgeted turn naming no max_output_tokens gets the bound its hold was made for,
+        # as chat gets one: held at a guess and sent unbounded, one answer could spend the budget many times
+        capped = {"max_output_tokens": cap}
+        body, sent, raw = {**body, **capped}, {**sent, **capped}, top.with_fields(capped)
+        top = TopLevel.read(raw, {**top.small, **capped})
+    ctx = ContextOf(body, req.store, int(time.time()), req.model)
     turn = Turn(gw, store, key, route, res, size, req.input, req.previous_response_id,
                 req.store and not req.background,  # a background run writes its own row
                 rec, conversations, req.conversation, memory, history,

@@ -10,7 +10,7 @@ import json
 import openai
 import pytest
 
-from shieldes.projections.shared_commands import AddProvider, SetPricing
+from shieldes.projections.shared_commands import AddProvider, SetPricing, UpdateProvider
 from tests.cli import invoke, ok
 from tests.integration.gateway_harness import UPSTREAM_KEY_ENV, harness
 
@@ -173,3 +173,35 @@ async def test_a_budget_smaller_than_one_request_says_so_in_dollars(database_url
         message = err.value.message
         assert "$0.00 of $0.00001 spent" in message and "e-05" not in message
         assert "more than the whole budget" in message and "wait" not in message
+
+
+async def test_a_budgeted_responses_turn_without_max_output_tokens_gets_a_bound(database_url: str) -> None:
+    """A Responses turn naming no max_output_tokens was held at a guess (256 tokens) and sent
+    without a bound: one long answer spent a small budget several times over. It gets the bound
+    chat gets, on translate and native deployments, JSON and streamed; an unbudgeted turn none."""
+    async with harness(database_url, budget_max_tokens=321) as h:
+        budgeted = await h.create_key("budgeted", budget_usd=5.0)
+        free = await h.create_key("free")
+        await h.sync()
+        for mode in ("translate", "native"):
+            if mode == "native":
+                await h.admin(UpdateProvider("openai", responses="native"))
+                await h.sync()
+            path = "/v1/chat/completions" if mode == "translate" else "/v1/responses"
+            bound = "max_tokens" if mode == "translate" else "max_output_tokens"
+            for streaming in (False, True):
+                for secret in (budgeted, free):
+                    client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+                    if streaming:
+                        async with await client.responses.create(model="gpt-4o", input="hello there",
+                                                                 stream=True) as events:
+                            async for _ in events:
+                                pass
+                    else:
+                        await client.responses.create(model="gpt-4o", input=[{"role": "user", "content": "hi"}])
+                    await client.close()
+                    sent = h.upstream.last(path).body
+                    if secret == budgeted:
+                        assert sent.get(bound) == 321, (mode, streaming, sent)
+                    else:
+                        assert bound not in sent and "max_completion_tokens" not in sent, (mode, streaming, sent)
