@@ -323,8 +323,8 @@ async def prepare(request: web.Request) -> Prepared:
     if cap is not None:  # a budgeted turn naming no max_output_tokens gets the bound its hold was made for,
         # as chat gets one: held at a guess and sent unbounded, one answer could spend the budget many times
         capped = {"max_output_tokens": cap}
-        body, sent, raw = {**body, **capped}, {**sent, **capped}, top.with_fields(capped)
-        top = TopLevel.read(raw, {**top.small, **capped})
+        body, sent, top = {**body, **capped}, {**sent, **capped}, top.changed(capped)
+        raw = top.raw
     ctx = ContextOf(body, req.store, int(time.time()), req.model)
     turn = Turn(gw, store, key, route, res, size, req.input, req.previous_response_id,
                 req.store and not req.background,  # a background run writes its own row

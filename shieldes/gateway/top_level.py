@@ -154,6 +154,16 @@ class TopLevel:
             self._decoded = body
         return self._decoded
 
+    def changed(self, changes: Body) -> TopLevel:
+        """This body with the top-level fields of `changes` set, as with_fields writes it, read as
+        this one is (its fields not split again: a coding agent's history is not scanned twice)."""
+        fields = dict(self.fields)
+        for name, value in changes.items():
+            fields[name] = msgspec.Raw(orjson.dumps(value))
+        top = TopLevel.__new__(TopLevel)
+        top.raw, top._fields, top.small, top._decoded = _ENCODER.encode(fields), fields, {**self.small, **changes}, None
+        return top
+
     def with_fields(self, changes: Body, drop: Iterable[str] = ()) -> bytes:
         """The body with the top-level fields of `changes` set and those of `drop` left out: every
         other field the client's bytes, in the client's order (a new field last)."""

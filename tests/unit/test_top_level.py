@@ -55,3 +55,14 @@ def test_bad_bodies_are_refused_with_what_to_send() -> None:
     assert TopLevel(b'{"messages": [ ] , "model":"m"}', MESSAGES_HISTORY).shape("messages") == "empty list"
     assert TopLevel(b'{"messages": null}', MESSAGES_HISTORY).shape("messages") == "missing"
     assert TopLevel(b'{"messages": "hi"}', MESSAGES_HISTORY).shape("messages") == "other"
+
+
+def test_a_changed_body_is_what_with_fields_writes_read_without_a_second_split() -> None:
+    raw = b'{"model": "m", "input": [{"role": "user", "content": "hi"}], "max_output_tokens": null}'
+    top = TopLevel(raw, frozenset({"input"}))
+    changed = top.changed({"max_output_tokens": 321})
+    assert changed.raw == top.with_fields({"max_output_tokens": 321})
+    assert orjson.loads(changed.raw) == {"model": "m", "input": [{"role": "user", "content": "hi"}],
+                                         "max_output_tokens": 321}
+    assert changed.small == {"model": "m", "max_output_tokens": 321} and changed.decoded() == orjson.loads(changed.raw)
+    assert bytes(changed.fields["input"]) == bytes(top.fields["input"])
