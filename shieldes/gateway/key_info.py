@@ -7,6 +7,7 @@ team as projected, the spend as the meter counts it for admission (no database I
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
@@ -29,7 +30,9 @@ def _budget(budget: Budget | None, spent: float, today: int) -> dict[str, Any] |
     if budget is None:
         return None
     return {"amount_usd": budget.amount_usd, "period": budget.period, "spent_usd": spent,
-            "remaining_usd": max(0.0, budget.amount_usd - spent),
+            # (in decimal, as `shieldes budget show` says it: a float difference showed $0.000014 as
+            # 0.000014000000000000123)
+            "remaining_usd": float(max(Decimal(0), Decimal(str(budget.amount_usd)) - Decimal(str(spent)))),
             "resets_at": period_reset_at(budget.period, today).isoformat().replace("+00:00", "Z")}
 
 

@@ -5,6 +5,7 @@ other routes take; never another key's, never a secret."""
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -44,7 +45,9 @@ async def test_an_app_reads_its_own_keys_budget_and_limits(database_url: str) ->
             assert (info["models"], info["rpm"], info["tpm"]) == (["gpt-4o"], 60, 10000)
             budget = info["budget"]
             assert (budget["amount_usd"], budget["period"]) == (10.0, "1mo")
-            assert budget["spent_usd"] > 0 and budget["remaining_usd"] == 10.0 - budget["spent_usd"]
+            assert budget["spent_usd"] > 0
+            # what is left, as `shieldes budget show` says it: in decimal, without a float difference's noise
+            assert budget["remaining_usd"] == float(Decimal("10") - Decimal(str(budget["spent_usd"])))
             assert budget["resets_at"].endswith("Z") and info["team_budget"]["spent_usd"] == budget["spent_usd"]
             assert info["expires_at"].startswith(time.strftime("%Y-", time.gmtime(expires)))
             assert secret not in str(info) and secret[-8:] not in str(info)
@@ -71,3 +74,12 @@ async def test_an_app_reads_its_own_keys_budget_and_limits(database_url: str) ->
             assert status == 200
             status, denied = await _get(s, h.base + "/v1/key", {})
             assert status == 401 and denied["error"]["type"] == "authentication_error"
+
+
+def test_what_is_left_is_said_in_decimal() -> None:
+    """$0.005 less $0.004986 spent was answered 1.4000000000000123e-05, a float difference's noise."""
+    from shieldes.gateway.key_info import _budget
+    from shieldes.projections.state import Budget
+
+    left = _budget(Budget(0.005, "30d"), 0.004986, 20_000)
+    assert left is not None and left["remaining_usd"] == 0.000014
