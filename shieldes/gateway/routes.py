@@ -169,7 +169,12 @@ def _messages(body: Body) -> list[Any]:
 
 def _client_wants_usage(body: Body) -> bool:
     options = _field(body, "stream_options", dict, "an object such as {\"include_usage\": true}")
-    return bool(options and options.get("include_usage") is True)
+    if not options:
+        return False
+    wants = options.get("include_usage")
+    if wants is not None and not isinstance(wants, bool):  # as OpenAI refuses it: not guessed at
+        raise InvalidRequest("field 'stream_options.include_usage' has the wrong type: true or false")
+    return wants is True
 
 
 def authenticate(request: web.Request) -> VirtualKey:

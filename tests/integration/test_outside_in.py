@@ -427,3 +427,25 @@ async def test_a_body_nested_a_thousand_levels_deep_is_a_400_in_each_apis_shape(
                 assert error["code"] == "invalid_request", answer
             assert "nested less deeply" in error["message"], (path, error)
         assert not h.upstream.requests  # nothing reached the upstream
+
+
+async def test_a_stream_options_include_usage_that_is_not_a_boolean_is_refused(database_url: str) -> None:
+    """`stream_options: {"include_usage": "x"}` was read as false and the stream sent without the
+    usage chunk the client may have meant to ask for; OpenAI refuses it with a 400, as here now."""
+    async with harness(database_url) as h:
+        secret = await h.create_key("app")
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        messages = [{"role": "user", "content": "hi"}]
+        for odd in ("x", 1, "true"):
+            with pytest.raises(openai.BadRequestError) as err:
+                await client.chat.completions.create(model="gpt-4o", messages=messages,  # type: ignore[arg-type]
+                                                     stream=True, stream_options={"include_usage": odd})  # type: ignore[typeddict-item]
+            assert "field 'stream_options.include_usage' has the wrong type: true or false" in err.value.message
+        assert h.upstream.requests_to("/v1/chat/completions") == []
+        for fine in (True, False, None):
+            stream = await client.chat.completions.create(model="gpt-4o", messages=messages,  # type: ignore[arg-type]
+                                                          stream=True, stream_options={"include_usage": fine})  # type: ignore[typeddict-item]
+            chunks = [c async for c in stream]
+            assert (chunks[-1].usage is not None) is (fine is True)
+        await client.close()
