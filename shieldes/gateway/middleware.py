@@ -46,7 +46,8 @@ _HTTP_MESSAGES = {
                        "/v1/key (the key's own budget and limits), "
                        "/v1/moderations, /v1/images/generations, /v1/images/edits, /v1/images/variations, "
                        "/v1/audio/speech, /v1/audio/transcriptions and "
-                       "/v1/audio/translations, also without /v1; and Gemini's "
+                       "/v1/audio/translations, also without /v1 and under Azure's /openai and /openai/v1 (with "
+                       "/openai/deployments/{{deployment}}/...); and Gemini's "
                        "/v1beta/models/{{model}}:generateContent, :streamGenerateContent, :countTokens, "
                        ":embedContent and :batchEmbedContents; and registered MCP servers at /mcp/{{name}}"),
     405: ("method_not_allowed", "{call} is not served: this path takes {allowed}"),

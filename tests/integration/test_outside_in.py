@@ -76,8 +76,12 @@ async def test_azure_clients_reach_the_routes_azure_serves_outside_deployments(d
         again = await v1.responses.create(model="gpt-4o", input="and again", previous_response_id=first.id)
         assert again.output_text == "Hello from the fake upstream"
         await v1.close()
-        async with aiohttp.ClientSession() as s, s.get(h.base + "/metrics") as r:
-            metrics = await r.text()
+        async with aiohttp.ClientSession() as s:
+            async with s.get(h.base + "/metrics") as r:
+                metrics = await r.text()
+            async with s.post(h.base + "/openai/v2/chat/completions", json={}) as r:  # a path served nowhere
+                assert r.status == 404
+                assert "under Azure's /openai and /openai/v1" in (await r.json())["error"]["message"]
         assert 'route="/v1/responses"' in metrics and 'route="/openai' not in metrics
 
 
