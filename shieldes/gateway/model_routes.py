@@ -60,10 +60,15 @@ def anthropic_page(ids: list[str], limit: int | None, after_id: str | None,
     return ids, False
 
 
+# Every Gemini API method the gateway serves takes any model of the key's (a client that looks for
+# `embedContent` before embedding finds it); whether the upstream model does it is the upstream's answer.
+GEMINI_METHODS = ("generateContent", "streamGenerateContent", "countTokens", "embedContent", "batchEmbedContents")
+
+
 def google_model(model: str) -> dict[str, Any]:
     """A model in the Gemini API's shape (google-genai's models.list() and get())."""
     return {"name": f"models/{model}", "version": "001", "displayName": model, "description": "",
-            "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"]}
+            "supportedGenerationMethods": list(GEMINI_METHODS)}
 
 
 def _anthropic_model(model: str) -> dict[str, Any]:

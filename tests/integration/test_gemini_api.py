@@ -197,7 +197,9 @@ async def test_models_and_raw_wire_forms(database_url: str) -> None:
         models = client(h.base, secret).aio.models
         listed = [m.name async for m in await models.list()]
         assert listed == ["models/gpt-4o-mini"]
-        assert (await models.get(model="gpt-4o-mini")).name == "models/gpt-4o-mini"
+        got = await models.get(model="gpt-4o-mini")
+        assert got.name == "models/gpt-4o-mini"
+        assert set(got.supported_actions or ()) >= {"generateContent", "embedContent", "countTokens"}
         with pytest.raises(errors.ClientError) as info:  # not the key's: as if it did not exist
             await models.get(model="gpt-4o")
         assert (info.value.code, info.value.status) == (404, "NOT_FOUND")
