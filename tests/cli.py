@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -19,6 +23,26 @@ def invoke(database_url: str, *args: str, env: dict[str, str] | None = None) -> 
     }
     full_env.update(env or {})
     return CliRunner().invoke(cli, list(args), env=full_env, catch_exceptions=False)
+
+
+def completed(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m shieldes ARGS` run in this process, as a process would see ENV: no other SHIELDES_
+    variable set, the result in subprocess.run's shape. For tests whose subject is the command, not
+    the process; tests/integration/test_cli_process.py keeps the real processes' entry point, exit
+    codes and streams."""
+    unset: dict[str, str | None] = {k: None for k in os.environ if k.startswith("SHIELDES_")}
+
+    def run() -> Result:
+        return CliRunner().invoke(cli, list(args), env={**unset, **env}, catch_exceptions=False, prog_name="shieldes")
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        result = run()
+    else:  # an async test: the command runs a loop of its own; the test's waits, as it waited on a process
+        with ThreadPoolExecutor(1) as one:
+            result = one.submit(run).result()
+    return subprocess.CompletedProcess(["shieldes", *args], result.exit_code, result.stdout, result.stderr)
 
 
 def ok(database_url: str, *args: str, env: dict[str, str] | None = None) -> Any:

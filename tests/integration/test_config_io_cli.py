@@ -1,4 +1,6 @@
-"""`shieldes config import/export` as a user runs them: a real process against real Postgres."""
+"""`shieldes config import/export` as a user runs them, against real Postgres: in pytest's process
+(tests/cli.py, what the command does), and one test as a real process (the exit code and the one
+line on stderr a shell sees)."""
 
 from __future__ import annotations
 
@@ -10,11 +12,17 @@ from pathlib import Path
 
 import psycopg
 
+from tests.cli import completed
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 DATA = ROOT / "tests" / "data"
 
 
 def shieldes(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return completed(*args, env={"SHIELDES_DATABASE_URL": url, **env})
+
+
+def shieldes_process(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("SHIELDES_")}
     environ.update(PYTHONPATH=str(ROOT), SHIELDES_DATABASE_URL=url, **env)
     return subprocess.run([sys.executable, "-m", "shieldes", *args], cwd=ROOT, env=environ,
@@ -76,7 +84,7 @@ def test_bad_file_is_one_line_and_appends_nothing(database_url: str, tmp_path: P
     bad = tmp_path / "config.json"
     bad.write_text('{"providers": {"openai": {"keys": [{"value": "env.K", "models": ["gpt-*"]}]}}}')
     for args in ([str(bad)], [str(tmp_path / "missing.yaml")]):
-        result = shieldes(database_url, "config", "import", *args)
+        result = shieldes_process(database_url, "config", "import", *args)
         assert result.returncode == 1 and result.stderr.startswith("error: ")
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert config_events(database_url) == 0

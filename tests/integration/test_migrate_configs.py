@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from shieldes.config_writer import load_config
 from shieldes.events.codec import Codec
 from shieldes.projections.shared_commands import UpdateProvider
+from tests.cli import completed
 from tests.fake_bedrock import FakeBedrock, aws_credentials
 from tests.fake_google import FakeGoogle, service_account
 from tests.fake_upstream import FakeUpstream
@@ -198,10 +198,9 @@ def test_every_collected_config_has_its_expectations() -> None:
 
 
 def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("SHIELDES_")}
-    environ.update(PYTHONPATH=str(ROOT), SHIELDES_DATABASE_URL=url, SHIELDES_ENCRYPTION_KEY=PASSPHRASE)
-    return subprocess.run([sys.executable, "-m", "shieldes", *args], cwd=ROOT, env=environ, capture_output=True,
-                          text=True, timeout=60)
+    """The command in pytest's process (tests/cli.py): its subject is what the import does;
+    test_config_io_cli.py runs `config import` as a real process."""
+    return completed(*args, env={"SHIELDES_DATABASE_URL": url, "SHIELDES_ENCRYPTION_KEY": PASSPHRASE})
 
 
 def key_value(var: str | None) -> str | None:

@@ -1,14 +1,11 @@
 """Shared setup for the snapshot, compaction and config-history tests: a config, a usage log from
-several nodes and epochs, full replays, the CLI as a process, and the config hash-chain check."""
+several nodes and epochs, full replays, the CLI in this process, and the config hash-chain check."""
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -20,8 +17,8 @@ from shieldes.events.store import AppendOptions, EventStore, NewEvent
 from shieldes.projections.commands import CreateKey, CreateTeam, SetBudget
 from shieldes.projections.projector import Projection, Projector
 from shieldes.projections.shared_commands import AddProvider, SetPricing
+from tests.cli import completed
 
-REPO = Path(__file__).resolve().parents[2]
 KEYS = ("k1", "k2", "k3")
 HOUR0 = 490_000  # an hour number in 2025; deltas span two days from here
 
@@ -145,10 +142,9 @@ async def verify_chain(store: EventStore) -> int:
 
 
 def run_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "SHIELDES_DATABASE_URL": database_url,
-           "SHIELDES_NODE_ID": "test-cli"}
-    return subprocess.run([sys.executable, "-m", "shieldes", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=60)
+    """The command in pytest's process (tests/cli.py): these tests are about what it reads and
+    writes; tests/integration/test_cli_process.py runs real processes."""
+    return completed(*args, env={"SHIELDES_DATABASE_URL": database_url, "SHIELDES_NODE_ID": "test-cli"})
 
 
 def cli_json(database_url: str, *args: str) -> Any:
