@@ -1,6 +1,6 @@
 """`shieldes config export` fed back to `shieldes config import` (config as code), as a user runs
-them: real processes against real Postgres, a staging database exported and a production one
-imported into."""
+them (in pytest's process, tests/cli.py) against real Postgres, a staging database exported and a
+production one imported into."""
 
 from __future__ import annotations
 
