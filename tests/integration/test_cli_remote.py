@@ -141,6 +141,7 @@ async def test_outputs_equal_the_direct_modes(database_url: str) -> None:
         # reads of the same state print the same bytes, as tables and as JSON
         await together(direct(h, "key", "revoke", "d-app1"),
                        direct(h, "admin-token", "create", "--name", "reader", "--role", "viewer"))
+        await h.sync()  # the node reads what the direct commands wrote (its LISTEN wake-up may still be on its way)
         reads = [(args, read) for read in (("key", "list"), ("key", "list", "--all"), ("key", "show", "r-app0"),
                                            ("team", "list"), ("admin-token", "list"), ("budget", "show", "d-app0"),
                                            ("budget", "show", "--team", "r-eng"))
@@ -152,6 +153,7 @@ async def test_outputs_equal_the_direct_modes(database_url: str) -> None:
         assert {t["name"]: t["keys"] for t in teams} == {"d-eng": 1, "r-eng": 2}  # d-app1 is revoked
         # refusals and malformed options: the same line and exit code
         await together(direct(h, "team", "create", "plain"), direct(h, "key", "create", "--name", "plain-key"))
+        await h.sync()
         refusals = ((("budget", "remove", "plain-key"), 1), (("budget", "remove", "--team", "plain"), 1),
                     (("usage", "--key", "nope"), 1), (("logs", "--key", "nope"), 1),
                     (("key", "show", "nope"), 1), (("key", "revoke", "nope"), 1), (("key", "rotate", "nope"), 1),
@@ -317,6 +319,7 @@ async def test_providers_prices_aliases_and_cluster_status_through_the_api(datab
         r, d = (ran.json() for ran in await together(remote(h, "--json", *(a.format(m="r") for a in upd)),
                                                      direct(h, "--json", *(a.format(m="d") for a in upd))))
         assert list(r) == list(d) and (r["weight"], r["api_key"], r["responses"]) == (3, None, "native")
+        await h.sync()  # the node reads what the direct commands wrote
 
         price = (await remote(h, "--json", "pricing", "set", "org/model-x", "--input", "1", "--output", "2",
                               "--cache-read", "0.1")).json()
@@ -482,6 +485,7 @@ async def test_key_list_filters_by_team_and_name_and_stops_at_a_limit_alike_in_b
                                                    ("ops-bot", "ops"), ("solo", None))))
         assert [r.code for r in made] == [0] * 5
         assert (await direct(h, "key", "revoke", "eng-old")).code == 0
+        await h.sync()  # the node reads what the direct commands wrote
         expected = {("--team", "eng"): ["eng-App", "eng-bot"],
                     ("--team", "eng", "--all"): ["eng-App", "eng-bot", "eng-old"],
                     ("--search", "BOT"): ["eng-bot", "ops-bot"],
