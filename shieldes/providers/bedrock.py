@@ -7,6 +7,7 @@ a Bedrock API key (`Authorization: Bearer`). Needs the extra `shieldes[bedrock]`
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -111,7 +112,8 @@ class BedrockProvider(InputTokenCounter):
         data, out = await self._fitted(target, converse_request(body, target.model),
                                        lambda o: self._post(target, url, orjson.dumps(o.request)))
         try:
-            chat, usage = converse_to_chat(data, target.model, int(time.time()), stop_sequences(out.request))
+            chat, usage = converse_to_chat(data, target.model, int(time.time()), stop_sequences(out.request),
+                                          _answer_id())
         except SHAPE_ERRORS as exc:
             raise invalid_response(target, f"unexpected Converse response shape: {exc}") from None
         return JsonResult(body=chat, usage=usage, dropped=out.dropped)
@@ -173,10 +175,17 @@ class BedrockProvider(InputTokenCounter):
             return await open_event_stream(self._client, target, url, payload, headers, self._stream_timeout)
 
         resp, out = await self._fitted(target, converse_request(body, target.model), opened)
-        translator = ConverseStreamTranslator(target.model, int(time.time()), stop_sequences(out.request))
+        translator = ConverseStreamTranslator(target.model, int(time.time()), stop_sequences(out.request),
+                                              _answer_id())
         stream = BedrockChunkStream(resp, target, translator, out.dropped)
         await stream.prime()
         return stream
+
+
+def _answer_id() -> str:
+    """A fresh id for one answer: Converse sends none, and clients tell answers (and a Messages
+    client its messages) apart by id, so a fixed one made every Bedrock answer the same."""
+    return "chatcmpl-" + secrets.token_hex(12)
 
 
 def _only_chat(op: Operation) -> None:

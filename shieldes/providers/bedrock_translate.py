@@ -307,8 +307,8 @@ def stop_sequences(request: Body) -> tuple[str, ...]:
     return tuple(stops) if isinstance(stops, list) else ()
 
 
-def converse_to_chat(resp: Body, model: str, created: int,
-                     stops: tuple[str, ...] = ()) -> tuple[Body, TokenUsage]:
+def converse_to_chat(resp: Body, model: str, created: int, stops: tuple[str, ...] = (),
+                     rid: str = "bedrock") -> tuple[Body, TokenUsage]:
     content = ((resp.get("output") or {}).get("message") or {}).get("content") or []
     texts = [b["text"] for b in content if isinstance(b.get("text"), str)]
     thinking = [_thinking(b["reasoningContent"]) for b in content if isinstance(b.get("reasoningContent"), dict)]
@@ -322,7 +322,7 @@ def converse_to_chat(resp: Body, model: str, created: int,
     finish = _FINISH.get(str(resp.get("stopReason")), "stop")
     if answers:  # json_object mode: the forced tool's input is the answer
         texts, finish = answers, "stop" if finish == "tool_calls" else finish
-    chat = chat_response("bedrock", model, created, "".join(texts), calls, finish, shown,
+    chat = chat_response(rid, model, created, "".join(texts), calls, finish, shown,
                          "".join(t.text for t in thinking), [t for t in thinking if t.signature or t.redacted])
     sequence = matched_stop(resp, stops)
     if sequence is not None:
@@ -376,8 +376,8 @@ class ConverseStreamTranslator:
     """ConverseStream events (event type, payload), one at a time, into OpenAI chunks. The stream
     ends with `metadata` (usage) after `messageStop`."""
 
-    def __init__(self, model: str, created: int, stops: tuple[str, ...] = ()) -> None:
-        self.chunks = Chunks("bedrock", model, created)
+    def __init__(self, model: str, created: int, stops: tuple[str, ...] = (), rid: str = "bedrock") -> None:
+        self.chunks = Chunks(rid, model, created)
         self._stops = stops  # the request's stop sequences
         self.usage: TokenUsage | None = None
         self.done = False

@@ -177,6 +177,25 @@ async def test_bedrock_titan_embeddings_and_anthropic_sdk(node: tuple[Harness, F
     assert final.content[0].text == "Hello from the fake Bedrock"  # type: ignore[union-attr]
 
 
+async def test_bedrock_answers_each_have_an_id_of_their_own(node: tuple[Harness, FakeBedrock]) -> None:
+    # Converse sends no id: each answer gets a fresh one (clients tell answers and messages apart by
+    # it), in OpenAI's `chatcmpl-` form, and a Messages client's `msg_` id differs per message too
+    h, _ = node
+    client = await client_for(h)
+    ask: Any = [{"role": "user", "content": "say hello"}]
+    ids = [(await client.chat.completions.create(model=LLAMA, messages=ask)).id for _ in range(2)]
+    for _ in range(2):
+        chunks = [c async for c in await client.chat.completions.create(model=CLAUDE, messages=ask, stream=True)]
+        assert len({c.id for c in chunks}) == 1
+        ids.append(chunks[0].id)
+    assert len(set(ids)) == 4 and all(i.startswith("chatcmpl-") for i in ids), ids
+    claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=client.api_key, max_retries=0)
+    msg = await claude.messages.create(model=CLAUDE, max_tokens=100, messages=ask)
+    async with claude.messages.stream(model=CLAUDE, max_tokens=100, messages=ask) as s:
+        streamed = await s.get_final_message()
+    assert msg.id != streamed.id and msg.id.startswith("msg_") and streamed.id.startswith("msg_")
+
+
 async def test_bedrock_stop_sequence_reaches_a_messages_client(node: tuple[Harness, FakeBedrock]) -> None:
     """Converse says which stop sequence ended the answer (asked for with
     additionalModelResponseFieldPaths); a Messages client gets stop_reason stop_sequence and the
