@@ -107,7 +107,7 @@ def provider_group() -> None:
 @click.option("--responses", "responses", type=click.Choice(RESPONSES_MODES), default="translate",
               show_default=True,
               help="how /v1/responses reaches it: translate (via chat completions) or native (its own "
-                   "/v1/responses, openai type only)")
+                   "/v1/responses, openai and azure types)")
 @kind_options
 @json_option
 @handle_errors

@@ -193,7 +193,7 @@ _PROVIDER = (
     Field("models", "array", "models this deployment serves"),
     Field("weight", "number", "share of traffic among deployments of a model"),
     Field("responses", "string", "how POST /v1/responses reaches it: translate (chat completions) or native "
-          "(its own /v1/responses, openai type only)", enum=("translate", "native")),
+          "(its own /v1/responses, openai and azure types)", enum=("translate", "native")),
     *(Field(o, "integer" if o in COUNT_OPTIONS else "string", _OPTION_HELP.get(o, "") + (
         "a setting of any type" if o in COMMON_OPTIONS else
         f"a setting of type {', '.join(k for k, spec in KINDS.items() if o in spec.options)}")
