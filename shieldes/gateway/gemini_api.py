@@ -232,7 +232,7 @@ async def model_method(request: web.Request) -> web.StreamResponse:
 
 def add_gemini_routes(app: web.Application) -> None:
     for prefix in ("/v1beta", "/v1"):
-        app.router.add_post(prefix + "/models/{model:[^:]+}:{method}", model_method)
+        app.router.add_post(prefix + "/models/{model:.+}:{method:[A-Za-z]+}", model_method)
     # the model routes' own handlers, which answer Google's clients in Google's shape
     app.router.add_get("/v1beta/models", list_models)
     app.router.add_get("/v1beta/models/{model:.+}", get_model)

@@ -124,7 +124,9 @@ _GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISS
                   405: "INVALID_ARGUMENT", 409: "ABORTED", 413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED",
                   499: "CANCELLED", 501: "UNIMPLEMENTED", 502: "UNAVAILABLE", 503: "UNAVAILABLE",
                   504: "DEADLINE_EXCEEDED"}
-_GOOGLE_PATH = re.compile(r"^(/v1beta|/v1)?/models/[^:]+:[A-Za-z]+$")
+# Google's methods by name: a model name may hold colons (`llama3:latest`, Bedrock's `...-v1:0`)
+_GOOGLE_PATH = re.compile(r"^(/v1beta|/v1)?/models/.+:(generateContent|streamGenerateContent|countTokens|"
+                          r"embedContent|batchEmbedContents)$")
 
 
 def google_error(status: int, message: str, code: str | None = None, wait: float | None = None) -> dict[str, Any]:

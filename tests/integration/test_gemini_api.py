@@ -64,6 +64,29 @@ async def test_generate_content_and_stream_through_a_chat_deployment(database_ur
         assert rows["gem"]["requests"] == 2 and rows["gem"]["completion_tokens"] == 10
 
 
+async def test_a_model_name_with_a_colon_is_served(database_url: str) -> None:
+    # Ollama's `llama3.2:3b` and Bedrock's `...-v1:0` hold a colon: the method is after the last one
+    async with harness(database_url) as h:
+        await h.admin(AddProvider("ollama", "openai", h.upstream.url, "env:SHIELDES_TEST_UPSTREAM_KEY",
+                                  ("llama3.2:3b",)))
+        secret = await h.create_key("gem")
+        await h.sync()
+        models = client(h.base, secret).aio.models
+        reply = await models.generate_content(model="llama3.2:3b", contents="Say hello")
+        assert reply.text and reply.model_version == "llama3.2:3b"
+        assert h.upstream.last("/v1/chat/completions").body["model"] == "llama3.2:3b"
+        streamed = [c.text async for c in await models.generate_content_stream(model="llama3.2:3b", contents="hi")]
+        assert "".join(t or "" for t in streamed) == reply.text
+        counted = await models.count_tokens(model="llama3.2:3b", contents="Say hello")
+        assert counted.total_tokens
+        async with aiohttp.ClientSession() as s:  # OpenAI's model route keeps OpenAI's shape for such a name
+            async with s.get(h.base + "/v1/models/llama3.2:latest", headers={"Authorization": f"Bearer {secret}"}) as r:
+                assert r.status == 404 and "error" in await r.json() and "status" not in (await r.json())["error"]
+            async with s.post(h.base + "/v1/models/llama3.2:3b:generateContent", data=b"{",
+                              headers={"x-goog-api-key": secret}) as r:
+                assert r.status == 400 and (await r.json())["error"]["status"] == "INVALID_ARGUMENT"
+
+
 async def test_function_calling_round_trip_and_json_output(database_url: str) -> None:
     async with harness(database_url) as h:
         secret = await h.create_key("tools")
