@@ -456,8 +456,8 @@ def check_chat_request(body: Body, choices: bool = False) -> None:
     candidateCount; Anthropic and Converse answer one)."""
     check_response_format(body.get("response_format"))
     if not choices and body.get("n") not in (None, 1):
-        raise _bad("`n` > 1 is not supported by this deployment (Anthropic and Bedrock deployments answer "
-                   "one choice); send separate requests", "n")
+        raise _bad("`n` > 1 is not supported by this deployment (Anthropic, Bedrock and Claude on Vertex "
+                   "answer one choice); send separate requests", "n")
     modalities = body.get("modalities")
     if body.get("audio") is not None or (modalities is not None and modalities != ["text"]):
         if not isinstance(modalities, list) or any(m not in ("text", "audio") for m in modalities):

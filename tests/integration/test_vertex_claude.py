@@ -154,6 +154,10 @@ async def test_openai_sdk_chat_and_responses_translated_and_gemini_on_the_same_d
     assert gemini.choices[0].message.content == "Hello from the fake Gemini"
     assert google.last().path == PREFIX + f"google/models/{GEMINI}:generateContent"
     assert len([r for r in google.requests if r.path == "/token"]) == 1  # Gemini and Claude share the token
+    two = await client.chat.completions.create(model=GEMINI, messages=hello, n=2)
+    assert len(two.choices) == 2  # candidateCount on Gemini models; Claude answers one choice, and says so
+    with pytest.raises(openai.BadRequestError, match="Claude on Vertex answer one choice"):
+        await client.chat.completions.create(model=CLAUDE, messages=hello, n=2)
 
 
 async def test_count_tokens_is_vertex_count_tokens(node: Harness, google: FakeGoogle) -> None:
