@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import parse_qs
 
 import orjson
@@ -116,6 +116,14 @@ def _field(body: Body, name: str, types: type | tuple[type, ...], what: str, *,
     if not isinstance(value, types):
         raise InvalidRequest(f"field {name!r} has the wrong type: {what}")
     return value
+
+
+def _refuse_field(body: Body, name: str, what: str) -> NoReturn:
+    """The refusal of a field that is not what it must be: missing when absent, else of the wrong
+    type (never called missing: the user would look for a field they did send)."""
+    if body.get(name) is None:
+        raise InvalidRequest(f"missing required field {name!r}: {what}")
+    raise InvalidRequest(f"field {name!r} has the wrong type: {what}")
 
 
 def _model(body: Body) -> str:
@@ -433,14 +441,13 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
         streaming = _stream_flag(body)
     elif op == "completions":
         if not isinstance(body.get("prompt"), str | list):
-            _field(body, "prompt", (), "a string, a list of strings, or token ids", required=True)
+            _refuse_field(body, "prompt", "a string, a list of strings, or token ids")
         streaming = _stream_flag(body)
     elif not isinstance(body.get("input"), str | list) or not body.get("input"):
         what = "a non-empty string, a list of strings, or token ids"
         if isinstance(body.get("input"), str | list):
             raise InvalidRequest(f"field 'input' is empty: send {what}")
-        # (a value of the wrong type is not called missing: the user would look for a field they sent)
-        _field(body, "input", (), what, required=True)
+        _refuse_field(body, "input", what)
     max_tokens = _max_tokens(body)
     choices = 1 if op == "embeddings" else _choices(body, op)
     route = gw.with_fallbacks(key, gw.route(key, requested), asked)

@@ -157,9 +157,7 @@ class TopLevel:
     def changed(self, changes: Body) -> TopLevel:
         """This body with the top-level fields of `changes` set, as with_fields writes it, read as
         this one is (its fields not split again: a coding agent's history is not scanned twice)."""
-        fields = dict(self.fields)
-        for name, value in changes.items():
-            fields[name] = msgspec.Raw(orjson.dumps(value))
+        fields = _rewritten(self.fields, changes)
         top = TopLevel.__new__(TopLevel)
         top.raw, top._fields, top.small, top._decoded = _ENCODER.encode(fields), fields, {**self.small, **changes}, None
         return top
@@ -167,12 +165,17 @@ class TopLevel:
     def with_fields(self, changes: Body, drop: Iterable[str] = ()) -> bytes:
         """The body with the top-level fields of `changes` set and those of `drop` left out: every
         other field the client's bytes, in the client's order (a new field last)."""
-        fields: dict[str, msgspec.Raw] = dict(self.fields)
-        for name in drop:
-            fields.pop(name, None)
-        for name, value in changes.items():
-            fields[name] = msgspec.Raw(orjson.dumps(value))
-        return _ENCODER.encode(fields)
+        return _ENCODER.encode(_rewritten(self.fields, changes, drop))
+
+
+def _rewritten(fields: dict[str, msgspec.Raw], changes: Body, drop: Iterable[str] = ()) -> dict[str, msgspec.Raw]:
+    """`fields` with those of `drop` left out and those of `changes` set (a new one last)."""
+    out = dict(fields)
+    for name in drop:
+        out.pop(name, None)
+    for name, value in changes.items():
+        out[name] = msgspec.Raw(orjson.dumps(value))
+    return out
 
 
 class ChatTopLevel(TopLevel):
