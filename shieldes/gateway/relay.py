@@ -3,7 +3,8 @@
 If the client goes away mid-stream the relay keeps reading the upstream (bounded by
 Settings.disconnect_drain_seconds) so the upstream's real token counts arrive and are accounted;
 if they do not arrive in time, the stream is closed and usage is estimated (prompt bytes / 4,
-one token per content chunk relayed)."""
+one token per content chunk relayed). A client that leaves while the upstream sends nothing is
+noticed by client_watch within a second, and the upstream call stopped then (estimated too)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import orjson
 from aiohttp import web
 
+from shieldes.gateway.client_watch import ClientWatch
 from shieldes.gateway.middleware import REQUEST_ID
 from shieldes.providers.base import Body, ChunkStream, TokenUsage, UpstreamFailure
 from shieldes.providers.stream_failures import classify
@@ -201,6 +203,7 @@ async def pump(request: web.Request, resp: web.StreamResponse, frames: AsyncIter
     client pauses the upstream through the write's flow control (aiohttp waits for the socket
     buffer to drain), which backs up into the upstream connection."""
     read_all = False  # the frames ran to their end: nothing left to close
+    watch = ClientWatch(request, tally)  # a client that leaves while the upstream is silent
     try:
         try:
             sink = await open_sink(request, resp)
@@ -240,7 +243,12 @@ async def pump(request: web.Request, resp: web.StreamResponse, frames: AsyncIter
             if tally.outcome == "open":
                 tally.outcome = "disconnected"
                 await _drain(frames, drain_seconds)
+        except asyncio.CancelledError:
+            if not watch.caught():
+                raise
+            tally.outcome = "disconnected"  # (the upstream call was stopped with the wait: nothing to drain)
     finally:
+        watch.stop()
         if not read_all and (aclose := getattr(frames, "aclose", None)) is not None:
             await aclose()
 
