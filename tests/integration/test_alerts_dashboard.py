@@ -1,5 +1,6 @@
-"""The alert rules and the Grafana dashboard query only metrics that real nodes export, and are
-valid PromQL for promtool (Debian's `prometheus` package; installed by .ci/run)."""
+"""The alert rules and the Grafana dashboard query only metrics that real nodes export, with the
+labels they export, and are valid PromQL for promtool (Debian's `prometheus` package; installed by
+.ci/run); the metrics table of docs/observability.md names what a node exports, labels included."""
 
 from __future__ import annotations
 
@@ -9,24 +10,33 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import aiohttp
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from shieldes.gateway.metrics import Metrics
 from shieldes.node import Node
 from shieldes.projections.commands import SetBudget
 from shieldes.projections.shared_commands import UpdateProvider
 from shieldes.settings import Settings
+from shieldes.usage.units import Units
 from tests.integration.gateway_harness import harness, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "shieldes.json"
 SYNTHETIC = {"up"}  # written by Prometheus itself for every target
-HTTPS_ONLY = ("shieldes_tls_",)  # exported by a node serving HTTPS (test_https.py checks those)
-METRIC = re.compile(r"\b(shieldes_[a-z0-9_]+|up)\b")
+METRIC = re.compile(r"\b(shieldes_[a-z0-9_]+|process_[a-z0-9_]+|up)\b")
+DOC = ROOT / "docs" / "observability.md"
+TARGET_LABELS = {"job", "instance"}  # Prometheus adds them to every series it scrapes
+SELECTOR = re.compile(r"\b([a-z_][a-z0-9_]*)\s*\{([^}]*)\}")
+MATCHER = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)")
+GROUPING = re.compile(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)")
+RULE_TEMPLATE = re.compile(r"\$labels\.([a-zA-Z_][a-zA-Z0-9_]*)")
+LEGEND_TEMPLATE = re.compile(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}")
 
 
 def rule_exprs() -> dict[str, str]:
@@ -37,6 +47,114 @@ def rule_exprs() -> dict[str, str]:
 def dashboard_exprs() -> dict[str, str]:
     panels = json.loads(DASHBOARD.read_text())["panels"]
     return {f"{p['title']} [{t['refId']}]": t["expr"] for p in panels for t in p.get("targets", [])}
+
+
+def label_uses() -> dict[str, tuple[str, set[str]]]:
+    """Each rule and dashboard query: its expression, and the labels its grouping clauses, its
+    annotations (`$labels.x`) or its legend (`{{x}}`) read off the result."""
+    uses: dict[str, tuple[str, set[str]]] = {}
+    for group in yaml.safe_load(RULES.read_text())["groups"]:
+        for rule in group["rules"]:
+            read = set(RULE_TEMPLATE.findall(" ".join(rule.get("annotations", {}).values())))
+            uses[rule["alert"]] = (rule["expr"], read)
+    for p in json.loads(DASHBOARD.read_text())["panels"]:
+        for t in p.get("targets", []):
+            uses[f"{p['title']} [{t['refId']}]"] = (t["expr"], set(LEGEND_TEMPLATE.findall(t.get("legendFormat", ""))))
+    for expr, read in uses.values():
+        for clause in GROUPING.findall(expr):
+            read |= {label.strip() for label in clause.split(",") if label.strip()}
+    return uses
+
+
+def documented_series() -> list[tuple[str, set[str]]]:
+    """The series docs/observability.md's metrics table names, with the labels it gives them (a
+    cell's trailing `{labels}` applies to its names without their own; `_suffix` continues the
+    name before it: `shieldes_deployment_error_rate`, `_latency_seconds`)."""
+    table = DOC.read_text().split("\n## Metrics", 1)[1]
+    found: list[tuple[str, set[str]]] = []
+    for line in table.splitlines():
+        if not line.startswith("| `"):
+            continue
+        cell = line.split(" | ")[0]
+        shared = re.search(r"`\{([a-z_,]+)\}`", cell)
+        prefix = ""
+        for name, labels in re.findall(r"`((?:shieldes|process)_[a-z0-9_*]+|_[a-z0-9_]+)(?:\{([a-z_,]*)\})?`", cell):
+            if name.startswith("_"):
+                name = prefix + name
+            else:
+                prefix = "_".join(name.split("_")[:2])
+            given = labels or (shared.group(1) if shared else "")
+            found.append((name, {label for label in given.split(",") if label}))
+    return found
+
+
+def families(text: str) -> dict[str, tuple[str, set[str], set[str]]]:
+    """Exported family name (as documented: counters with _total) -> type, sample names, labels."""
+    out: dict[str, tuple[str, set[str], set[str]]] = {}
+    for family in text_string_to_metric_families(text):
+        name = family.name + "_total" if family.type == "counter" else family.name
+        labels = {label for s in family.samples for label in s.labels} - {"le"}
+        out[name] = (family.type, {s.name for s in family.samples}, labels)
+    return out
+
+
+def conditional_series() -> str:
+    """The series a plain node's scrape lacks, from the same exporter: a port's certificate (a node
+    serving HTTPS, test_https.py), media units (after a media call, test_media_routes.py) and MCP
+    requests (test_mcp_gateway.py)."""
+    metrics = Metrics()
+    metrics.watch_tls("api", SimpleNamespace(expires_at=2e9, loaded=1, refused=0))
+    metrics.media_units("openai", "dall-e-3", Units(images=1))
+    metrics.mcp_request("search", "tools/call", "ok")  # (a family without samples shows no labels)
+    return metrics.render().decode()
+
+
+def labels_of(text: str) -> dict[str, set[str]]:
+    """Sample name -> the labels its samples carry."""
+    out: dict[str, set[str]] = {"up": set()}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out.setdefault(s.name, set()).update(s.labels)
+    return out
+
+
+def unexported_labels(text: str) -> dict[str, list[str]]:
+    """The labels a rule or dashboard query selects, groups by or shows that no series it reads has."""
+    labels = labels_of(text)
+    wrong: dict[str, list[str]] = {}
+    for where, (expr, read) in label_uses().items():
+        names = METRIC.findall(expr)
+        available = TARGET_LABELS.union(*(labels.get(n, set()) for n in names))
+        bad = sorted(label for label in read if label not in available)
+        for name, matchers in SELECTOR.findall(expr):
+            if name in labels:
+                bad += [f"{name}{{{label}}}" for label in MATCHER.findall(matchers)
+                        if label not in labels[name] | TARGET_LABELS]
+        if bad:
+            wrong[where] = bad
+    return wrong
+
+
+def undocumented_differences(text: str) -> list[str]:
+    """Where the metrics table and the scrape disagree: a name not exported, a counter that is not
+    one, labels other than the documented ones."""
+    exported = families(text)
+    wrong: list[str] = []
+    for name, labels in documented_series():
+        if "*" in name:
+            pattern = re.compile(re.escape(name).replace(r"\*", "[a-z0-9_]+"))
+            if not any(pattern.fullmatch(n) for n in exported):
+                wrong.append(f"{name}: nothing exported matches")
+            continue
+        if name not in exported:
+            wrong.append(f"{name}: not exported")
+            continue
+        kind, samples, has = exported[name]
+        if name.endswith("_total") != (kind == "counter"):
+            wrong.append(f"{name}: exported as a {kind}")
+        if samples and has != labels:
+            wrong.append(f"{name}: documented with {sorted(labels)}, exported with {sorted(has)}")
+    return wrong
 
 
 def promtool() -> str:
@@ -142,14 +260,18 @@ async def test_every_queried_metric_is_exported_by_a_running_node(database_url: 
                     text = await r.text()
         finally:
             await peer.stop()
+    text += conditional_series()
     names = exported(text)
     queried: dict[str, set[str]] = {}
     for where, expr in {**rule_exprs(), **dashboard_exprs()}.items():
         for name in METRIC.findall(expr):
             queried.setdefault(name, set()).add(where)
     missing = {name: sorted(where) for name, where in queried.items()
-               if name not in names | SYNTHETIC and not name.startswith(HTTPS_ONLY)}
+               if name not in names | SYNTHETIC}
     assert not missing, f"queried but not exported: {missing}"
+    assert not unexported_labels(text), f"labels queried but not exported: {unexported_labels(text)}"
+    assert not undocumented_differences(text), "docs/observability.md's metrics table and a node's " \
+        f"scrape disagree: {undocumented_differences(text)}"
     # and the new gauges carry sensible values
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for f in text_string_to_metric_families(text) for s in f.samples}
