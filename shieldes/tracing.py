@@ -17,7 +17,7 @@ from aiohttp import web
 from shieldes.client_address import Network, client_address
 from shieldes.errors import ShieldesError
 from shieldes.projections.state import Deployment
-from shieldes.providers.base import JsonResult, TokenUsage
+from shieldes.providers.base import TokenUsage
 from shieldes.requestlog.record import RequestRecord
 
 EXTRA_HINT = "pip install 'shieldes[otel]'"
@@ -46,20 +46,49 @@ def server_of(base_url: str) -> dict[str, Any]:
 
 
 def answer_attributes(body: Any) -> dict[str, Any]:
-    """What an OpenAI-shaped JSON answer says about itself: its id, the model that answered and
-    why each choice finished."""
+    """What a JSON answer says about itself, in its API's shape: its id, the model that answered
+    and why it finished, in the words a stream's span uses (OpenAI choices' `finish_reason`,
+    Anthropic `stop_reason`, a Responses object's `incomplete_details.reason` or else its status,
+    Gemini candidates' `finishReason`)."""
     out: dict[str, Any] = {}
     if not isinstance(body, dict):
         return out
-    if isinstance(body.get("id"), str):
-        out["gen_ai.response.id"] = body["id"]
-    if isinstance(body.get("model"), str):
-        out["gen_ai.response.model"] = body["model"]
-    choices = body.get("choices")
-    if isinstance(choices, list):
+    answer_id = body.get("id", body.get("responseId"))
+    if isinstance(answer_id, str):
+        out["gen_ai.response.id"] = answer_id
+    model = body.get("model", body.get("modelVersion"))
+    if isinstance(model, str):
+        out["gen_ai.response.model"] = model
+    reasons: list[str] = []
+    if isinstance(choices := body.get("choices"), list):
         reasons = [str(c["finish_reason"]) for c in choices if isinstance(c, dict) and c.get("finish_reason")]
-        if reasons:
-            out["gen_ai.response.finish_reasons"] = reasons
+    elif isinstance(candidates := body.get("candidates"), list):
+        reasons = [str(c["finishReason"]) for c in candidates if isinstance(c, dict) and c.get("finishReason")]
+    elif isinstance(body.get("stop_reason"), str):
+        reasons = [body["stop_reason"]]
+    elif body.get("object") == "response":
+        incomplete = body.get("incomplete_details")
+        reason = incomplete.get("reason") if isinstance(incomplete, dict) else None
+        if isinstance(reason or body.get("status"), str):
+            reasons = [reason or body["status"]]
+    if reasons:
+        out["gen_ai.response.finish_reasons"] = reasons
+    return out
+
+
+def answered_attributes(result: object) -> dict[str, Any]:
+    """A JSON answer's attempt span attributes, whatever the route's answer type: its body
+    (`body`: JsonResult and the Messages and Gemini API routes' answers; `response`: a Responses
+    answer) said by answer_attributes, and its usage (TokenUsage, or a Responses usage)."""
+    body = getattr(result, "body", None)
+    out = answer_attributes(body if body is not None else getattr(result, "response", None))
+    usage = getattr(result, "usage", None)
+    if isinstance(usage, TokenUsage):
+        out["gen_ai.usage.input_tokens"] = usage.prompt_tokens
+        out["gen_ai.usage.output_tokens"] = usage.completion_tokens
+    elif usage is not None and isinstance(getattr(usage, "input_tokens", None), int):
+        out["gen_ai.usage.input_tokens"] = usage.input_tokens
+        out["gen_ai.usage.output_tokens"] = usage.output_tokens
     return out
 
 
@@ -236,11 +265,7 @@ class Tracing:
         if rec is not None and (rec.stream or rec.held):  # (held: a background run, relayed to its Run)
             rec.upstream_span = span
             return
-        if isinstance(result, JsonResult):
-            span.set_attributes(answer_attributes(result.body))
-            if result.usage is not None:
-                span.set_attributes({"gen_ai.usage.input_tokens": result.usage.prompt_tokens,
-                                     "gen_ai.usage.output_tokens": result.usage.completion_tokens})
+        span.set_attributes(answered_attributes(result))
         span.end()
 
     def stream_ended(self, rec: RequestRecord, outcome: str, chunks: int, sent_bytes: int,

@@ -150,12 +150,12 @@ async def _generate(request: web.Request, streaming: bool) -> web.StreamResponse
             if isinstance(provider, GenerateContentUpstream):
                 got = await provider.generate(target, payload(target))
                 usage = got.usage or TokenUsage(call.size // 4, gemini_native.text_tokens(got.body))
-                return Answer(got.raw, usage, dropped_header(got.dropped))
+                return Answer(got.raw, usage, dropped_header(got.dropped), got.body)
             chat, dropped = translation.chat(target, dep)
             result = await provider.call("chat", target, chat)
             usage = result.usage or TokenUsage(call.size // 4, estimate_output_tokens(result.body))
             reply = replies.chat_to_generate_response(result.body, model, usage, thoughts)
-            return Answer(orjson.dumps(reply), usage, dropped_header(_named(dropped, result.dropped)))
+            return Answer(orjson.dumps(reply), usage, dropped_header(_named(dropped, result.dropped)), result.body)
 
         got, served = await call.run(answer)
         call.settle(served, got.usage or TokenUsage(call.size // 4, 0))

@@ -73,6 +73,7 @@ class Answer:
     raw: bytes
     usage: TokenUsage | None
     headers: dict[str, str] = field(default_factory=dict)
+    body: Body | None = None  # the upstream's answer already decoded (its id, model, finish: the attempt's span)
 
 
 class MessageStream(Protocol):
@@ -258,9 +259,10 @@ async def messages(request: web.Request) -> web.StreamResponse:
                 native = await provider.messages(target, native_payload(target), passthrough)
                 named = dropped_header(native.dropped)
                 if native.usage is not None:  # the upstream's bytes, as they are
-                    return Answer(native.raw, native.usage, named)
+                    return Answer(native.raw, native.usage, named, native.body)
                 usage = TokenUsage(call.size // 4, estimate_output_tokens(native.body))
-                return Answer(orjson.dumps(dict(native.body, usage=replies.anthropic_usage(usage))), usage, named)
+                return Answer(orjson.dumps(dict(native.body, usage=replies.anthropic_usage(usage))), usage, named,
+                              native.body)
             chat, dropped, origins = _translate(top.decoded(), target, dep.kind, betas)
             with _client_paths(origins):
                 result, lowered = await within_cap(gw.output_caps, target, chat,
@@ -270,7 +272,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
             if result.usage is None:  # the estimate that is billed, reasoning included even when not shown
                 message["usage"] = replies.with_tier(replies.anthropic_usage(usage),
                                                      message["usage"].get("service_tier"))
-            return Answer(orjson.dumps(message), usage, dropped_header(_named(dropped + lowered, result.dropped)))
+            return Answer(orjson.dumps(message), usage, dropped_header(_named(dropped + lowered, result.dropped)),
+                          result.body)
 
         got, served = await call.run(answer)
         # the upstream's count, or the estimate the answer already carries (never None here)

@@ -448,3 +448,53 @@ async def test_latency_histograms_carry_the_trace_as_exemplar(database_url: str,
         assert exemplars[("shieldes_time_to_first_token_seconds", "openai")] == {trace_of("s")}
         assert "shieldes_request_seconds" in {f.name for f in text_string_to_metric_families(classic)}
         assert "trace_id" not in classic
+
+
+async def test_a_json_answers_attempt_span_says_what_answered_on_every_model_route(
+        database_url: str, receiver: Receiver) -> None:
+    """A JSON answer's attempt span carries its usage, id, model and finish reasons on every model
+    route, not chat's alone: Messages (relayed as the upstream's bytes, and translated to an OpenAI
+    deployment), Responses, the Gemini API (translated), and chat translated from Anthropic."""
+    from google import genai
+    from google.genai import types
+
+    async with harness(database_url, otel_endpoint=receiver.url) as h:
+        secret = await h.create_key("traced")
+        await h.sync()
+        oa = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        ac = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+        messages: Any = [{"role": "user", "content": "hello there"}]
+        answered = {
+            "chat-translated": (await oa.chat.completions.with_raw_response.create(
+                model="claude-3-5-haiku-latest", messages=messages)).headers,
+            "messages": (await ac.messages.with_raw_response.create(
+                model="claude-3-5-haiku-latest", max_tokens=50, messages=messages)).headers,
+            "messages-translated": (await ac.messages.with_raw_response.create(
+                model="gpt-4o", max_tokens=50, messages=messages)).headers,
+            "responses": (await oa.responses.with_raw_response.create(model="gpt-4o", input="hi")).headers,
+        }
+        gemini = genai.Client(api_key=secret, http_options=types.HttpOptions(
+            base_url=h.base, retry_options=types.HttpRetryOptions(attempts=1)))
+        reply = await gemini.aio.models.generate_content(model="gpt-4o-mini", contents="Say hello")
+        assert reply.sdk_http_response is not None and reply.sdk_http_response.headers is not None
+        answered["gemini"] = reply.sdk_http_response.headers
+        await oa.close()
+        rids = {name: {k.lower(): v for k, v in headers.items()}["x-request-id"] for name, headers in answered.items()}
+
+        def attempt_of(rid: str) -> Any:
+            server = next((x for x in receiver.spans if x.kind == SERVER and attrs(x)["shieldes.request_id"] == rid),
+                          None)
+            return None if server is None else next(
+                (x for x in receiver.spans if x.kind == CLIENT and x.parent_span_id == server.span_id), None)
+
+        await wait_until(lambda: all(attempt_of(rid) for rid in rids.values()), timeout=15)
+        for name, rid in rids.items():
+            a = attrs(attempt_of(rid))
+            said = {k: a.get(k) for k in ("gen_ai.usage.output_tokens", "gen_ai.response.model",
+                                          "gen_ai.response.finish_reasons")}
+            upstream_model = {"chat-translated": "claude-3-5-haiku-latest", "messages": "claude-3-5-haiku-latest",
+                              "gemini": "gpt-4o-mini"}.get(name, "gpt-4o")
+            finish = {"messages": ["end_turn"], "responses": ["completed"]}.get(name, ["stop"])
+            assert said == {"gen_ai.usage.output_tokens": 5, "gen_ai.response.model": upstream_model,
+                            "gen_ai.response.finish_reasons": finish}, name
+            assert a.get("gen_ai.usage.input_tokens", 0) > 0 and a.get("gen_ai.response.id"), name

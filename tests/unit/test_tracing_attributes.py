@@ -29,6 +29,22 @@ def test_an_answer_says_its_id_model_and_finish_reasons() -> None:
     assert answer_attributes(None) == {}
 
 
+def test_every_apis_answer_says_them_in_its_own_words() -> None:
+    """Anthropic Messages, Responses and Gemini answers, as their streams' spans name them."""
+    messages = {"id": "msg_1", "model": "claude-sonnet-4-5", "stop_reason": "max_tokens"}
+    assert answer_attributes(messages) == {"gen_ai.response.id": "msg_1", "gen_ai.response.model": "claude-sonnet-4-5",
+                                           "gen_ai.response.finish_reasons": ["max_tokens"]}
+    response = {"id": "resp_1", "object": "response", "model": "gpt-4o", "status": "incomplete",
+                "incomplete_details": {"reason": "max_output_tokens"}}
+    assert answer_attributes(response)["gen_ai.response.finish_reasons"] == ["max_output_tokens"]
+    completed = dict(response, status="completed", incomplete_details=None)
+    assert answer_attributes(completed)["gen_ai.response.finish_reasons"] == ["completed"]
+    gemini = {"responseId": "r-1", "modelVersion": "gemini-2.5-flash",
+              "candidates": [{"finishReason": "STOP"}, {"content": {}}]}
+    assert answer_attributes(gemini) == {"gen_ai.response.id": "r-1", "gen_ai.response.model": "gemini-2.5-flash",
+                                         "gen_ai.response.finish_reasons": ["STOP"]}
+
+
 def test_a_server_span_is_an_error_when_the_server_failed_not_when_it_refused() -> None:
     assert server_failed(502, "upstream_error") and server_failed(500, None)
     assert server_failed(200, "upstream_stream_error")  # broke after its 200
