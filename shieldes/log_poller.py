@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable
 
 from shieldes.dbwait import first_line
 from shieldes.gateway.config_check import ConfigWatch
-from shieldes.gateway.metrics import Metrics
 from shieldes.projections.projector import LogDiverged, Projection, Projector
 from shieldes.tasks import Wake, next_tick, stop_task
 from shieldes.usage.meter import Meter
@@ -44,7 +43,7 @@ class LogPoller:
     """Catches the projector up every `interval` (and on `kick()`); the backstop that makes
     correctness independent of any wake-up mechanism. Tracks whether the database answers."""
 
-    def __init__(self, projector: Projector, meter: Meter, interval: float, metrics: Metrics,
+    def __init__(self, projector: Projector, meter: Meter, interval: float,
                  reload: Callable[[], Awaitable[Projection]] | None = None,
                  config_watch: ConfigWatch | None = None) -> None:
         self.projector = projector
@@ -54,7 +53,6 @@ class LogPoller:
         self.flush_now: Callable[[], None] | None = None  # the flusher's wake-up (Meter.seq_taken)
         self.meter = meter
         self.interval = interval
-        self.metrics = metrics
         self.db_ok = True
         self.last_ok = time.time()
         self.failed_at = 0.0  # monotonic time of the last failed poll
@@ -120,8 +118,6 @@ class LogPoller:
         self.meter.drop_durable(self.projector.usage)
         if self.flush_now is not None and self.meter.seq_taken(self.projector.usage):
             self.flush_now()
-        self.metrics.log_lag.set(self.projector.lag)
-        self.metrics.usage_buffered.set(self.meter.buffered())
         return True
 
     async def _reload(self, reason: str) -> None:

@@ -206,8 +206,9 @@ class Node:
         self.meter = ClusterMeter(self.node_id, self.boot_epoch, buffer_max=s.usage_buffer_max)
         watch = ConfigWatch(os.environ)
         watch.check(self.projector.config)
-        self.poller = LogPoller(self.projector, self.meter, s.poll_interval, self.metrics, reload=self._load,
-                                config_watch=watch)
+        self.poller = LogPoller(self.projector, self.meter, s.poll_interval, reload=self._load, config_watch=watch)
+        projector, meter = self.projector, self.meter
+        self.metrics.watch_log(meter.buffered, lambda: projector.lag)
         self.flusher = Flusher(self.store, self.meter, s.flush_interval, on_flushed=self.poller.kick)
         self.poller.flush_now = self.flusher.wake
         await self.poller.start()

@@ -252,6 +252,13 @@ class Metrics:
         """Read the in-flight gauge from the app's own counter at scrape time (no update per request)."""
         self.in_flight.set_function(current)
 
+    def watch_log(self, unflushed: Callable[[], float], lag: Callable[[], float]) -> None:
+        """Usage not yet in the event log and the events not yet applied, read at scrape time: a
+        value set by the log poll would stand still while the database is away, when the usage
+        buffer filling up is what the alert on it is for."""
+        self.usage_buffered.set_function(unflushed)
+        self.log_lag.set_function(lag)
+
     def observe_request(self, route: str, status: int, seconds: float, stream: bool = False,
                         trace_id: str | None = None) -> None:
         """`route`: the matched route's pattern (a bounded set), or UNMATCHED. `stream`: the answer

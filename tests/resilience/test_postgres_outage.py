@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from shieldes.responses.store import ResponseTable, StoredResponse, encode
 from tests.integration.admin_client import AdminClient
@@ -141,6 +142,14 @@ async def test_an_idle_node_reports_a_silent_postgres_on_ready_within_the_bound(
             await asyncio.sleep(0.1)
 
 
+async def unflushed_gauges(base: str) -> tuple[float, float]:
+    """shieldes_usage_unflushed_deltas and shieldes_usage_buffer_max_deltas, as /metrics has them."""
+    async with aiohttp.ClientSession() as s, s.get(base + "/metrics") as r:
+        found = {f.name: f.samples[0].value for f in text_string_to_metric_families(await r.text())
+                 if f.name in ("shieldes_usage_unflushed_deltas", "shieldes_usage_buffer_max_deltas")}
+    return found["shieldes_usage_unflushed_deltas"], found["shieldes_usage_buffer_max_deltas"]
+
+
 async def test_full_usage_buffer_refuses_with_503_and_drops_nothing(database_url: str, proxy: TcpProxy) -> None:
     # the buffer holds deltas (one per key, deployment, model and hour), so 3 keys fill a cap of 2
     async with node_via(database_url, proxy.url_for(database_url), usage_buffer_max=2) as h:
@@ -152,6 +161,8 @@ async def test_full_usage_buffer_refuses_with_503_and_drops_nothing(database_url
         await clients[0].chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
         await clients[1].chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
         await wait_until(lambda: h.node.meter is not None and h.node.meter.buffered() >= 2)
+        # what ShieldesUsageBufferFilling reads says so during the outage, not the last poll's value
+        assert await unflushed_gauges(h.base) == (2.0, 2.0)
         with pytest.raises(openai.APIStatusError) as full:
             await clients[2].chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
         assert full.value.status_code == 503 and full.value.code == "unavailable"
@@ -160,6 +171,7 @@ async def test_full_usage_buffer_refuses_with_503_and_drops_nothing(database_url
 
         proxy.restore()
         await wait_until(lambda: h.node.meter is not None and h.node.meter.buffered() == 0, timeout=20)
+        assert await unflushed_gauges(h.base) == (0.0, 2.0)
         await clients[2].chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # type: ignore[arg-type]
         for c in clients:
             await c.close()
