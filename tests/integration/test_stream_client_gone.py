@@ -12,9 +12,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.gateway_harness import harness, wait_until
 
-CASES = {
-    "chat": ("/v1/chat/completions", {"model": "gpt-4o"}),
-    "messages": ("/v1/messages", {"model": "claude-3-5-haiku-latest", "max_tokens": 64}),
+# client path, the upstream's path, body, deployment: the front's routes (chat, Messages) and one
+# aiohttp serves (the Gemini API's)
+CASES: dict[str, tuple[str, str, dict[str, Any], str]] = {
+    "chat": ("/v1/chat/completions", "/v1/chat/completions",
+             {"model": "gpt-4o", "messages": [{"role": "user", "content": "think hard"}]}, "openai"),
+    "messages": ("/v1/messages", "/v1/messages",
+                 {"model": "claude-3-5-haiku-latest", "max_tokens": 64,
+                  "messages": [{"role": "user", "content": "think hard"}]}, "claude"),
+    "gemini": ("/v1beta/models/gpt-4o:streamGenerateContent?alt=sse", "/v1/chat/completions",
+               {"contents": [{"role": "user", "parts": [{"text": "think hard"}]}]}, "openai"),
 }
 
 
@@ -25,13 +32,14 @@ def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 async def test_a_client_gone_while_the_upstream_is_silent_ends_the_stream(database_url: str, case: str) -> None:
-    path, body = CASES[case]
+    path, upstream_path, body, deployment = CASES[case]
     async with harness(database_url) as h:
         secret = await h.create_key("leaver")
         await h.sync()
-        hold = h.upstream.inject(path, hold_after=2)  # two frames, then silence until released
-        headers = {"Authorization": f"Bearer {secret}", "x-api-key": secret, "anthropic-version": "2023-06-01"}
-        payload: dict[str, Any] = dict(body, stream=True, messages=[{"role": "user", "content": "think hard"}])
+        hold = h.upstream.inject(upstream_path, hold_after=2)  # two frames, then silence until released
+        headers = {"Authorization": f"Bearer {secret}", "x-api-key": secret, "anthropic-version": "2023-06-01",
+                   "x-goog-api-key": secret}
+        payload = body if case == "gemini" else dict(body, stream=True)
         async with aiohttp.ClientSession() as http:
             r = await http.post(h.base + path, json=payload, headers=headers)
             assert r.status == 200
@@ -53,5 +61,5 @@ async def test_a_client_gone_while_the_upstream_is_silent_ends_the_stream(databa
                 text = await m.text()
         hold.release.set()
     drops = samples(text, "shieldes_stream_drops_total")
-    assert drops[(("cause", "client"), ("provider", "claude" if case == "messages" else "openai"))] == 1
+    assert drops[(("cause", "client"), ("provider", deployment))] == 1
     assert samples(text, "shieldes_requests_in_flight") == {(): 1}  # the scrape itself only
