@@ -41,6 +41,9 @@ class ClientWatch:
 
     def stop(self) -> None:
         self.handle.cancel()
+        if self.fired and self.task is not None:  # its cancellation was swallowed on the way: none left behind
+            self.fired = False
+            self.task.uncancel()
 
     def caught(self) -> bool:
         """Called with a CancelledError in hand: whether it was this watch's alone (the relay then
