@@ -10,6 +10,7 @@ from aiohttp import web
 
 from shieldes.gateway.admin import add_admin_routes
 from shieldes.gateway.admin.context import AdminContext
+from shieldes.gateway.client_watch import STREAM_WATCH, StreamWatch
 from shieldes.gateway.conversation_routes import add_conversation_routes
 from shieldes.gateway.gemini_api import add_gemini_routes
 from shieldes.gateway.key_info import add_key_info_routes
@@ -63,6 +64,7 @@ def build_app(gateway: Gateway, readiness: Callable[[], tuple[bool, dict[str, An
     app[READINESS] = readiness
     app[IN_FLIGHT] = observer.in_flight
     app[OBSERVER] = observer
+    app[STREAM_WATCH] = StreamWatch()
     app[REQUEST_IDS] = RequestIds()
     app[RESPONSES] = responses
     app[CONVERSATIONS] = conversations

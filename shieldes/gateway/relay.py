@@ -18,7 +18,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import orjson
 from aiohttp import web
 
-from shieldes.gateway.client_watch import ClientWatch
+from shieldes.gateway.client_watch import STREAM_WATCH
 from shieldes.gateway.middleware import REQUEST_ID
 from shieldes.providers.base import Body, ChunkStream, TokenUsage, UpstreamFailure
 from shieldes.providers.stream_failures import classify
@@ -203,7 +203,8 @@ async def pump(request: web.Request, resp: web.StreamResponse, frames: AsyncIter
     client pauses the upstream through the write's flow control (aiohttp waits for the socket
     buffer to drain), which backs up into the upstream connection."""
     read_all = False  # the frames ran to their end: nothing left to close
-    watch = ClientWatch(request, tally)  # a client that leaves while the upstream is silent
+    watches = request.app.get(STREAM_WATCH)  # a client that leaves while the upstream is silent
+    watched = watches.add(request, tally) if watches is not None else None
     try:
         try:
             sink = await open_sink(request, resp)
@@ -244,11 +245,12 @@ async def pump(request: web.Request, resp: web.StreamResponse, frames: AsyncIter
                 tally.outcome = "disconnected"
                 await _drain(frames, drain_seconds)
         except asyncio.CancelledError:
-            if not watch.caught():
+            if watched is None or not watched.caught():
                 raise
             tally.outcome = "disconnected"  # (the upstream call was stopped with the wait: nothing to drain)
     finally:
-        watch.stop()
+        if watches is not None and watched is not None:
+            watches.remove(watched)
         if not read_all and (aclose := getattr(frames, "aclose", None)) is not None:
             await aclose()
 
