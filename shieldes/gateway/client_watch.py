@@ -60,14 +60,16 @@ class StreamWatch:
             watched.task.uncancel()
 
     def _look(self) -> None:
-        for watched in self.open:
-            if watched.fired or watched.tally.outcome != "open":  # (a failed write: the relay knows)
-                continue
-            transport = watched.request.transport
-            if (transport is None or transport.is_closing()) and watched.task is not None:
-                watched.fired = True
-                watched.task.cancel()
-        self._timer = asyncio.get_running_loop().call_later(WATCH_INTERVAL, self._look) if self.open else None
+        try:
+            for watched in self.open:
+                if watched.fired or watched.tally.outcome != "open":  # (a failed write: the relay knows)
+                    continue
+                transport = watched.request.transport
+                if (transport is None or transport.is_closing()) and watched.task is not None:
+                    watched.fired = True
+                    watched.task.cancel()
+        finally:  # (re-armed whatever happened: a timer lost would leave every later stream unwatched)
+            self._timer = asyncio.get_running_loop().call_later(WATCH_INTERVAL, self._look) if self.open else None
 
 
 STREAM_WATCH: web.AppKey[StreamWatch] = web.AppKey("stream_watch", StreamWatch)

@@ -203,7 +203,9 @@ async def pump(request: web.Request, resp: web.StreamResponse, frames: AsyncIter
     client pauses the upstream through the write's flow control (aiohttp waits for the socket
     buffer to drain), which backs up into the upstream connection."""
     read_all = False  # the frames ran to their end: nothing left to close
-    watches = request.app.get(STREAM_WATCH)  # a client that leaves while the upstream is silent
+    # a client that leaves while the upstream is silent (a background run's RunRequest has no client: no app)
+    app = getattr(request, "app", None)
+    watches = app.get(STREAM_WATCH) if app is not None else None
     watched = watches.add(request, tally) if watches is not None else None
     try:
         try:
