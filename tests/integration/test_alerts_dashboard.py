@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "shieldes.json"
 SYNTHETIC = {"up"}  # written by Prometheus itself for every target
+HTTPS_ONLY = ("shieldes_tls_",)  # exported by a node serving HTTPS (test_https.py checks them on one)
 METRIC = re.compile(r"\b(shieldes_[a-z0-9_]+|process_[a-z0-9_]+|up)\b")
 DOC = ROOT / "docs" / "observability.md"
 TARGET_LABELS = {"job", "instance"}  # Prometheus adds them to every series it scrapes
