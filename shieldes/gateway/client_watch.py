@@ -14,7 +14,12 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-WATCH_INTERVAL = 1.0  # seconds between looks at the open streams' connections
+WATCH_INTERVAL = 1.0  # seconds between looks at the open streams' connections (the MCP relay's too)
+
+
+def client_gone(transport: asyncio.BaseTransport | None) -> bool:
+    """Whether a request's connection is gone (aiohttp's request and the front's say None once closed)."""
+    return transport is None or transport.is_closing()
 
 
 class Outcome(Protocol):
@@ -64,8 +69,7 @@ class StreamWatch:
             for watched in self.open:
                 if watched.fired or watched.tally.outcome != "open":  # (a failed write: the relay knows)
                     continue
-                transport = watched.request.transport
-                if (transport is None or transport.is_closing()) and watched.task is not None:
+                if client_gone(watched.request.transport) and watched.task is not None:
                     watched.fired = True
                     watched.task.cancel()
         finally:  # (re-armed whatever happened: a timer lost would leave every later stream unwatched)

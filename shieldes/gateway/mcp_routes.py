@@ -21,6 +21,7 @@ import aiohttp
 from aiohttp import web
 
 from shieldes.errors import BodyTooLarge, NotFound, PermissionDenied, RateLimited, ShieldesError, retry_after_seconds
+from shieldes.gateway.client_watch import WATCH_INTERVAL, client_gone
 from shieldes.gateway.middleware import REQUEST_ID, record_of, request_id
 from shieldes.gateway.routes import GATEWAY, read_json
 from shieldes.gateway.service import Gateway, sent_keys
@@ -50,7 +51,6 @@ TO_CLIENT = ("content-type", "mcp-protocol-version", "cache-control")
 SESSION_ID = "Mcp-Session-Id"  # wrapped towards the client, unwrapped towards the server
 CONNECT_TIMEOUT = 10.0  # seconds to reach the server; an answer or a stream may then take as long as it takes
 EVENT_STREAM = "text/event-stream"
-CLIENT_CHECK_SECONDS = 1.0  # how soon a relayed stream notices its client left without a write telling it
 
 
 class McpUpstream:
@@ -373,11 +373,7 @@ async def _client_left(request: web.Request) -> None:
     """Returns once the client's connection is gone. aiohttp does not cancel a handler whose client
     left, and a write is what would notice: a quiet stream would be relayed for ever."""
     while not client_gone(request.transport):
-        await asyncio.sleep(CLIENT_CHECK_SECONDS)
-
-
-def client_gone(transport: asyncio.BaseTransport | None) -> bool:
-    return transport is None or transport.is_closing()
+        await asyncio.sleep(WATCH_INTERVAL)
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
