@@ -63,3 +63,40 @@ async def test_a_client_gone_while_the_upstream_is_silent_ends_the_stream(databa
     drops = samples(text, "shieldes_stream_drops_total")
     assert drops[(("cause", "client"), ("provider", deployment))] == 1
     assert samples(text, "shieldes_requests_in_flight") == {(): 1}  # the scrape itself only
+
+
+async def test_its_attempt_span_ends_then_as_the_clients_leaving(database_url: str) -> None:
+    """The stream's attempt span ends when the client's leaving is noticed (outcome
+    `disconnected`), not when the upstream speaks again; the request's span is no failure."""
+    from tests.integration.test_tracing import CLIENT, SERVER, Receiver, attrs
+
+    receiver = await Receiver().start()
+    try:
+        async with harness(database_url, otel_endpoint=receiver.url) as h:
+            secret = await h.create_key("leaver")
+            await h.sync()
+            hold = h.upstream.inject("/v1/chat/completions", hold_after=2)
+            payload = dict(CASES["chat"][2], stream=True)
+            async with aiohttp.ClientSession() as http:
+                r = await http.post(h.base + "/v1/chat/completions", json=payload,
+                                    headers={"Authorization": f"Bearer {secret}"})
+                await r.content.readline()
+                await wait_until(lambda: hold.holding == 1)
+                r.close()
+
+            def spans() -> tuple[Any, Any] | None:
+                server = next((x for x in receiver.spans if x.kind == SERVER), None)
+                attempt = next((x for x in receiver.spans if x.kind == CLIENT), None)
+                return None if server is None or attempt is None else (server, attempt)
+
+            await wait_until(lambda: spans() is not None, timeout=10)
+            assert not hold.release.is_set()
+            hold.release.set()
+        found = spans()
+        assert found is not None
+        server, attempt = found
+        assert attrs(attempt)["shieldes.stream.outcome"] == "disconnected" and attempt.status.code != 2
+        assert attrs(server)["http.response.status_code"] == 200 and server.status.code != 2
+    finally:
+        assert receiver.runner is not None
+        await receiver.runner.cleanup()
