@@ -57,16 +57,21 @@ class CliContext:
                                           answer_wait(self.settings.db_admin_read_timeout))
         return self._api
 
-    def database_url(self) -> str:
-        """The database for this command; the embedded one is started on first use and released
-        (stopped, unless a node or another client uses it) when the command ends. In remote mode an
-        admin command that does not go through the admin API is refused here, before it reads or
-        writes."""
+    def require_direct(self) -> None:
+        """Refuse, in remote mode, an admin command that does not go through the admin API. A command
+        that reads a file first calls it before, so the refusal is not hidden behind the file's errors."""
         if self.admin_url is not None and not self.local:
             path = click.get_current_context().command_path
             raise InvalidRequest(f"`{path}` does not run through the admin API (SHIELDES_ADMIN_URL is "
                                  f"{self.admin_url}); unset SHIELDES_ADMIN_URL (and drop --admin-url) to run it "
                                  "against Postgres directly")
+
+    def database_url(self) -> str:
+        """The database for this command; the embedded one is started on first use and released
+        (stopped, unless a node or another client uses it) when the command ends. In remote mode an
+        admin command that does not go through the admin API is refused here, before it reads or
+        writes."""
+        self.require_direct()
         if self._database is None:
             from shieldes import db
 

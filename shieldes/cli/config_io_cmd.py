@@ -47,6 +47,7 @@ def config_import(file: Path, fmt: str, dry_run: bool, skip_unsupported: bool, a
     carries routing, teams, keys' settings and MCP access, and MCP servers), or LiteLLM's keys and teams (each key
     keeping its secret)."""
     ctx = cli_context()
+    ctx.require_direct()  # in remote mode: refused before the file is read
     detected, spec = parse(load_document(file), fmt)
     with_secrets(spec, os.environ)  # keys whose secret the file gives as env.VAR (Bifrost)
     if spec.skipped and not skip_unsupported:

@@ -197,6 +197,7 @@ def import_(file: Path, everything: bool, models: str | None, dry_run: bool, as_
     """Refresh prices from LiteLLM's model_prices_and_context_window.json (per-token USD; input,
     output, cache read and cache write)."""
     ctx = cli_context()
+    ctx.require_direct()  # in remote mode: refused before the file is read
     prices, skipped, notes = parse_litellm_prices(load_document(file))
     wanted = split_list(models) if models else None
 

@@ -27,8 +27,10 @@ def routing_group() -> None:
 def set_(model: str, strategy: str | None, to_default: bool, as_json: bool) -> None:
     """Route MODEL (a model or alias name) with --strategy."""
     ctx = cli_context()
-    if (strategy is None) == (not to_default):
-        raise InvalidRequest(f"pass --strategy {'|'.join(STRATEGIES)} or --default")
+    if strategy is not None and to_default:
+        raise InvalidRequest("pass either --strategy or --default, not both")
+    if strategy is None and not to_default:
+        raise InvalidRequest(f"pass --strategy {'|'.join(STRATEGIES)}, or --default to forget {model}'s strategy")
     written = run(write(SetRouting(model, None if to_default else strategy)))
     emit({"model": model, "strategy": strategy or DEFAULT_STRATEGY, "position": written.position},
          as_json=ctx.as_json)

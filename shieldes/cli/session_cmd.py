@@ -49,8 +49,11 @@ def list_(user: str | None, every: bool, as_json: bool) -> None:
 @handle_errors
 def revoke(session_id: str | None, user: str | None, as_json: bool) -> None:
     """End console session SESSION_ID (or every session of --user) on every node."""
-    if (session_id is None) == (user is None):
-        raise InvalidRequest("name one session (SESSION_ID, from `shieldes session list`) or --user USER, not both")
+    if session_id is not None and user is not None:
+        raise InvalidRequest("pass either SESSION_ID or --user USER, not both")
+    if session_id is None and user is None:
+        raise InvalidRequest("name the session to end: SESSION_ID (from `shieldes session list`), or --user USER "
+                             "for every session of that user")
     ctx = cli_context()
     api = ctx.remote()
     if api is not None:

@@ -63,19 +63,23 @@ def json_response(data: object, rid: str, headers: dict[str, str] | None = None,
     return web.Response(body=orjson.dumps(data), status=status, headers=all_headers)
 
 
-async def read_json(request: web.Request, max_bytes: int) -> tuple[Body, bytes]:
+MODEL_BODY = '{"model": ..., ...}'  # what a body of the model routes starts with
+
+
+async def read_json(request: web.Request, max_bytes: int, example: str = MODEL_BODY) -> tuple[Body, bytes]:
     raw = await read_body(request, max_bytes)
-    return json_object(raw), raw
+    return json_object(raw, example), raw
 
 
-def json_object(raw: bytes) -> Body:
-    """The body `raw` decoded whole: a JSON object, or a 400 naming what is wrong with it."""
+def json_object(raw: bytes, example: str = MODEL_BODY) -> Body:
+    """The body `raw` decoded whole: a JSON object, or a 400 naming what is wrong with it (`example`:
+    an object the route takes, shown when the body is some other JSON value)."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise malformed_json(exc) from None
     if not isinstance(data, dict):
-        raise InvalidRequest("the request body must be a JSON object, e.g. {\"model\": ..., ...}")
+        raise InvalidRequest(f"the request body must be a JSON object, e.g. {example}")
     return data
 
 

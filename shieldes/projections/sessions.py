@@ -64,7 +64,7 @@ def _running(state: ConfigState, session_id: str, at: float) -> OidcSession:
     session = state.oidc_sessions.get(session_id)
     if session is None or session.status(at) == "expired":
         raise SubjectNotFound(f"no console session with id {session_id!r} is running (it expired or never existed); "
-                              "see GET /admin/v1/sessions or `shieldes session list`", code="session_not_found")
+                              "see `shieldes session list`", code="session_not_found")
     if session.ended:
         raise CommandRejected(f"console session {session_id!r} of {session.user} has ended already ({session.ended})")
     return session
@@ -89,7 +89,7 @@ def decide_session(state: ConfigState, command: SessionCommand) -> list[Event]:
                               if s.user == command.user and s.status(command.at) == "active"),
                              key=lambda s: s.started_at)
             if not running:
-                raise SubjectNotFound(f"{command.user!r} has no console session running; see GET /admin/v1/sessions "
-                                      "or `shieldes session list` for the users signed in", code="session_not_found")
+                raise SubjectNotFound(f"{command.user!r} has no console session running; see `shieldes session list` "
+                                      "for the users signed in", code="session_not_found")
             return [OidcSessionEnded(s.id, s.user, "revoked", command.at) for s in running]
     raise CommandRejected(f"unknown command {type(command).__name__}")

@@ -58,7 +58,8 @@ def check_responses_mode(kind: str, mode: str) -> str:
         raise CommandRejected(f"unknown responses mode {mode!r}: use translate or native")
     if mode == "native" and kind not in NATIVE_RESPONSES_KINDS:
         raise CommandRejected(
-            f"a {kind} provider has no /v1/responses of its own: use --responses translate"
+            f"type {kind!r} has no /v1/responses of its own (only {' and '.join(NATIVE_RESPONSES_KINDS)} have one): "
+            "use --responses translate"
         )
     return mode
 

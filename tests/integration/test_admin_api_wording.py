@@ -51,6 +51,13 @@ BAD: list[tuple[str, str, Any, dict[str, str], str]] = [
      "`cache_write_per_1m` must be"),
     ("POST", "/admin-tokens/nope/revoke", None, {}, "see GET /admin/v1/admin-tokens"),
     ("DELETE", "/pricing/never-priced", None, {}, "list the prices set with GET /admin/v1/pricing?source=override"),
+    ("POST", "/sessions/ses_nope/revoke", None, {}, "never existed); see GET /admin/v1/sessions"),
+    ("POST", "/sessions/revoke", {"user": "nobody@example.com"}, {},
+     "has no console session running; see GET /admin/v1/sessions for the users signed in"),
+    # a body that is JSON but no object: the example is one this route takes, not a chat request
+    ("POST", "/keys", [], {}, 'the request body must be a JSON object, e.g. {"name": ..., "models": ..., ...}'),
+    ("PUT", "/budgets/key/app", 5, {}, 'the request body must be a JSON object, e.g. {"amount_usd": ..., '
+                                       '"period": ...}'),
     # a secret to store on a node without SHIELDES_ENCRYPTION_KEY (an external database): sent another way
     ("POST", "/providers", {"name": "p", "type": "openai", "base_url": "http://x", "models": ["a"], "api_key": "sk"},
      {}, "or send `api_key_env` (a variable each node reads) instead"),

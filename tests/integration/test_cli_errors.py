@@ -169,6 +169,16 @@ BAD = [
     (["provider", "add", "p2", "--type", "openai", "--base-url", "http://x.io:99999", "--models", "a"], "port"),
     (["provider", "add", "p2", "--type", "openai", "--base-url", "http://x.io:abc", "--models", "a"], "port"),
     (["provider", "update", "openai", "--base-url", "http://[::1"], "--base-url"),
+    (["provider", "add", "p2", "--type", "anthropic", "--base-url", "https://x.io", "--models", "a", "--responses",
+      "native"], "type 'anthropic' has no /v1/responses of its own (only openai and azure have one)"),
+    (["routing", "set", "gpt-4o", "--strategy", "cost", "--default"], "pass either --strategy or --default, not both"),
+    (["routing", "set", "gpt-4o"], "or --default to forget gpt-4o's strategy"),
+    # the CLI's own words (the admin API names GET /admin/v1/sessions instead: test_admin_api_wording.py)
+    (["session", "revoke", "ses_nope"], "is running (it expired or never existed); see `shieldes session list`"),
+    (["session", "revoke", "--user", "nobody@example.com"],
+     "'nobody@example.com' has no console session running; see `shieldes session list` for the users signed in"),
+    (["session", "revoke"], "name the session to end: SESSION_ID (from `shieldes session list`), or --user USER"),
+    (["session", "revoke", "ses_x", "--user", "a@example.com"], "pass either SESSION_ID or --user USER, not both"),
 ]
 
 

@@ -190,8 +190,10 @@ async def test_tokens_roles_unknown_routes_and_an_unreachable_node(database_url:
         assert "role admin" in (await remote(h, "team", "create", "t", token=operator["token"])).error()
 
         # an admin command the CLI does not send through the API refuses and appends nothing; local ones ignore the URL
+        # (one that reads a file is refused before it reads it: the file's errors do not hide the refusal)
         for args in (("routing", "set", "gpt-4o", "--strategy", "cost"), ("audit", "verify"),
-                     ("snapshot", "create"), ("logs", "--follow")):
+                     ("snapshot", "create"), ("logs", "--follow"), ("pricing", "import", "/nonexistent/prices.json"),
+                     ("config", "import", "/nonexistent/config.yaml")):
             line = (await remote(h, *args)).error()
             assert "does not run through the admin API" in line and "unset SHIELDES_ADMIN_URL" in line, line
         status = await shieldes("--admin-url", h.base, "--json", "db", "status", SHIELDES_DATABASE_URL=database_url)

@@ -171,6 +171,13 @@ class Route:
         return PREFIX + self.path
 
     @property
+    def body_example(self) -> str:
+        """The start of a body this route takes, its required fields first: `{"name": ..., ...}`."""
+        first = sorted(self.body, key=lambda f: not f.required)[:2]
+        more = ", ..." if len(self.body) > len(first) else ""
+        return "{" + ", ".join(f'"{f.name}": ...' for f in first) + more + "}"
+
+    @property
     def documented_path(self) -> str:
         """The path as OpenAPI writes it: `{model:.+}` (a parameter that may hold slashes) is `{model}`."""
         return "/".join(p.split(":", 1)[0] + "}" if p.startswith("{") and ":" in p else p
@@ -251,7 +258,7 @@ def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
         body: dict[str, Any] = {}
         if route.body:
             if request.can_read_body:
-                parsed, _ = await read_json(request, ctx.settings.max_body_bytes)
+                parsed, _ = await read_json(request, ctx.settings.max_body_bytes, route.body_example)
                 body = _check_body(route, parsed)
             else:
                 body = _check_body(route, {})
