@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar
 
 from shieldes.providers.base import TokenUsage
+from shieldes.requestlog.filters import UNMATCHED  # the route label of paths no route serves; never the raw path
 from shieldes.usage.units import Units
 
 MAX_SERIES = 200
@@ -40,7 +41,6 @@ class WatchedCertificate(Protocol):
     expires_at: float
     loaded: int
     refused: int
-UNMATCHED = "unmatched"  # the route label of paths no route serves (404); never the raw path
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Latency buckets reach SHIELDES_UPSTREAM_TIMEOUT's default (600 s): a reasoning model's answer (or
 # its first token) takes minutes, and a quantile past the top bucket reads as the top bucket.

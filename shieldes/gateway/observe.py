@@ -22,6 +22,7 @@ from shieldes.gateway.metrics import Metrics
 from shieldes.gateway.middleware import RECORD_KEY, ROUTE_LABELS, Handler, handle_errors, request_id
 from shieldes.logformat import AccessLog
 from shieldes.requestlog.capture import Capture, wants
+from shieldes.requestlog.filters import UNMATCHED
 from shieldes.requestlog.record import RequestRecord
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ def route_label(request: web.Request) -> str:
     unversioned alias's /v1 one (/chat/completions: /v1/chat/completions), `unmatched` for none."""
     resource = request.match_info.route.resource
     if resource is None:
-        return "unmatched"
+        return UNMATCHED
     canonical = resource.canonical
     labels = request.app.get(ROUTE_LABELS)
     return labels.get(canonical, canonical) if labels else canonical

@@ -35,6 +35,14 @@ class LogFilter:
     before: tuple[datetime, str] | None = None
     logged_after: datetime | None = None
 
+    def __post_init__(self) -> None:
+        # every route the log holds is a path pattern or UNMATCHED: another word would match no
+        # row, an empty answer that looks like no traffic
+        if self.route is not None and not (self.route in (GATEWAY, UNMATCHED, "*") or self.route.startswith("/")):
+            raise InvalidRequest(f"malformed route {self.route!r}: use a route such as /v1/chat/completions, a "
+                                 "prefix ending in * (/v1/*, /admin/*), gateway (the clients' requests), unmatched "
+                                 "(paths no route serves) or * (every request)")
+
 
 # The `route` filter's word for the clients' requests: every route but the admin API's, the web
 # console's and the probes' (/health, /ready, /metrics), that is the gateway's routes (versioned and
@@ -42,6 +50,8 @@ class LogFilter:
 # admin API every 2 s, a load balancer probes /ready, and their rows would push the clients' off
 # the newest page.
 GATEWAY = "gateway"
+# The route of a request for a path no route serves (the path itself is in the `path` column).
+UNMATCHED = "unmatched"
 
 
 def parse_status(status: str) -> tuple[str | None, str | None, str | None]:

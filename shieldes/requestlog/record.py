@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shieldes.projections.state import VirtualKey
+from shieldes.requestlog.filters import UNMATCHED
 
 MAX_TEXT = 512  # user agent, unknown paths and model names longer than this are cut
 # error messages: a request that fell back names every model it tried and why each failed
@@ -57,7 +58,7 @@ class RequestRecord:
     t_end: float = 0.0  # perf_counter at the end (last byte for streams)
     method: str = ""
     path: str = ""
-    route: str = "unmatched"  # the route's pattern (e.g. /v1/chat/completions); unmatched for 404s
+    route: str = UNMATCHED  # the route's pattern (e.g. /v1/chat/completions); unmatched for 404s
     status: int = 0
     error_code: str | None = None
     error_message: str | None = None  # what the client was told, with the code (why it was refused)

@@ -51,6 +51,7 @@ BAD: list[tuple[str, str, Any, dict[str, str], str]] = [
      "`cache_write_per_1m` must be"),
     ("POST", "/admin-tokens/nope/revoke", None, {}, "see GET /admin/v1/admin-tokens"),
     ("DELETE", "/pricing/never-priced", None, {}, "list the prices set with GET /admin/v1/pricing?source=override"),
+    ("GET", "/requests", None, {"route": "chat"}, "malformed route 'chat': use a route such as /v1/chat/completions"),
     ("POST", "/sessions/ses_nope/revoke", None, {}, "never existed); see GET /admin/v1/sessions"),
     ("POST", "/sessions/revoke", {"user": "nobody@example.com"}, {},
      "has no console session running; see GET /admin/v1/sessions for the users signed in"),

@@ -131,6 +131,7 @@ BAD = [
     (["usage", "--key", "nope"], "no virtual key"),
     (["logs", "--key", "nope"], "no virtual key"),
     (["logs", "--key", "k\x00"], "NUL"),
+    (["logs", "--route", "chat/completions"], "malformed route 'chat/completions': use a route such as"),
     (["usage", "--since", "yesterday"], "--since"),
     (["usage", "--since", "2026-02-01", "--until", "2026-01-01"], "--since is after --until"),
     (["audit", "log", "--since", "last week"], "--since"),
