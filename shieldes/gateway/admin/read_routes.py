@@ -388,5 +388,5 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/snapshots", snapshot_create, ADMIN, "Write a snapshot of this node's projection now",
           "snapshots"),
     Route("GET", "/providers/health", provider_health, READ,
-          "Live health per deployment: breaker, latency, error rate, traffic share", "providers", reads_db=True),
+          "Show live health per deployment: breaker, latency, error rate, traffic share", "providers", reads_db=True),
 )
