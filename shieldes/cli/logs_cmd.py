@@ -15,7 +15,7 @@ from shieldes.cli.oneline import OneLineCommand, handle_errors
 from shieldes.cli.output import emit, one_line_json, table_cell
 from shieldes.cli.timefmt import with_table_times
 from shieldes.errors import InvalidRequest, SubjectNotFound
-from shieldes.requestlog.filters import GATEWAY, LogFilter, parse_status, plain
+from shieldes.requestlog.filters import GATEWAY, LogFilter, parse_status, plain, request_not_found
 from shieldes.timeparse import parse_time
 
 # The driver and the request log's SQL are imported by the direct mode only: through the admin API
@@ -207,11 +207,14 @@ def logs(key: str | None, model: str | None, status: str | None, error_code: str
         query = {"key": key, "model": model, "status": status, "error_code": error_code, "tag": tag, "since": since,
                  "until": until,
                  "request_id": request_id, "node": node_id, "route": route}
-        _print(list(reversed(_remote_rows(api, query, limit))), ctx.as_json, lines=False,
-               detail=request_id is not None)
-        return
-    if follow:
+        rows = list(reversed(_remote_rows(api, query, limit)))
+    elif follow:
         with contextlib.suppress(KeyboardInterrupt):
             run(_follow(f, limit, ctx.as_json, interval))
         return
-    _print(list(reversed(run_read(_fetch(f, limit)))), ctx.as_json, lines=False, detail=request_id is not None)
+    else:
+        rows = list(reversed(run_read(_fetch(f, limit))))
+    if request_id is not None and not rows:  # the id looked up: say why it is not there, as the API does
+        others = (key, model, status, error_code, tag, since, until, node_id, route)
+        raise request_not_found(request_id, filtered=any(v is not None for v in others))
+    _print(rows, ctx.as_json, lines=False, detail=request_id is not None)

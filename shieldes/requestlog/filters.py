@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from shieldes.errors import InvalidRequest
+from shieldes.errors import InvalidRequest, NotFound
 
 _STATUS = re.compile(r"^(?:([1-5])xx|([1-5]\d\d)|(error|ok))$")
 
@@ -52,6 +52,14 @@ class LogFilter:
 GATEWAY = "gateway"
 # The route of a request for a path no route serves (the path itself is in the `path` column).
 UNMATCHED = "unmatched"
+
+
+def request_not_found(request_id: str, *, filtered: bool = False) -> NotFound:
+    """No row has this request id (`filtered`: none that the other filters given keep)."""
+    which = " that the other filters keep (drop them to find the id alone)" if filtered else ""
+    return NotFound(f"no request with id {request_id!r} in the request log{which}: it may be older than the "
+                    "retention (SHIELDES_REQUEST_LOG_RETENTION) or not written yet (rows are written about once a "
+                    "second)", code="request_not_found")
 
 
 def parse_status(status: str) -> tuple[str | None, str | None, str | None]:

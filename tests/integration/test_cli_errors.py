@@ -131,6 +131,8 @@ BAD = [
     (["usage", "--key", "nope"], "no virtual key"),
     (["logs", "--key", "nope"], "no virtual key"),
     (["logs", "--key", "k\x00"], "NUL"),
+    (["logs", "--request-id", "0f0f0f0f"], "no request with id '0f0f0f0f' in the request log: it may be older"),
+    (["logs", "--request-id", "0f0f0f0f", "--key", "app"], "that the other filters keep (drop them"),
     (["logs", "--route", "chat/completions"], "malformed route 'chat/completions': use a route such as"),
     (["usage", "--since", "yesterday"], "--since"),
     (["usage", "--since", "2026-02-01", "--until", "2026-01-01"], "--since is after --until"),

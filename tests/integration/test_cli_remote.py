@@ -447,6 +447,10 @@ async def test_logs_through_the_api_print_what_direct_mode_prints(database_url: 
         assert one == (await direct(h, "logs", "--request-id", refused[0]["request_id"])).out and "ERROR_MESSAGE" in one
         assert (await remote(h, "logs", "--key", "nope")).error() == \
             "error: no virtual key named or with id 'nope'; see `shieldes key list`"
+        # an id no row has: why, as GET /admin/v1/requests/{id} says it (not an empty table), in both modes
+        unknown = (await remote(h, "logs", "--request-id", "0f0f0f0f")).error()
+        assert unknown == (await direct(h, "logs", "--request-id", "0f0f0f0f")).error()
+        assert unknown.startswith("error: no request with id '0f0f0f0f' in the request log: it may be older than")
         # a key without a budget: its spend over the last 30 days, through the API as on Postgres
         spent = (await remote(h, "--json", "budget", "show", "narrow")).json()
         assert spent == (await direct(h, "--json", "budget", "show", "narrow")).json()

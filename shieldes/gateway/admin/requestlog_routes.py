@@ -7,11 +7,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from shieldes.errors import InvalidRequest, NotFound
+from shieldes.errors import InvalidRequest
 from shieldes.gateway.admin.api import Call, Field, Route
 from shieldes.gateway.admin.read_routes import _pool, known_key
 from shieldes.requestlog import store
-from shieldes.requestlog.filters import LogFilter, plain
+from shieldes.requestlog.filters import LogFilter, plain, request_not_found
 from shieldes.roles import BODIES, READ, allows
 from shieldes.timeparse import parse_time
 
@@ -66,9 +66,7 @@ async def get_request(call: Call) -> Any:
         rows = await store.query(conn, LogFilter(request_id=rid), MAX_NODES_PER_ID)
         captured = await store.bodies(conn, rid) if rows else []
     if not rows:
-        raise NotFound(f"no request with id {rid!r} in the request log: it may be older than the retention "
-                       "(SHIELDES_REQUEST_LOG_RETENTION) or not written yet (rows are written about once a second)",
-                       code="request_not_found")
+        raise request_not_found(rid)
     may_read = allows(call.principal.role, BODIES)
     by_node = {b["node_id"]: b for b in captured}
     data = []
