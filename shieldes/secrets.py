@@ -28,6 +28,15 @@ class SecretError(ShieldesError):
     code = "secret_unavailable"
 
 
+class BadEnvName(SecretError):
+    """A variable name given to store as a key's reference that no environment can hold: the
+    caller's input is at fault (a 400, as any value refused), not a secret this node cannot read."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "command_rejected"
+
+
 NO_ENCRYPTION_KEY = ("storing a provider key needs SHIELDES_ENCRYPTION_KEY; set it (`shieldes secrets generate-key` "
                      "makes one), or use --api-key-env VAR instead")
 
@@ -185,7 +194,7 @@ def encrypt_secret(plaintext: str, encryption_key: str | None) -> str:
 
 def env_ref(var: str) -> str:
     if not var or not all(c.isalnum() or c == "_" for c in var):
-        raise SecretError(f"invalid environment variable name {var!r}: use letters, digits and _")
+        raise BadEnvName(f"invalid environment variable name {var!r}: use letters, digits and _")
     return "env:" + var
 
 

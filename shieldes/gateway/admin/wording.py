@@ -41,6 +41,11 @@ _PHRASES: tuple[tuple[str, str], ...] = (
     ("an alias needs at least one --target PROVIDER/MODEL[:WEIGHT]",
      "an alias needs at least one entry in `targets` (PROVIDER/MODEL[:WEIGHT])"),
     ("a --fallback is given twice", "an entry of `fallbacks` is given twice"),
+    ("(e.g. --multiplier flex=0.5 --multiplier priority=2)", '(e.g. {"flex": 0.5, "priority": 2})'),
+    ("e.g. --per-use file_search=0.0025 --per-use container=0.03; web searches: --per-web-search",
+     'e.g. {"file_search": 0.0025, "container": 0.03}; web searches: `per_web_search`'),
+    ("e.g. --modality audio_input=40 --modality audio_output=80, USD per 1M tokens",
+     'e.g. {"audio_input": 40, "audio_output": 80}, USD per 1M tokens'),
 )
 
 _FLAGS: dict[str, str] = {  # flag -> the words that name the field
@@ -71,9 +76,23 @@ _FLAGS: dict[str, str] = {  # flag -> the words that name the field
     "--url": "`url`",
     "--mcp": "`mcp`",
     "--header": "`headers` entry",
+    "--header-env": "`header_envs` entry",
+    "--multiplier": "`multipliers` entry",
+    "--per-use": "`per_use` entry",
+    "--modality": "`modalities` entry",
+    "--per-web-search price": "`per_web_search`",
+    "--per-web-search": "`per_web_search`",
+    "--long-context-above": "`long_context.above_tokens`",
+    "--long-input price": "`long_context.input_per_1m`",
+    "--long-output price": "`long_context.output_per_1m`",
+    "--long-cache-read price": "`long_context.cache_read_per_1m`",
+    "--long-cache-write price": "`long_context.cache_write_per_1m`",
 }
 # the longest flag first where one starts another (--budget-period before --budget)
 _FLAG = re.compile("|".join(re.escape(f) + r"(?![\w-])" for f in sorted(_FLAGS, key=len, reverse=True)))
+# any other flag: a provider's settings (--project, --auth, ... and one no type has) are fields of
+# the same name, with `_` for `-`
+_OTHER_FLAG = re.compile(r"--([a-z][a-z0-9-]*)")
 
 
 def api_wording(message: str) -> str:
@@ -82,4 +101,5 @@ def api_wording(message: str) -> str:
         return message
     for cli, api in _PHRASES:
         message = message.replace(cli, api)
-    return _FLAG.sub(lambda m: _FLAGS[m.group(0)], message)
+    message = _FLAG.sub(lambda m: _FLAGS[m.group(0)], message)
+    return _OTHER_FLAG.sub(lambda m: f"`{m.group(1).replace('-', '_')}`", message)
