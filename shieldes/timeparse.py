@@ -31,7 +31,11 @@ def parse_time(text: str, what: str, *, end_of_day: bool = False, ago: bool = Fa
     filter on the past: logs, audit) a duration means that long before `now`: '15m', '2h', '7d'."""
     raw = text.strip()
     if ago and _DURATION.match(raw.lower()):
-        return (now or datetime.now(UTC)) - timedelta(seconds=parse_duration(raw, what))
+        try:
+            return (now or datetime.now(UTC)) - timedelta(seconds=parse_duration(raw, what))
+        except OverflowError:  # before the year 1: no time a datetime holds
+            raise InvalidRequest(f"{what} {text!r} reaches back before the year 1; give a shorter time ago "
+                                 "(e.g. 3650d), or a date") from None
     try:
         if len(raw) == 10:
             d = date.fromisoformat(raw)

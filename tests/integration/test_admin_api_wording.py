@@ -81,6 +81,10 @@ BAD: list[tuple[str, str, Any, dict[str, str], str]] = [
                             "api_key_env": "bad-var"}, {}, "invalid environment variable name 'bad-var'"),
     ("POST", "/mcp-servers", {"name": "m", "url": "http://x/mcp", "header_envs": {"X-Key": "bad-var"}}, {},
      "invalid environment variable name 'bad-var'"),
+    # a time ago from before the year 1: a 400, not a 500
+    ("GET", "/usage", None, {"since": "999999999d"}, "since '999999999d' reaches back before the year 1"),
+    ("GET", "/requests", None, {"since": "999999999d"}, "reaches back before the year 1"),
+    ("GET", "/audit", None, {"until": "999999999d"}, "until '999999999d' reaches back before the year 1"),
     ("GET", "/requests", None, {"route": "chat"}, "malformed route 'chat': use a route such as /v1/chat/completions"),
     ("POST", "/sessions/ses_nope/revoke", None, {}, "never existed); see GET /admin/v1/sessions"),
     ("POST", "/sessions/revoke", {"user": "nobody@example.com"}, {},

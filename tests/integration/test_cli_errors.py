@@ -131,6 +131,10 @@ BAD = [
     (["usage", "--key", "nope"], "no virtual key"),
     (["logs", "--key", "nope"], "no virtual key"),
     (["logs", "--key", "k\x00"], "NUL"),
+    # a time ago from before the year 1 (the `d` meant as "everything"): refused, not a traceback
+    (["usage", "--since", "999999999d"], "--since '999999999d' reaches back before the year 1; give a shorter"),
+    (["logs", "--since", "99999999999999999999w"], "reaches back before the year 1"),
+    (["audit", "log", "--until", "99999999999999d"], "--until '99999999999999d' reaches back before the year 1"),
     (["logs", "--request-id", "0f0f0f0f"], "no request with id '0f0f0f0f' in the request log: it may be older"),
     (["logs", "--request-id", "0f0f0f0f", "--key", "app"], "that the other filters keep (drop them"),
     (["logs", "--route", "chat/completions"], "malformed route 'chat/completions': use a route such as"),
