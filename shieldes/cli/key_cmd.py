@@ -7,6 +7,7 @@ imported by the direct path only: a remote command does not need it."""
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -170,7 +171,7 @@ def list_(show_all: bool, team: str | None, search: str | None, limit: int | Non
     now = time.time()
     keys = listed_keys(state, now, statuses=None if show_all else ("active", "expired"),
                        team_id=None if found is None else found.id, search=search or "")
-    listed = islice(keys, limit)
+    listed = islice(keys, None if limit is None else min(limit, sys.maxsize))  # (a --limit past any count: all)
     pages = iter(lambda: [key_row(state, k, now) for k in islice(listed, PRINT_PAGE)], [])
     emit_pages(pages, as_json=ctx.as_json, columns=COLUMNS)
 

@@ -214,6 +214,11 @@ JSON_REFUSALS = [
 ]
 
 
+def test_a_limit_past_any_count_lists_every_key(populated: str) -> None:
+    """(a --limit beyond what a list can index was a traceback)"""
+    assert [k["name"] for k in ok(populated, "key", "list", "--limit", "9" * 25)] == ["app"]
+
+
 @pytest.mark.parametrize(("args", "exit_code", "code"), JSON_REFUSALS, ids=[" ".join(a) for a, _, _ in JSON_REFUSALS])
 def test_json_refusals_are_json_on_stderr(populated: str, args: list[str], exit_code: int, code: str | None) -> None:
     """With --json a refusal is one JSON line on stderr, {"error": {"message", "code"}}, with the
