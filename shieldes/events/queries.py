@@ -79,7 +79,7 @@ def check_audit_type(type_: str) -> str:
 def audit_params(*, actor: str | None = None, type_: str | None = None, subject: str | None = None,
                  since: datetime | None = None, until: datetime | None = None, before: int | None = None,
                  limit: int = 100) -> dict[str, Any]:
-    if type_:
+    if type_ is not None:  # '' too: it matches no type, and an empty answer reads as "never changed"
         check_audit_type(type_)
     return {"actor": actor, "type": type_, "type_prefix": like_prefix(type_) if type_ else None,
             "subject": subject, "since": since, "until": until, "before": before, "limit": limit}

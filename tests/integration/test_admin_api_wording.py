@@ -85,6 +85,8 @@ BAD: list[tuple[str, str, Any, dict[str, str], str]] = [
     ("GET", "/usage", None, {"since": "999999999d"}, "since '999999999d' reaches back before the year 1"),
     ("GET", "/requests", None, {"since": "999999999d"}, "reaches back before the year 1"),
     ("GET", "/audit", None, {"until": "999999999d"}, "until '999999999d' reaches back before the year 1"),
+    ("GET", "/audit", None, {"type": ""}, "unknown event type '': use a family"),
+    ("GET", "/audit", None, {"type": "virtual_key.revokd"}, "(GET /admin/v1/audit shows every type)"),
     ("GET", "/requests", None, {"route": "chat"}, "malformed route 'chat': use a route such as /v1/chat/completions"),
     ("POST", "/sessions/ses_nope/revoke", None, {}, "never existed); see GET /admin/v1/sessions"),
     ("POST", "/sessions/revoke", {"user": "nobody@example.com"}, {},

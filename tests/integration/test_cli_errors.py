@@ -143,6 +143,7 @@ BAD = [
     (["audit", "log", "--since", "last week"], "--since"),
     (["audit", "log", "--limit", "0"], "--limit"),
     (["audit", "log", "--type", "virtual_key.revokd"], "did you mean 'virtual_key.revoked'?"),
+    (["audit", "log", "--type", ""], "unknown event type '': use a family"),
     # control characters and SQL-looking text are refused as names, never executed or crashed on
     (["team", "create", "x'; DROP TABLE events; --"], "invalid team name"),
     (["key", "create", "--name", "a\x00b"], "invalid key name"),

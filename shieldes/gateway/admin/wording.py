@@ -23,6 +23,7 @@ _PHRASES: tuple[tuple[str, str], ...] = (
     ("see `shieldes model list`", "see GET /admin/v1/aliases"),
     ("see `shieldes admin-token list`", "see GET /admin/v1/admin-tokens"),
     ("see `shieldes session list`", "see GET /admin/v1/sessions"),
+    ("(`shieldes audit log` shows every type)", "(GET /admin/v1/audit shows every type)"),
     ("register it with `shieldes mcp add` or see `shieldes mcp list`",
      "register it with POST /admin/v1/mcp-servers or see GET /admin/v1/mcp-servers"),
     ("see `shieldes mcp list`", "see GET /admin/v1/mcp-servers"),
