@@ -85,6 +85,8 @@ BAD: list[tuple[str, str, Any, dict[str, str], str]] = [
     ("GET", "/usage", None, {"since": "999999999d"}, "since '999999999d' reaches back before the year 1"),
     ("GET", "/requests", None, {"since": "999999999d"}, "reaches back before the year 1"),
     ("GET", "/audit", None, {"until": "999999999d"}, "until '999999999d' reaches back before the year 1"),
+    ("POST", "/mcp-servers", {"name": "m0", "url": "http://x/mcp"}, {},
+     "MCP server 'm0' already exists; remove it first (DELETE /admin/v1/mcp-servers/m0) or pick another name"),
     ("GET", "/audit", None, {"type": ""}, "unknown event type '': use a family"),
     ("GET", "/audit", None, {"type": "virtual_key.revokd"}, "(GET /admin/v1/audit shows every type)"),
     ("GET", "/requests", None, {"route": "chat"}, "malformed route 'chat': use a route such as /v1/chat/completions"),
@@ -109,6 +111,7 @@ async def test_refusals_name_fields_and_routes_not_cli_flags(database_url: str) 
         api = AdminClient(h.base, BOOT)
         assert (await api.post(f"{API}/teams", {"name": "eng"}))[0] == 201
         assert (await api.post(f"{API}/keys", {"name": "app"}))[0] == 201
+        assert (await api.post(f"{API}/mcp-servers", {"name": "m0", "url": "http://x/mcp"}))[0] == 201
         for method, path, body, query, fragment in BAD:
             status, answer = await api.call(method, API + path, body, **query)
             message = answer["error"]["message"]
@@ -133,6 +136,15 @@ async def test_refusals_name_fields_and_routes_not_cli_flags(database_url: str) 
         assert status == 200 and [k["name"] for k in between["data"]] == ["zed"]
         status, end = await api.get(f"{API}/keys", after="zzz")
         assert (status, end["data"], end["has_more"], end["next_after"]) == (200, [], False, None)
+        # what is said beside a write (`warnings`) is in the API's words too
+        status, key = await api.post(f"{API}/keys", {"name": "w", "models": ["no-such-model"]})
+        assert status == 201 and key["warnings"] == [
+            "no provider serves model 'no-such-model' yet: requests for it get 404 until a provider lists it (POST "
+            "/admin/v1/providers, or PATCH /admin/v1/providers/{name}, with no-such-model in `models`)"]
+        status, alias = await api.call("PUT", f"{API}/aliases/gpt-4o", {"targets": ["solo/solo-model"]})
+        assert status == 200 and len(alias["warnings"]) == 1 and alias["warnings"][0].endswith(
+            "add openai/gpt-4o to `targets` if they should keep serving it"), alias
+        assert not any(CLI_TERMS.search(w) for w in key["warnings"] + alias["warnings"])
         # the CLI in remote mode asks for its own words: the same refusal names the flag (remote and
         # direct mode print the same line: test_cli_remote.py)
         status, answer = await api.call("POST", f"{API}/keys", {"name": "k", "rpm": -1},

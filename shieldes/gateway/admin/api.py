@@ -287,6 +287,8 @@ def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
                 exc.message = api_wording(exc.message)
             raise
         status, data = result if isinstance(result, tuple) else (200, result)
+        if isinstance(data, dict) and data.get("warnings") and CLI_WORDING not in request.headers:
+            data = {**data, "warnings": [api_wording(w) for w in data["warnings"]]}  # (as the refusals)
         if isinstance(data, Streamed):
             return await _stream(request, data, {"Content-Type": "application/json", REQUEST_ID: rid,
                                                  **API_HEADERS, **call.headers})

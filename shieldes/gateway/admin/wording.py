@@ -7,6 +7,7 @@ of the messages the decisions are known to produce; the CLI in remote mode asks 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 # Sent by `shieldes` in remote mode: keep the messages as the CLI prints them in direct mode.
 CLI_WORDING = "Shieldes-Wording"
@@ -47,6 +48,16 @@ _PHRASES: tuple[tuple[str, str], ...] = (
      'e.g. {"file_search": 0.0025, "container": 0.03}; web searches: `per_web_search`'),
     ("e.g. --modality audio_input=40 --modality audio_output=80, USD per 1M tokens",
      'e.g. {"audio_input": 40, "audio_output": 80}, USD per 1M tokens'),
+)
+
+# Phrases that carry a name: (pattern, replacement), before the flags.
+_NAMED: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (
+    (re.compile(r"\(`shieldes mcp remove ([^`]+)`\)"), r"(DELETE /admin/v1/mcp-servers/\1)"),
+    (re.compile(r"\(`shieldes provider add \.\.\. --models ([^`]+)` or "
+                r"`shieldes provider update NAME --models \.\.\.`\)"),
+     r"(POST /admin/v1/providers, or PATCH /admin/v1/providers/{name}, with \1 in `models`)"),
+    (re.compile(r"add ((?:--target \S+ ?)+) if"),
+     lambda m: f"add {', '.join(m.group(1).replace('--target ', '').split())} to `targets` if"),
 )
 
 _FLAGS: dict[str, str] = {  # flag -> the words that name the field
@@ -102,5 +113,7 @@ def api_wording(message: str) -> str:
         return message
     for cli, api in _PHRASES:
         message = message.replace(cli, api)
+    for pattern, named in _NAMED:
+        message = pattern.sub(named, message)
     message = _FLAG.sub(lambda m: _FLAGS[m.group(0)], message)
     return _OTHER_FLAG.sub(lambda m: f"`{m.group(1).replace('-', '_')}`", message)
