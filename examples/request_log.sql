@@ -12,10 +12,12 @@ WHERE key_name = 'good' AND started_at > now() - interval '1 day'
 ORDER BY started_at DESC;
 
 -- name: errors_per_deployment
--- Failures per deployment and error code in the last 24 hours (refusals carry no deployment).
+-- Failures per deployment and error code in the last 24 hours (refusals carry no deployment), of
+-- the clients' requests: the admin API's and the console's refusals are not the gateway's failures.
 SELECT coalesce(deployment, '(none)') AS deployment, status, error_code, count(*) AS requests
 FROM request_log
 WHERE started_at > now() - interval '24 hours' AND (status >= 400 OR error_code IS NOT NULL)
+  AND path NOT LIKE '/admin/%' AND path NOT LIKE '/ui/%'
 GROUP BY 1, 2, 3
 ORDER BY requests DESC;
 

@@ -4,6 +4,11 @@ usage, with the path, the time and the result. Nothing of it goes to the event l
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import aiohttp
+
 from shieldes import secrets
 from shieldes.projections.shared_commands import CreateAdminToken
 from tests.integration.admin_client import AdminClient
@@ -52,3 +57,24 @@ async def test_probes_of_admin_paths_without_a_token_are_found_by_the_documented
     assert rows == [(None, "GET", "/admin/v1/no-such-thing", "unmatched", 401),
                     (None, "DELETE", "/admin/v1/usage", "unmatched", 401),
                     ("bootstrap-token", "GET", "/admin/v1/keys", "/admin/v1/keys", 200)], rows
+
+
+async def test_the_documented_failures_per_deployment_are_the_clients_requests(database_url: str) -> None:
+    """docs/audit.md's "failures per deployment" query counts the gateway's failures, not the admin
+    API's refusals (a wrong token, a role refused, a probe of a path it does not serve)."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "audit.md").read_text()
+    query = re.search(r"```sql\n(-- failures per deployment.*?)```", doc, re.S)
+    assert query is not None
+    async with harness(database_url, admin_token=BOOT) as h:
+        assert (await AdminClient(h.base, "shd-adm-wrong").get("/admin/v1/keys"))[0] == 401
+        assert (await AdminClient(h.base, None).get("/admin/v1/no-such-thing"))[0] == 401
+        assert (await AdminClient(h.base, BOOT).get("/admin/v1/keys/nope"))[0] == 404
+        async with aiohttp.ClientSession() as s, s.post(h.base + "/v1/chat/completions", json={},
+                                                        headers={"Authorization": "Bearer sk-shd-wrong"}) as r:
+            assert r.status == 401
+        writer = h.node.request_log
+        assert writer is not None
+        await wait_until(lambda: writer.buffer.added >= 4, timeout=10)
+        assert await writer.flush_all(10)
+        rows = h.sql(query.group(1).replace("%", "%%"))
+    assert rows == [("(none)", 401, "invalid_api_key", 1)], rows
