@@ -18,7 +18,7 @@ from shieldes.cli.output import emit
 from shieldes.errors import InvalidRequest
 from shieldes.projections.shared_commands import SetMcpHeaders, UpdateProvider
 from shieldes.projections.state import Deployment, McpServer
-from shieldes.secrets import Keyring, generate_key, key_id_of, keyring_for
+from shieldes.secrets import Keyring, SecretError, generate_key, key_id_of, keyring_for
 
 
 @click.group("secrets", cls=OneLineGroup)
@@ -70,6 +70,14 @@ def status(as_json: bool) -> None:
     emit(rows, as_json=cli_context().as_json, columns=("provider", "key_id", "current"))
 
 
+def _decrypted(keyring: Keyring, ref: str, whose: str) -> str:
+    """The plaintext of `ref`, or the refusal naming whose secret it is (one of many stored)."""
+    try:
+        return keyring.decrypt(ref)
+    except SecretError as exc:
+        raise SecretError(f"{whose}: {exc.message}", code=exc.code) from None
+
+
 @secrets_group.command("rotate")
 @click.option("--dry-run", is_flag=True, help="show what would be re-encrypted; append nothing")
 @json_option
@@ -86,10 +94,11 @@ def rotate(dry_run: bool, as_json: bool) -> None:
                              "old one) before rotating; `shieldes secrets generate-key` makes a new key")
     view = run_read(read_config())
     todo = [d for d in _encrypted(view.state.providers) if keyring.needs_rotation(d.secret_ref)]
-    plaintexts = {d.name: keyring.decrypt(d.secret_ref or "") for d in todo}  # refuses before any write
+    # refuses before any write
+    plaintexts = {d.name: _decrypted(keyring, d.secret_ref or "", f"provider {d.name!r}") for d in todo}
     servers = {  # MCP servers with a header to re-encrypt: every header, the others kept as they are
-        m.name: {h: keyring.encrypt(keyring.decrypt(r)) if keyring.needs_rotation(r) else r
-                 for h, r in m.headers.items()}
+        m.name: {h: keyring.encrypt(_decrypted(keyring, r, f"MCP server {m.name!r} header {h!r}"))
+                 if keyring.needs_rotation(r) else r for h, r in m.headers.items()}
         for _, m in sorted(view.state.mcp_servers.items()) if any(keyring.needs_rotation(r) for r in m.headers.values())
     }
     rows: list[dict[str, Any]] = []
