@@ -191,8 +191,12 @@ class AdminApi:
         reason = str(exc).strip() or type(exc).__name__
         if isinstance(exc, TimeoutError):
             reason = f"no answer within {self.timeout:g} s"
-        return RemoteError(f"cannot reach the admin API at {self.url} ({reason}); start a node or "
-                           f"unset SHIELDES_ADMIN_URL", code="admin_api_unreachable")
+        advice = "start a node or unset SHIELDES_ADMIN_URL"
+        if self.scheme == "https" and "WRONG_VERSION_NUMBER" in reason:  # TLS spoken to a plain HTTP port
+            advice = (f"the node answers plain HTTP there: set SHIELDES_ADMIN_URL to "
+                      f"{'http' + self.url[len('https'):]}, or serve HTTPS on the node")
+        return RemoteError(f"cannot reach the admin API at {self.url} ({reason}); {advice}",
+                           code="admin_api_unreachable")
 
     def _answer(self, status: int, raw: bytes, not_found: str | None) -> Any:
         try:

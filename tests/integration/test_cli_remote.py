@@ -206,6 +206,10 @@ async def test_tokens_roles_unknown_routes_and_an_unreachable_node(database_url:
                                SHIELDES_DATABASE_URL=NO_DATABASE)).error()
         assert down.startswith(f"error: cannot reach the admin API at {url} (") and down.endswith(
             "; start a node or unset SHIELDES_ADMIN_URL")
+        tls = (await shieldes("--admin-url", "https://" + h.base.split("://", 1)[1], "key", "list",
+                              SHIELDES_ADMIN_TOKEN=BOOT)).error()  # https:// to a node serving plain HTTP
+        assert tls.endswith(f"; the node answers plain HTTP there: set SHIELDES_ADMIN_URL to {h.base}, or serve "
+                            "HTTPS on the node"), tls
         assert "not an http(s) URL" in (await shieldes("--admin-url", "gw:8080", "key", "list",
                                                        SHIELDES_ADMIN_TOKEN=BOOT)).error()
         api_path = (await shieldes("--admin-url", h.base + "/v1", "key", "list", SHIELDES_ADMIN_TOKEN=BOOT)).error()
