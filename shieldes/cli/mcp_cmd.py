@@ -11,6 +11,7 @@ import click
 from shieldes.cli.common import Written, cli_context, json_option, list_named, remove_named, run, write
 from shieldes.cli.oneline import OneLineGroup, handle_errors
 from shieldes.cli.output import emit
+from shieldes.errors import CommandRejected
 from shieldes.mcp.servers import parse_header, stored_headers
 from shieldes.projections.shared_commands import AddMcpServer, RemoveMcpServer, UpdateMcpServer
 from shieldes.views import mcp_server_row
@@ -18,10 +19,12 @@ from shieldes.views import mcp_server_row
 COLUMNS = ("name", "url", "route", "headers")
 
 
-def _pairs(specs: tuple[str, ...]) -> dict[str, str]:
+def _pairs(specs: tuple[str, ...], option: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for spec in specs:
         name, value = parse_header(spec)
+        if name in out:  # (the last one won, silently)
+            raise CommandRejected(f"{option} {name!r} is given twice; give each header once")
         out[name] = value
     return out
 
@@ -54,7 +57,7 @@ def mcp_group() -> None:
 def add(name: str, url: str, headers: tuple[str, ...], header_envs: tuple[str, ...], as_json: bool) -> None:
     """Register MCP server NAME at --url; keys allowed it (`key create/update --mcp`) reach it at /mcp/NAME."""
     ctx = cli_context()
-    values, envs = _pairs(headers), _pairs(header_envs)
+    values, envs = _pairs(headers, "--header"), _pairs(header_envs, "--header-env")
     api = ctx.remote()
     if api is not None:
         body: dict[str, Any] = {"name": name, "url": url}
@@ -80,7 +83,7 @@ def update(name: str, url: str | None, headers: tuple[str, ...], header_envs: tu
     """Change MCP server NAME in place (a rotated token, a moved endpoint): /mcp/NAME answers throughout, and
     keys keep their access. Headers given replace the whole set; none given keeps them."""
     ctx = cli_context()
-    values, envs = _pairs(headers), _pairs(header_envs)
+    values, envs = _pairs(headers, "--header"), _pairs(header_envs, "--header-env")
     replaced = bool(values or envs)
     api = ctx.remote()
     if api is not None:

@@ -135,6 +135,9 @@ BAD = [
     (["usage", "--since", "999999999d"], "--since '999999999d' reaches back before the year 1; give a shorter"),
     (["logs", "--since", "99999999999999999999w"], "reaches back before the year 1"),
     (["audit", "log", "--until", "99999999999999d"], "--until '99999999999999d' reaches back before the year 1"),
+    # a header given twice: the last one won, silently (lists refuse repeated entries)
+    (["mcp", "add", "m9", "--url", "https://x.io/mcp", "--header-env", "A: X", "--header-env", "A: Y"],
+     "--header-env 'A' is given twice; give each header once"),
     (["logs", "--request-id", "0f0f0f0f"], "no request with id '0f0f0f0f' in the request log: it may be older"),
     (["logs", "--request-id", "0f0f0f0f", "--key", "app"], "that the other filters keep (drop them"),
     (["logs", "--route", "chat/completions"], "malformed route 'chat/completions': use a route such as"),
