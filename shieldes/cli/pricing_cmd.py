@@ -143,6 +143,8 @@ def _pairs(option: str, given: tuple[str, ...], example: str) -> tuple[tuple[str
             raise CommandRejected(f"{option} {item!r}: expected NAME=NUMBER, e.g. {option} {example}") from None
         if not eq:
             raise CommandRejected(f"{option} {item!r}: expected NAME=NUMBER, e.g. {option} {example}")
+        if sum(1 for other in given if other.partition("=")[0].strip() == name.strip()) > 1:
+            raise CommandRejected(f"{option} {name.strip()} is given twice; give each once")  # (the last one won)
     return tuple(sorted(out.items()))
 
 

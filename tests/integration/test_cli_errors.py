@@ -138,6 +138,12 @@ BAD = [
     # a header given twice: the last one won, silently (lists refuse repeated entries)
     (["mcp", "add", "m9", "--url", "https://x.io/mcp", "--header-env", "A: X", "--header-env", "A: Y"],
      "--header-env 'A' is given twice; give each header once"),
+    (["pricing", "set", "gpt-4o", "--input", "1", "--output", "1", "--multiplier", "flex=0.5", "--multiplier",
+      "flex=2"], "--multiplier flex is given twice; give each once"),
+    (["pricing", "set", "gpt-4o", "--input", "1", "--output", "1", "--per-use", "container=1", "--per-use",
+      "container=2"], "--per-use container is given twice"),
+    (["pricing", "set", "gpt-4o", "--input", "1", "--output", "1", "--modality", "audio_input=1", "--modality",
+      "audio_input=3"], "--modality audio_input is given twice"),
     (["logs", "--request-id", "0f0f0f0f"], "no request with id '0f0f0f0f' in the request log: it may be older"),
     (["logs", "--request-id", "0f0f0f0f", "--key", "app"], "that the other filters keep (drop them"),
     (["logs", "--route", "chat/completions"], "malformed route 'chat/completions': use a route such as"),
