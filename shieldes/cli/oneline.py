@@ -104,10 +104,25 @@ def _one_line_usage(parse: Callable[[click.Context, list[str]], R], ctx: click.C
 
 
 class OneLineCommand(click.Command):
-    """A click command whose usage errors (bad or missing option) are one line on stderr."""
+    """A click command whose usage errors (bad or missing option) are one line on stderr, and which
+    refuses an option of one value given twice (click keeps the last: `--models a --models b` would
+    allow only b)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        return _one_line_usage(super().parse_args, ctx, args)
+        return _one_line_usage(self._parse_each_once, ctx, args)
+
+    def _parse_each_once(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            _, _, order = self.make_parser(ctx).parse_args(args=list(args))
+        except click.UsageError:
+            order = []  # the parse below says what is wrong
+        seen: set[str | None] = set()
+        for param in order:
+            if isinstance(param, click.Option) and not (param.multiple or param.count or param.is_flag):
+                if param.name in seen:
+                    raise click.UsageError(f"{param.opts[0]} is given twice; give it once", ctx)
+                seen.add(param.name)
+        return super().parse_args(ctx, args)
 
 
 # A command list shows each command's whole first sentence, wrapped: click cuts it to the width

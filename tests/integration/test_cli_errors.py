@@ -144,6 +144,8 @@ BAD = [
       "container=2"], "--per-use container is given twice"),
     (["pricing", "set", "gpt-4o", "--input", "1", "--output", "1", "--modality", "audio_input=1", "--modality",
       "audio_input=3"], "--modality audio_input is given twice"),
+    (["key", "create", "--name", "k2", "--models", "a", "--models", "b"], "--models is given twice; give it once"),
+    (["logs", "--limit", "5", "--limit=7"], "--limit is given twice"),
     (["logs", "--request-id", "0f0f0f0f"], "no request with id '0f0f0f0f' in the request log: it may be older"),
     (["logs", "--request-id", "0f0f0f0f", "--key", "app"], "that the other filters keep (drop them"),
     (["logs", "--route", "chat/completions"], "malformed route 'chat/completions': use a route such as"),
@@ -220,6 +222,7 @@ JSON_REFUSALS = [
     (["key", "create", "--name", "app"], 1, None),  # whatever code the refusal has, it is there
     (["key", "create", "--name", "k2", "--rpm", "abc"], 2, "usage_error"),
     (["key", "nosuch"], 2, "usage_error"),
+    (["key", "create", "--name", "k2", "--models", "a", "--models", "b"], 2, "usage_error"),  # (b alone, silently)
     (["budget", "set", "app", "--team", "eng", "--amount", "1"], 1, None),
 ]
 
