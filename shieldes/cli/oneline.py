@@ -93,6 +93,26 @@ def _usage_error(ctx: click.Context | None, exc: click.UsageError, args: Sequenc
     fail(f"{message}; see `{path} --help`", "usage_error", exit_code=2, args=args)
 
 
+def _each_once(parse: Callable[[click.Context, list[str]], R],
+               command: click.Command) -> Callable[[click.Context, list[str]], R]:
+    """`parse`, refusing first an option of one value that `args` give twice (click keeps the last)."""
+
+    def checked(ctx: click.Context, args: list[str]) -> R:
+        try:
+            _, _, order = command.make_parser(ctx).parse_args(args=list(args))
+        except click.UsageError:
+            order = []  # the parse itself says what is wrong
+        seen: set[str | None] = set()
+        for param in order:
+            if isinstance(param, click.Option) and not (param.multiple or param.count or param.is_flag):
+                if param.name in seen:
+                    raise click.UsageError(f"{param.opts[0]} is given twice; give it once", ctx)
+                seen.add(param.name)
+        return parse(ctx, args)
+
+    return checked
+
+
 def _one_line_usage(parse: Callable[[click.Context, list[str]], R], ctx: click.Context, args: list[str]) -> R:
     """`parse(ctx, args)` (click's parsing of a command's or group's arguments), a usage error one line."""
     given = list(args)  # click's parser consumes the list
@@ -109,20 +129,7 @@ class OneLineCommand(click.Command):
     allow only b)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        return _one_line_usage(self._parse_each_once, ctx, args)
-
-    def _parse_each_once(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            _, _, order = self.make_parser(ctx).parse_args(args=list(args))
-        except click.UsageError:
-            order = []  # the parse below says what is wrong
-        seen: set[str | None] = set()
-        for param in order:
-            if isinstance(param, click.Option) and not (param.multiple or param.count or param.is_flag):
-                if param.name in seen:
-                    raise click.UsageError(f"{param.opts[0]} is given twice; give it once", ctx)
-                seen.add(param.name)
-        return super().parse_args(ctx, args)
+        return _one_line_usage(_each_once(super().parse_args, self), ctx, args)
 
 
 # A command list shows each command's whole first sentence, wrapped: click cuts it to the width
@@ -154,7 +161,7 @@ class OneLineGroup(click.Group):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if ctx.parent is None:  # the root's callback reads the settings before the command parses its `--json`
             ctx.meta[ARGS] = tuple(args)
-        return _one_line_usage(super().parse_args, ctx, args)
+        return _one_line_usage(_each_once(super().parse_args, self), ctx, args)
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]

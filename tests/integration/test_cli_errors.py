@@ -146,6 +146,7 @@ BAD = [
       "audio_input=3"], "--modality audio_input is given twice"),
     (["key", "create", "--name", "k2", "--models", "a", "--models", "b"], "--models is given twice; give it once"),
     (["logs", "--limit", "5", "--limit=7"], "--limit is given twice"),
+    (["--admin-url", "http://a:1", "--admin-url", "http://b:2", "key", "list"], "--admin-url is given twice"),
     (["logs", "--request-id", "0f0f0f0f"], "no request with id '0f0f0f0f' in the request log: it may be older"),
     (["logs", "--request-id", "0f0f0f0f", "--key", "app"], "that the other filters keep (drop them"),
     (["logs", "--route", "chat/completions"], "malformed route 'chat/completions': use a route such as"),
