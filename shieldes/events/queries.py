@@ -14,6 +14,7 @@ from psycopg.rows import dict_row
 
 from shieldes.errors import InvalidRequest
 from shieldes.events.catalog import CONFIG_EVENTS
+from shieldes.requestlog.filters import refuse_empty
 
 if TYPE_CHECKING:  # the CLI's direct reads use this module's SQL without a pool
     from psycopg_pool import AsyncConnectionPool
@@ -81,6 +82,8 @@ def audit_params(*, actor: str | None = None, type_: str | None = None, subject:
                  limit: int = 100) -> dict[str, Any]:
     if type_ is not None:  # '' too: it matches no type, and an empty answer reads as "never changed"
         check_audit_type(type_)
+    refuse_empty("actor", actor)
+    refuse_empty("subject", subject)
     return {"actor": actor, "type": type_, "type_prefix": like_prefix(type_) if type_ else None,
             "subject": subject, "since": since, "until": until, "before": before, "limit": limit}
 

@@ -36,6 +36,8 @@ class LogFilter:
     logged_after: datetime | None = None
 
     def __post_init__(self) -> None:
+        for name in ("key", "model", "request_id", "node_id", "error_code", "tag"):
+            refuse_empty(name, getattr(self, name))
         # every route the log holds is a path pattern or UNMATCHED: another word would match no
         # row, an empty answer that looks like no traffic
         if self.route is not None and not (self.route in (GATEWAY, UNMATCHED, "*") or self.route.startswith("/")):
@@ -52,6 +54,12 @@ class LogFilter:
 GATEWAY = "gateway"
 # The route of a request for a path no route serves (the path itself is in the `path` column).
 UNMATCHED = "unmatched"
+
+
+def refuse_empty(name: str, value: str | None) -> None:
+    """An empty text filter matches no row: an empty answer that reads as "none such"."""
+    if value is not None and not value.strip():
+        raise InvalidRequest(f"the {name} filter is empty and would match nothing; give a value or leave it out")
 
 
 def request_not_found(request_id: str, *, filtered: bool = False) -> NotFound:
