@@ -294,7 +294,7 @@ def update(
         return
     from shieldes.cli.common import write
     from shieldes.projections.commands import UNSET, UpdateKey
-    from shieldes.views import key_row, unserved_warnings
+    from shieldes.views import key_row, unpriced_for_key, unserved_warnings
 
     command = UpdateKey(
         key,
@@ -307,10 +307,13 @@ def update(
     )
     written = run(write(command))
     data = written.events[0].data
-    row = key_row(written.state, written.state.keys[data.get("id") or data["key_id"]], now)
+    updated = written.state.keys[data.get("id") or data["key_id"]]
+    row = key_row(written.state, updated, now)
     row["position"] = written.position
-    _notes(row, [], unserved_warnings(written.state, command.models if isinstance(command.models, tuple) else None),
-           ctx.as_json)
+    # new models, or a team with a budget: say which of them a budget refuses for want of a price
+    unpriced = unpriced_for_key(written.state, updated) if models is not None or all_models or team else []
+    _notes(row, unpriced, unserved_warnings(written.state, command.models if isinstance(command.models, tuple)
+                                            else None), ctx.as_json)
     emit(row, as_json=ctx.as_json)
 
 
@@ -338,5 +341,5 @@ def _update_remote(api: AdminApi, key: str, allowed: tuple[str, ...] | None, all
         raise CommandRejected(f"nothing to change for key {current['name']!r}; pass at least one option")
     answer = api.call("PATCH", path, body, not_found=_no_key(key))
     row = _remote_row(answer)
-    _notes(row, [], answer.get("warnings") or [], ctx.as_json)
+    _notes(row, answer.get("unpriced_models") or [], answer.get("warnings") or [], ctx.as_json)
     emit(row, as_json=ctx.as_json)

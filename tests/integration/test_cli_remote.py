@@ -515,3 +515,24 @@ async def test_key_list_filters_by_team_and_name_and_stops_at_a_limit_alike_in_b
         ran = await together(*(run(h, "key", "list", *bad) for bad, _, _ in refusals for run in (remote, direct)))
         for (bad, code, said), r, d in zip(refusals, ran[::2], ran[1::2], strict=True):
             assert r.error(code) == d.error(code) and said in d.err, bad
+
+
+async def test_a_key_update_to_unpriced_models_under_a_budget_says_so_alike_in_both_modes(database_url: str) -> None:
+    """As `key create --budget` does: the models a budget refuses for want of a price are named, in a
+    warning line and in `unpriced_models` (a key update used to say nothing, then 403 model_not_priced)."""
+    async with harness(database_url, admin_token=BOOT) as h:
+        made = await direct(h, "provider", "add", "cheap", "--type", "openai", "--base-url", h.upstream.url,
+                            "--api-key-env", "UP_KEY", "--models", "no-price-model")
+        assert made.code == 0, made.err
+        for name in ("r", "d"):
+            assert (await direct(h, "key", "create", "--name", name, "--budget", "5")).code == 0
+        await h.sync()
+        ran = {run: await run(h, "--json", "key", "update", name, "--models", "no-price-model")
+               for run, name in ((remote, "r"), (direct, "d"))}
+        for one in ran.values():
+            assert one.json()["unpriced_models"] == ["no-price-model"]
+            assert one.err.startswith("warning: no price for no-price-model: requests for it from keys or teams "
+                                      "with a budget are refused (403 model_not_priced)"), one.err
+        assert ran[remote].err == ran[direct].err
+        quiet = await remote(h, "--json", "key", "update", "r", "--rpm", "5")  # models untouched: nothing said
+        assert "unpriced_models" not in quiet.json() and quiet.err == ""

@@ -176,6 +176,8 @@ async def update_key(call: Call) -> Any:
     written = await _write(call, command)
     key = written.state.keys[_key(written.state, call.path["key"]).id]
     row = _with_position(key_view(call, written.state, key, time.time()), written)
+    if "models" in b or b.get("team") is not None:  # (as a create says it: models a budget refuses unpriced)
+        row["unpriced_models"] = unpriced_for_key(written.state, key)
     row["warnings"] = unserved_warnings(written.state, command.models if isinstance(command.models, tuple) else None)
     return row
 
