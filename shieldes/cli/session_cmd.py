@@ -13,6 +13,7 @@ from shieldes.cli.oneline import OneLineGroup, handle_errors
 from shieldes.cli.output import emit
 from shieldes.errors import InvalidRequest
 from shieldes.projections.sessions import EndSession, EndUserSessions, SessionCommand
+from shieldes.requestlog.filters import refuse_empty
 from shieldes.views import session_row, sessions_of
 
 COLUMNS = ("id", "user", "role", "status", "started_at", "expires_at")
@@ -32,6 +33,7 @@ def list_(user: str | None, every: bool, as_json: bool) -> None:
     """Console sessions, newest first (their tokens are never stored)."""
     from shieldes.cli.common import read_config, run_read
 
+    refuse_empty("user", user)  # (through the API it listed every user's sessions, on Postgres none)
     ctx = cli_context()
     api = ctx.remote()
     if api is not None:

@@ -90,6 +90,7 @@ BAD: list[tuple[str, str, Any, dict[str, str], str]] = [
     ("GET", "/audit", None, {"type": ""}, "unknown event type '': use a family"),
     ("GET", "/audit", None, {"actor": ""}, "the actor filter is empty and would match nothing"),
     ("GET", "/requests", None, {"tag": ""}, "the tag filter is empty and would match nothing"),
+    ("GET", "/sessions", None, {"user": ""}, "the user filter is empty and would match nothing"),
     ("GET", "/audit", None, {"type": "virtual_key.revokd"}, "(GET /admin/v1/audit shows every type)"),
     ("GET", "/requests", None, {"route": "chat"}, "malformed route 'chat': use a route such as /v1/chat/completions"),
     ("POST", "/sessions/ses_nope/revoke", None, {}, "never existed); see GET /admin/v1/sessions"),

@@ -159,6 +159,7 @@ BAD = [
     # an empty filter matches nothing: an empty answer that reads as "none such"
     (["audit", "log", "--actor", ""], "the actor filter is empty and would match nothing; give a value or leave it"),
     (["logs", "--tag", ""], "the tag filter is empty and would match nothing"),
+    (["session", "list", "--user", ""], "the user filter is empty and would match nothing"),
     # control characters and SQL-looking text are refused as names, never executed or crashed on
     (["team", "create", "x'; DROP TABLE events; --"], "invalid team name"),
     (["key", "create", "--name", "a\x00b"], "invalid key name"),

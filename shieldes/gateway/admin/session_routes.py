@@ -10,6 +10,7 @@ from typing import Any
 from shieldes.config_writer import LiveWrite, execute_live
 from shieldes.gateway.admin.api import Call, Field, Route
 from shieldes.projections.sessions import EndSession, EndUserSessions, SessionCommand
+from shieldes.requestlog.filters import refuse_empty
 from shieldes.roles import ADMIN, ANY
 from shieldes.views import session_row, sessions_of
 
@@ -30,6 +31,7 @@ def _ended(written: LiveWrite) -> dict[str, Any]:
 
 
 async def list_sessions(call: Call) -> Any:
+    refuse_empty("user", call.query.get("user"))
     rows = sessions_of(call.ctx.projector.config, time.time(), user=call.query.get("user"),
                        every=call.query.get("status", "active") == "all")
     return {"object": "list", "data": rows, "has_more": False, "next_after": None}
