@@ -149,7 +149,9 @@ def create(
 def list_(show_all: bool, team: str | None, search: str | None, limit: int | None, as_json: bool) -> None:
     """Keys by name (active and expired; --all adds revoked ones). Secrets are never shown."""
     from shieldes.cli.stream_out import emit_pages
+    from shieldes.requestlog.filters import refuse_empty
 
+    refuse_empty("team", team)  # (through the API an empty --team was no filter: every key)
     ctx = cli_context()
     api = ctx.remote()
     if api is not None:

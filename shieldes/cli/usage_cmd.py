@@ -14,6 +14,7 @@ from shieldes.cli.common import cli_context, json_option, query, run_read
 from shieldes.cli.oneline import OneLineCommand, handle_errors
 from shieldes.cli.output import emit
 from shieldes.errors import InvalidRequest, SubjectNotFound
+from shieldes.requestlog.filters import refuse_empty
 from shieldes.timeparse import parse_day
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ def _day(text: str | None, what: str) -> date | None:
 @handle_errors
 def usage(key: str | None, since: str | None, until: str | None, as_json: bool) -> None:
     """Requests, tokens, media units, hosted tool uses and cost per virtual key (UTC days, inclusive)."""
+    refuse_empty("key", key)  # (through the API an empty --key was no filter: every key's usage)
     ctx = cli_context()
     params: dict[str, Any] = {"key": key, "since": _day(since, "--since"), "until": _day(until, "--until")}
     if params["since"] and params["until"] and params["since"] > params["until"]:

@@ -91,6 +91,11 @@ BAD: list[tuple[str, str, Any, dict[str, str], str]] = [
     ("GET", "/audit", None, {"actor": ""}, "the actor filter is empty and would match nothing"),
     ("GET", "/requests", None, {"tag": ""}, "the tag filter is empty and would match nothing"),
     ("GET", "/sessions", None, {"user": ""}, "the user filter is empty and would match nothing"),
+    ("GET", "/usage", None, {"key": ""}, "the key filter is empty and would match nothing"),
+    ("GET", "/keys", None, {"team": ""}, "the team filter is empty and would match nothing"),
+    # an empty name in the path: the thing's own 404, not "no such endpoint"
+    ("GET", "/keys/", None, {}, "no virtual key named or with id ''; see GET /admin/v1/keys"),
+    ("DELETE", "/providers/", None, {}, "no provider named ''; see GET /admin/v1/providers"),
     ("GET", "/audit", None, {"type": "virtual_key.revokd"}, "(GET /admin/v1/audit shows every type)"),
     ("GET", "/requests", None, {"route": "chat"}, "malformed route 'chat': use a route such as /v1/chat/completions"),
     ("POST", "/sessions/ses_nope/revoke", None, {}, "never existed); see GET /admin/v1/sessions"),

@@ -536,3 +536,21 @@ async def test_a_key_update_to_unpriced_models_under_a_budget_says_so_alike_in_b
         assert ran[remote].err == ran[direct].err
         quiet = await remote(h, "--json", "key", "update", "r", "--rpm", "5")  # models untouched: nothing said
         assert "unpriced_models" not in quiet.json() and quiet.err == ""
+
+
+async def test_an_empty_name_or_filter_is_refused_alike_in_both_modes(database_url: str) -> None:
+    """`key show ''` through the API asked for /admin/v1/keys/, which no route served: the error said
+    to fix SHIELDES_ADMIN_URL. Now each is the direct mode's line; an empty --key or --team filter,
+    which the API took for no filter (every key's usage, every key), is refused in both modes."""
+    async with harness(database_url, admin_token=BOOT) as h:
+        commands = [("key", "show", ""), ("key", "revoke", ""), ("key", "update", "", "--rpm", "5"),
+                    ("budget", "show", ""), ("budget", "show", "--team", ""), ("budget", "remove", ""),
+                    ("provider", "remove", ""), ("model", "remove", ""), ("mcp", "remove", ""),
+                    ("pricing", "unset", ""), ("admin-token", "revoke", ""), ("session", "revoke", ""),
+                    ("usage", "--key", ""), ("key", "list", "--team", "")]
+        for args in commands:
+            here, there = await direct(h, *args), await remote(h, *args)
+            assert there.error() == here.error(), args
+            assert "SHIELDES_ADMIN_URL" not in there.err, args
+        assert (await remote(h, "usage", "--key", "")).error() == (
+            "error: the key filter is empty and would match nothing; give a value or leave it out")

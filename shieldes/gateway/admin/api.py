@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+import re
 import time
 from bisect import bisect_right
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -312,7 +313,13 @@ def register(app: web.Application, routes: Sequence[Route]) -> None:
     for route in routes:
         handler = _wrap(route)
         for path in (route.full_path, *route.aliases):
-            app.router.add_route(route.method, path, handler)
+            app.router.add_route(route.method, _empty_names_routed(path), handler)
+
+
+def _empty_names_routed(path: str) -> str:
+    """`path` whose parameters match an empty name too (`/keys/{key}` answers `/keys/` with the
+    key's 404, `key_not_found`, not the 404 of a path no route serves, which reads as a wrong URL)."""
+    return re.sub(r"\{(\w+)\}", r"{\1:[^/]*}", path).replace(":.+}", ":.*}")
 
 
 def page(rows: list[dict[str, Any]], cursor: str, call: Call) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from shieldes.projections.shared_commands import (
     RevokeAdminToken,
 )
 from shieldes.projections.state import ConfigState, Team, VirtualKey
+from shieldes.requestlog.filters import refuse_empty
 from shieldes.roles import ADMIN, KEYS_WRITE, READ, ROLES
 from shieldes.timeparse import expiry
 from shieldes.usage.admission import NUSD
@@ -109,6 +110,7 @@ def _with_position(row: dict[str, Any], written: LiveWrite) -> dict[str, Any]:
 async def list_keys(call: Call) -> Any:
     state, now = call.ctx.projector.config, time.time()
     q = call.query
+    refuse_empty("team", q.get("team"))
     team = find_team(state, q["team"], subject=True) if q.get("team") else None  # (404 `team_not_found`)
     status, limit = q.get("status"), call.list_limit()
 

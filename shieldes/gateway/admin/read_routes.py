@@ -22,6 +22,7 @@ from shieldes.gateway.admin.config_stream import config_json
 from shieldes.projections.config import apply_config
 from shieldes.projections.state import ConfigState
 from shieldes.projections.usage import Totals
+from shieldes.requestlog.filters import refuse_empty
 from shieldes.roles import ADMIN, ANY, AUDIT, READ, USAGE, scopes_of
 from shieldes.snapshots.config_diff import check_order, point_tip, scoped_diff
 from shieldes.snapshots.config_start import config_base
@@ -104,6 +105,8 @@ async def usage(call: Call) -> Any:
         raise InvalidRequest("since is after until; swap them")
     if since and until and (until - since).days > MAX_USAGE_DAYS:
         raise InvalidRequest(f"the range is over {MAX_USAGE_DAYS} days; ask for a shorter one")
+    for name in ("key", "team", "model", "provider"):
+        refuse_empty(name, q.get(name))
     key_ids = team_ids = None
     if q.get("key"):  # a misspelt key or team is an error, not an empty answer that looks like no traffic
         key_ids = [known_key(call, q["key"])]
@@ -136,6 +139,7 @@ async def usage_keys(call: Call) -> Any:
     unrevoked ones, name and id only, by name a page at a time (a usage reader needs no more of
     the config, and a page of a million keys reads about `limit` of them)."""
     state, ref = call.ctx.projector.config, call.query.get("key")
+    refuse_empty("key", ref)
     if ref:
         key = state.keys[known_key(call, ref)]
         return listing([] if key.revoked else [{"name": key.name, "id": key.id}], False, "name")
