@@ -65,6 +65,7 @@ class Fault:
     message: str | None = None
     retry_after: float | None = None
     code: str | None = None  # the error body's `code` (e.g. content_filter, context_length_exceeded)
+    param: str | None = None  # the error's `param`, the request field it names (OpenAI's shape)
     filtered: str | None = None  # Azure paths: a 400 of Azure's content filter, refused for this category
     rate: float = 1.0  # the share of matching requests `status` applies to, spread evenly (0.2: every 5th)
     page: str | None = None  # answer 200 with this text/html page (a base URL that points at a web UI)
@@ -305,7 +306,7 @@ class FakeUpstream:
                 fault,
                 wire.error(
                     fault.status, fault.message or f"injected failure {fault.status}", anthropic, headers,
-                    code=fault.code,
+                    code=fault.code, param=fault.param,
                 ),
             )
         if fault and fault.filtered is not None and fault.strikes():
@@ -370,7 +371,7 @@ class FakeUpstream:
             error = {"type": fault.stream_error or "server_error", "message": fault.message or "Overloaded"}
             anthropic = request.path == MESSAGES_PATH
             last = (wire.event("error", {"type": "error", "error": error}) if anthropic
-                    else wire.data({"error": {**error, "code": None, "param": None}}))
+                    else wire.data({"error": {**error, "code": None, "param": fault.param}}))
             frames = [*frames[: fault.error_after], last]
         elif fault and fault.stream_error:
             # How upstreams report overload after the 200 is out: an error as the first event.
@@ -380,9 +381,9 @@ class FakeUpstream:
                 wire.event("error", {"type": "error", "error": error})
                 if anthropic
                 else wire.event("error", {"type": "error", "sequence_number": 0, "code": error["type"],
-                                          "message": error["message"], "param": None})
+                                          "message": error["message"], "param": fault.param})
                 if request.path == RESPONSES_PATH
-                else wire.data({"error": {**error, "code": None, "param": None}})
+                else wire.data({"error": {**error, "code": None, "param": fault.param}})
             ]
         for i, frame in enumerate(frames):
             if fault and fault.hold_after is not None and i == fault.hold_after and not await _held(request, fault):

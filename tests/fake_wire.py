@@ -122,7 +122,8 @@ def azure_filter_error(category: str, severity: str = "medium") -> web.Response:
 
 
 def error(
-    status: int, message: str, anthropic: bool, headers: dict[str, str] | None = None, code: str | None = None
+    status: int, message: str, anthropic: bool, headers: dict[str, str] | None = None, code: str | None = None,
+    param: str | None = None,
 ) -> web.Response:
     if anthropic:
         kind = _ANTHROPIC_ERRORS.get(status, "api_error")
@@ -131,7 +132,7 @@ def error(
         kind = "invalid_request_error" if status < 500 else "server_error"
         if status == 429:
             kind, code = "requests", code or "rate_limit_exceeded"
-        body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+        body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return web.json_response(body, status=status, headers=headers)
 
 

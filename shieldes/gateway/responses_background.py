@@ -236,7 +236,8 @@ async def get_response(request: web.Request) -> web.StreamResponse:
         # the SDK's `retrieve(id, stream=True)` reads an event stream: JSON would read as no events
         raise InvalidRequest(f"Response {response_id!r} cannot be streamed again: stream=true on retrieve "
                              "replays the events of a response created with background=true, and this one was "
-                             "not; it is complete, retrieve it without stream", code="stream_not_supported")
+                             "not; it is complete, retrieve it without stream", code="stream_not_supported",
+                             param="stream")
     if streaming:
         return await send(request, rid, _followed(store, response_id, key.id, after, shown))
     if pending(response):

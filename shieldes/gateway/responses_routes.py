@@ -439,7 +439,7 @@ def list_limit(value: str | None) -> int:
     except ValueError:
         limit = 0
     if not 1 <= limit <= MAX_LIST:
-        raise InvalidRequest(f"query parameter 'limit' must be an integer from 1 to {MAX_LIST}")
+        raise InvalidRequest(f"query parameter 'limit' must be an integer from 1 to {MAX_LIST}", param="limit")
     return limit
 
 
@@ -450,7 +450,7 @@ async def list_input_items(request: web.Request) -> web.StreamResponse:
     limit = list_limit(request.query.get("limit"))
     order = request.query.get("order", "desc")
     if order not in ("asc", "desc"):
-        raise InvalidRequest("query parameter 'order' must be asc or desc")
+        raise InvalidRequest("query parameter 'order' must be asc or desc", param="order")
     items = [dict(item, id=item_id(response_id, i, item)) for i, item in enumerate(stored.items())]
     if order == "desc":
         items.reverse()
@@ -458,7 +458,7 @@ async def list_input_items(request: web.Request) -> web.StreamResponse:
     if after is not None:
         ids = [i["id"] for i in items]
         if after not in ids:
-            raise InvalidRequest(f"query parameter 'after' names no input item of {response_id!r}")
+            raise InvalidRequest(f"query parameter 'after' names no input item of {response_id!r}", param="after")
         items = items[ids.index(after) + 1:]
     page = items[:limit]
     return json_response({

@@ -364,9 +364,9 @@ async def responses_socket(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-def _error_body(message: str, code: str = "invalid_request") -> bytes:
+def _error_body(message: str, code: str = "invalid_request", param: str | None = None) -> bytes:
     return orjson.dumps({"error": {"type": "invalid_request_error", "code": code, "message": message,
-                                   "param": None}})
+                                   "param": param}})
 
 
 def _refused(status: int, ids: RequestIds) -> dict[str, str]:
@@ -396,7 +396,7 @@ async def _answer(ws: web.WebSocketResponse, lanes: Lanes, text: str, draining: 
     elif kind != "response.create":
         await ws.send_str(error_event(400, _error_body(
             f"unsupported event type {kind!r}: send {{\"type\": \"response.create\", ...}} with the fields of "
-            "POST /v1/responses", code="unsupported_event_type"), stream_id, _refused(400, lanes.ids)))
+            "POST /v1/responses", code="unsupported_event_type", param="type"), stream_id, _refused(400, lanes.ids)))
     elif draining:
         await ws.send_str(error_event(503, orjson.dumps({"error": {
             "type": "server_error", "code": "node_draining", "param": None,

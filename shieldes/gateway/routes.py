@@ -113,12 +113,12 @@ def _field(body: Body, name: str, types: type | tuple[type, ...], what: str, *,
     value = body.get(name)
     if value is None:
         if required:
-            raise InvalidRequest(f"missing required field {name!r}: {what}")
+            raise InvalidRequest(f"missing required field {name!r}: {what}", param=name)
         return None
     if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
-        raise InvalidRequest(f"field {name!r} has the wrong type: {what}")
+        raise InvalidRequest(f"field {name!r} has the wrong type: {what}", param=name)
     if not isinstance(value, types):
-        raise InvalidRequest(f"field {name!r} has the wrong type: {what}")
+        raise InvalidRequest(f"field {name!r} has the wrong type: {what}", param=name)
     return value
 
 
@@ -126,15 +126,15 @@ def _refuse_field(body: Body, name: str, what: str) -> NoReturn:
     """The refusal of a field that is not what it must be: missing when absent, else of the wrong
     type (never called missing: the user would look for a field they did send)."""
     if body.get(name) is None:
-        raise InvalidRequest(f"missing required field {name!r}: {what}")
-    raise InvalidRequest(f"field {name!r} has the wrong type: {what}")
+        raise InvalidRequest(f"missing required field {name!r}: {what}", param=name)
+    raise InvalidRequest(f"field {name!r} has the wrong type: {what}", param=name)
 
 
 def _model(body: Body) -> str:
     model = _field(body, "model", str, "a model name string, e.g. \"gpt-4o\"", required=True)
     if not model.strip() or len(model) > MAX_MODEL_NAME:
         raise InvalidRequest(f"field 'model' must be a non-empty model name of at most {MAX_MODEL_NAME} characters "
-                             "(see GET /v1/models)")
+                             "(see GET /v1/models)", param="model")
     return str(model)
 
 
@@ -143,7 +143,7 @@ def _max_tokens(body: Body) -> int | None:
         value = _field(body, name, int, "a positive integer")
         if value is not None:
             if value < 1:
-                raise InvalidRequest(f"field {name!r} must be a positive integer")
+                raise InvalidRequest(f"field {name!r} must be a positive integer", param=name)
             return int(value)
     return None
 
@@ -157,7 +157,8 @@ def _choices(body: Body, op: Operation) -> int:
         value = _field(body, name, int, "a positive integer")
         if value is not None:
             if value < 1:
-                raise InvalidRequest(f"field {name!r} must be a positive integer (the number of completions)")
+                raise InvalidRequest(f"field {name!r} must be a positive integer (the number of completions)",
+                                     param=name)
             most = max(most, int(value))
     return most
 
@@ -169,13 +170,15 @@ def _stream_flag(body: Body) -> bool:
 def _messages(body: Body) -> list[Any]:
     messages = _field(body, "messages", list, "a non-empty list of message objects", required=True)
     if not messages:
-        raise InvalidRequest("field 'messages' must be a non-empty list of message objects")
+        raise InvalidRequest("field 'messages' must be a non-empty list of message objects", param="messages")
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-            raise InvalidRequest(f"messages[{i}] must be an object with a string 'role'")
+            raise InvalidRequest(f"messages[{i}] must be an object with a string 'role'",
+                                 param=f"messages[{i}].role" if isinstance(m, dict) else f"messages[{i}]")
         content = m.get("content")
         if content is not None and not isinstance(content, _TEXT_OR_PARTS):
-            raise InvalidRequest(f"messages[{i}].content must be a string or a list of content parts")
+            raise InvalidRequest(f"messages[{i}].content must be a string or a list of content parts",
+                                 param=f"messages[{i}].content")
     return list(messages)
 
 
@@ -185,7 +188,8 @@ def _client_wants_usage(body: Body) -> bool:
         return False
     wants = options.get("include_usage")
     if wants is not None and not isinstance(wants, bool):  # as OpenAI refuses it: not guessed at
-        raise InvalidRequest("field 'stream_options.include_usage' has the wrong type: true or false")
+        raise InvalidRequest("field 'stream_options.include_usage' has the wrong type: true or false",
+                             param="stream_options.include_usage")
     return wants is True
 
 
@@ -450,7 +454,7 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
     elif not isinstance(body.get("input"), str | list) or not body.get("input"):
         what = "a non-empty string, a list of strings, or token ids"
         if isinstance(body.get("input"), str | list):
-            raise InvalidRequest(f"field 'input' is empty: send {what}")
+            raise InvalidRequest(f"field 'input' is empty: send {what}", param="input")
         _refuse_field(body, "input", what)
     max_tokens = _max_tokens(body)
     choices = 1 if op == "embeddings" else _choices(body, op)

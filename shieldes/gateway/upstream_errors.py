@@ -26,7 +26,10 @@ from shieldes.providers.base import (
     THROTTLED,
     UpstreamFailure,
 )
+from shieldes.providers.http import error_param
 from shieldes.routing.router import Route
+
+OPENAI_WIRE = frozenset(("openai", "azure"))  # the kinds whose upstreams speak OpenAI's API
 
 
 class UpstreamClientError(ShieldesError):
@@ -35,8 +38,8 @@ class UpstreamClientError(ShieldesError):
     type = "invalid_request_error"
     code = "upstream_rejected"
 
-    def __init__(self, message: str, status: int, *, code: str | None = None) -> None:
-        super().__init__(message, code=code)
+    def __init__(self, message: str, status: int, *, code: str | None = None, param: str | None = None) -> None:
+        super().__init__(message, code=code, param=param)
         self.status = status
 
 
@@ -78,14 +81,16 @@ def client_error(failure: UpstreamFailure, dep: Deployment, scrub: Callable[[str
             f"{scrub(failure.message)}; the operator should check {credentials_of(dep)}"
         )
     message = scrub(failure.message)
+    # an upstream speaking OpenAI's API names the field at fault as the client sent it
+    param = error_param(failure.body) if dep.kind in OPENAI_WIRE else None
     if failure.code == CONTEXT_LENGTH:
         return UpstreamClientError(
             f"the prompt does not fit the model's context window on deployment {dep.name!r}: {message}; "
-            "shorten the messages or lower max_tokens", 400, code=CONTEXT_LENGTH)
+            "shorten the messages or lower max_tokens", 400, code=CONTEXT_LENGTH, param=param)
     if failure.code == CONTENT_FILTER:
         return UpstreamClientError(f"the upstream's content filter refused the request: {message}", 400,
                                    code=CONTENT_FILTER)
-    return UpstreamClientError(f"upstream rejected the request: {message}", status)
+    return UpstreamClientError(f"upstream rejected the request: {message}", status, param=param)
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,7 +110,7 @@ def sampling_number(value: Any, where: str) -> float:
     """A sampling setting (temperature, top_p, ...) a client sent: a number, not a bool (which
     Python counts as one); else a 400 naming the field as the client wrote it."""
     if not isinstance(value, int | float) or isinstance(value, bool):
-        raise _bad(f"`{where}` must be a number")
+        raise _bad(f"`{where}` must be a number", where)
     return value
 
 

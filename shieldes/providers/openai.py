@@ -162,7 +162,7 @@ class OpenAIProvider(MediaUpstream):
         `target.model` and `stream: true` and asks for the stream's usage. `whole`: the same body
         decoded, for an upstream that refuses `stream_options`."""
         if op == "embeddings":
-            raise InvalidRequest("embeddings cannot be streamed; remove `stream` from the request")
+            raise InvalidRequest("embeddings cannot be streamed; remove `stream` from the request", param="stream")
         url, azure = self._endpoint(target, op)
         try:
             resp = await self._open_stream(url, target, azure, payload)

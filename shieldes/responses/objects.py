@@ -320,7 +320,8 @@ class EventNumberer:
 
 
 def error_event(number: EventNumberer, message: str, code: str = "server_error",
-                kind: str = "server_error") -> Body:
-    """An `error` event readable both flat (the OpenAI SDKs) and nested (Open Responses)."""
-    return number("error", code=code, message=message, param=None,
-                  error={"type": kind, "code": code, "message": message, "param": None})
+                kind: str = "server_error", param: str | None = None) -> Body:
+    """An `error` event readable both flat (the OpenAI SDKs) and nested (Open Responses); `param`
+    the request field at fault, when one is."""
+    return number("error", code=code, message=message, param=param,
+                  error={"type": kind, "code": code, "message": message, "param": param})

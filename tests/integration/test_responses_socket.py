@@ -111,6 +111,7 @@ async def test_errors_are_events_and_the_connection_stays_open(database_url: str
             assert bad["status"] == 400 and "malformed JSON" in bad["error"]["message"]
             (unknown,) = await _raw(ws, {"type": "session.update"})
             assert unknown["status"] == 400 and unknown["error"]["code"] == "unsupported_event_type"
+            assert unknown["error"]["param"] == "type" and bad["error"]["param"] is None
             # each refusal names a request id of its own, and says not to send it again as it is
             assert bad["headers"]["x-request-id"] != unknown["headers"]["x-request-id"]
             assert bad["headers"]["x-should-retry"] == unknown["headers"]["x-should-retry"] == "false"
