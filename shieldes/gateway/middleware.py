@@ -18,6 +18,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from shieldes.errors import BudgetExceeded, RateLimited, ShieldesError, final_refusal, retry_after_seconds
+from shieldes.mcp.jsonrpc import http_refusal
 from shieldes.requestlog.record import RequestRecord
 
 log = logging.getLogger(__name__)
@@ -150,8 +151,32 @@ def google_client(request: web.Request) -> bool:
         path.removeprefix("/v1").startswith("/models")
 
 
+def mcp_path(path: str) -> bool:
+    """MCP's routes (/mcp/{name}): their clients read JSON-RPC errors, not an API's error object."""
+    return path.startswith("/mcp/") or path == "/mcp"
+
+
 def _shape(request: web.Request) -> str:
+    if mcp_path(request.path):
+        return "mcp"
     return "google" if google_client(request) else "anthropic" if anthropic_client(request) else "openai"
+
+
+def _unrouted_shape(request: web.Request) -> str:
+    """The shape of aiohttp's own refusal (a 404 or 405: a path or method no route serves): the
+    route family's, else the client's own as its headers tell it (the anthropic SDK always sends
+    `anthropic-version`, the google-genai SDK and Gemini CLI Google's key or client header), so an
+    SDK calling an endpoint the gateway lacks (Anthropic's files or batches, /anthropic/...) reads
+    the refusal as its own."""
+    shape = _shape(request)
+    if shape != "openai":
+        return shape
+    headers = request.headers
+    if "anthropic-version" in headers or request.path.startswith("/anthropic/"):
+        return "anthropic"
+    if "x-goog-api-key" in headers or "x-goog-api-client" in headers:
+        return "google"
+    return shape
 
 
 # The /v1 route each unversioned alias serves (/messages -> /v1/messages): one label per route in
@@ -207,9 +232,11 @@ def error_response(status: int, type_: str, code: str | None, message: str, rid:
     "message"}}` with Anthropic's type names), which keeps `error.message` and `error.code`; on the
     Gemini API's routes Google's (`{"error": {"code": <status>, "message", "status", "details"}}`,
     which the google-genai SDK raises as its ClientError / ServerError with that message; `wait`:
-    the seconds a 429's RetryInfo asks for)."""
+    the seconds a 429's RetryInfo asks for); on MCP's routes a JSON-RPC error (mcp.jsonrpc)."""
     if shape == "google":
         body = orjson.dumps(google_error(status, message, code, wait))
+    elif shape == "mcp":
+        body = http_refusal(status, code or type_, message)
     elif shape == "anthropic":
         kind = _ANTHROPIC_TYPES.get(status, "api_error")
         body = orjson.dumps({"type": "error", "error": {"type": kind, "message": message, "code": code},
@@ -293,6 +320,12 @@ class JsonErrorHandler(RequestHandler):
         return resp
 
 
+def _allow(exc: web.HTTPException) -> dict[str, str] | None:
+    """A 405's `Allow` header, the methods the path takes (HTTP requires it; MCP clients read it)."""
+    allowed = getattr(exc, "allowed_methods", None)
+    return {"Allow": ", ".join(sorted(allowed))} if exc.status == 405 and allowed else None
+
+
 def _admin_path(path: str) -> bool:
     return path.startswith("/admin/") or path == "/admin"
 
@@ -318,7 +351,8 @@ async def handle_errors(request: web.Request, handler: Handler) -> web.StreamRes
                 return render_error(refused, rid, shape=_shape(request))
         code, message = _http_message(exc, request)
         note_error(request, code, message)
-        return error_response(exc.status, "invalid_request_error", code, message, rid, shape=_shape(request))
+        return error_response(exc.status, "invalid_request_error", code, message, rid, _allow(exc),
+                              shape=_unrouted_shape(request))
     except ConnectionError:  # the client went away; nobody is left to answer
         log.debug("client of request %s disconnected", rid)
         note_error(request, "client_disconnected", "client disconnected")

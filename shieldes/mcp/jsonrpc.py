@@ -22,6 +22,8 @@ INTERNAL_ERROR = -32603
 REFUSED = -32001  # the key may not do this (unknown or revoked key, server or tool not allowed)
 RATE_LIMITED = -32002
 UPSTREAM_FAILED = -32003
+# an HTTP method /mcp/{name} does not take: the code the official MCP SDKs' servers answer it with
+UNSUPPORTED_METHOD = -32000
 # methods named in metrics as they are; any other is "other" (the label set stays bounded)
 KNOWN_METHODS = frozenset({
     "initialize", "ping", "tools/list", "tools/call", "resources/list", "resources/read",
@@ -64,6 +66,14 @@ def error_body(ids: tuple[Any, ...], rpc_code: int, message: str, data: dict[str
     errors = [{"jsonrpc": "2.0", "id": i, "error": {"code": rpc_code, "message": message,
                                                     **({"data": data} if data else {})}} for i in ids]
     return orjson.dumps(errors if batch or len(errors) != 1 else errors[0])
+
+
+def http_refusal(status: int, code: str, message: str) -> bytes:
+    """A refusal made before any MCP route ran (no such path, a method the transport does not take,
+    a failure of the node) as the JSON-RPC error MCP clients read: id null, as for a message that
+    could not be read, and the gateway's code in `data.code`."""
+    rpc = UNSUPPORTED_METHOD if status == 405 else INTERNAL_ERROR if status >= 500 else INVALID_REQUEST
+    return error_body((None,), rpc, message, {"code": code})
 
 
 def _request_ids(messages: tuple[Message, ...]) -> tuple[Any, ...]:

@@ -188,6 +188,33 @@ async def test_a_refused_batch_is_answered_with_an_array_even_of_one(database_ur
         assert seen.requests == []
 
 
+async def test_a_method_or_path_the_transport_lacks_gets_a_json_rpc_error(database_url: str) -> None:
+    """A PUT to /mcp/{name} got a 405 in OpenAI's error shape, which MCP clients cannot read, and no
+    `Allow`: now a JSON-RPC error with `Allow`, as MCP's Streamable HTTP servers answer it; a path
+    under /mcp/ that no route serves is a JSON-RPC error too. GET and DELETE are still relayed."""
+    async with gateway(database_url) as (h, seen):
+        key = await h.create_key("agent", mcp=("tools",))
+        await h.sync()
+        auth = {"Authorization": f"Bearer {key}", "Accept": "application/json, text/event-stream"}
+        async with aiohttp.ClientSession() as s:
+            for method in ("PUT", "PATCH"):
+                async with s.request(method, f"{h.base}/mcp/tools", headers=auth, json={}) as r:
+                    got = await r.json()
+                assert (r.status, r.headers.get("Allow")) == (405, "DELETE, GET, POST"), (method, got)
+                assert got["jsonrpc"] == "2.0" and got["id"] is None and got["error"]["code"] == -32000, got
+                assert got["error"]["data"]["code"] == "method_not_allowed"
+                told = got["error"]["message"]
+                assert told == f"{method} /mcp/tools is not served: this path takes DELETE, GET, POST"
+            async with s.get(f"{h.base}/mcp/tools/extra", headers=auth) as r:
+                got = await r.json()
+            assert r.status == 404 and got["jsonrpc"] == "2.0" and got["error"]["data"]["code"] == "not_found", got
+            assert seen.requests == []
+            for method in ("GET", "DELETE"):  # relayed: the server answers them (no session here)
+                async with s.request(method, f"{h.base}/mcp/tools", headers=auth) as r:
+                    assert r.status != 405 and r.headers.get("Allow") is None, (method, r.status)
+            assert [m for m, _ in seen.requests] == ["GET", "DELETE"]
+
+
 async def test_a_session_belongs_to_the_key_and_server_that_opened_it(database_url: str) -> None:
     async with gateway(database_url) as (h, seen):
         [(url,)] = h.sql("SELECT data->>'url' FROM events WHERE type = 'mcp_server.added'")

@@ -443,3 +443,45 @@ async def test_a_stream_options_include_usage_that_is_not_a_boolean_is_refused(d
             chunks = [c async for c in stream]
             assert (chunks[-1].usage is not None) is (fine is True)
         await client.close()
+
+
+async def test_an_endpoint_the_gateway_lacks_is_refused_in_the_callers_shape(database_url: str) -> None:
+    """A 404 on a path no route serves was in OpenAI's shape unless the path said otherwise: the
+    anthropic SDK's files list, a google-genai client on Google's v1 API, /anthropic/... got an
+    error object their SDK does not read (google-genai raised no ClientError code)."""
+    from google import genai
+    from google.genai import errors as genai_errors
+    from google.genai import types as genai_types
+
+    async with harness(database_url) as h:
+        secret = await h.create_key("app")
+        await h.sync()
+        claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+        with pytest.raises(anthropic.NotFoundError) as missing:
+            await claude.beta.files.list()
+        assert isinstance(missing.value.body, dict) and missing.value.body["type"] == "error", missing.value.body
+        assert missing.value.body["error"]["type"] == "not_found_error"
+        assert "GET /v1/files" in missing.value.body["error"]["message"]
+        await claude.close()
+        gemini = genai.Client(api_key=secret, http_options=genai_types.HttpOptions(
+            base_url=h.base, api_version="v1", retry_options=genai_types.HttpRetryOptions(attempts=1)))
+        with pytest.raises(genai_errors.ClientError) as google_missing:
+            await gemini.aio.files.get(name="files/abc")
+        assert google_missing.value.code == 404 and google_missing.value.status == "NOT_FOUND"
+        async with aiohttp.ClientSession() as s, s.get(h.base + "/anthropic/v1/models") as r:
+            got = await r.json()
+            assert r.status == 404 and got["type"] == "error" and got["error"]["type"] == "not_found_error", got
+
+
+async def test_a_wrong_method_names_the_methods_in_allow_on_every_route_family(database_url: str) -> None:
+    """HTTP's 405 carries `Allow`; the gateway's named the methods only in its message."""
+    probes = (("GET", "/v1/chat/completions", "POST", "error"), ("PUT", "/v1/models", "GET, HEAD", "error"),
+              ("GET", "/v1/messages", "POST", "type"), ("PUT", "/v1beta/models", "GET, HEAD", "error"),
+              ("GET", "/openai/deployments/x/chat/completions", "POST", "error"),
+              ("DELETE", "/admin/v1/keys", "GET, POST", "error"))
+    async with harness(database_url, admin_token=BOOT) as h, aiohttp.ClientSession() as s:
+        for method, path, allow, top in probes:
+            async with s.request(method, h.base + path, headers={"Authorization": f"Bearer {BOOT}"}) as r:
+                got = await r.json()
+            assert (r.status, r.headers.get("Allow")) == (405, allow), (method, path, dict(r.headers))
+            assert top in got and "this path takes " + allow in json.dumps(got), (method, path, got)
