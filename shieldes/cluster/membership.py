@@ -101,6 +101,30 @@ REGISTER_SQL = (
 )
 
 
+# A node loading the log (snapshots/loader.py) holds its row at the position it loads from, so
+# compaction never folds past it; `info` is merged into the row's, and no HTTP address is claimed
+# (a previous boot's row said it served there). Its boot epoch is claimed (claim_boot_epoch) before.
+LOADING_SQL = (
+    "INSERT INTO cluster_nodes (node_id, position, info) VALUES (%s, %s, %s) ON CONFLICT (node_id)"
+    " DO UPDATE SET position = excluded.position, heartbeat_at = now(), http_address = NULL,"
+    " info = cluster_nodes.info || excluded.info"
+)
+LOADING_HEARTBEAT_SQL = "UPDATE cluster_nodes SET heartbeat_at = now() WHERE node_id = %s"
+
+
+async def register_loading(pool: AsyncConnectionPool[Any], node_id: str, position: int,
+                           info: dict[str, Any]) -> None:
+    """Register `node_id` as loading the log at `position` (its row inserted or taken over)."""
+    async with pool.connection() as conn:
+        await conn.execute(LOADING_SQL, (node_id, position, Jsonb(info)))
+
+
+async def loading_heartbeat(pool: AsyncConnectionPool[Any], node_id: str) -> None:
+    """A loading node's heartbeat: its row stays alive while the load runs (Membership beats after)."""
+    async with pool.connection() as conn:
+        await conn.execute(LOADING_HEARTBEAT_SQL, (node_id,))
+
+
 async def claim_boot_epoch(pool: AsyncConnectionPool[Any], node_id: str, floor: int, version: str) -> int:
     """Register this boot of `node_id` and return its boot epoch: above any earlier boot of the same
     node id in cluster_nodes and above `floor`. Every per-boot identity uses it: gossip components,

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes import db
+from shieldes.cluster.membership import loading_heartbeat, register_loading
 from shieldes.events.codec import Codec
 from shieldes.events.compat import reads_of
 from shieldes.events.folded_read import folded_usage, read_head, unfolded_pages
@@ -66,15 +66,8 @@ async def load_projection(
 
 async def _register(pool: AsyncConnectionPool[Any], node_id: str, position: int, codec: Codec) -> None:
     # what this release reads is advertised from the first row on: writers check it while we load; and
-    # the row says `starting` with no HTTP address (a previous boot's row said it served there)
-    reads = {"reads": reads_of(codec), "state": "starting"}
-    async with pool.connection() as conn:
-        await conn.execute(
-            "INSERT INTO cluster_nodes (node_id, position, info) VALUES (%s, %s, %s) ON CONFLICT (node_id) "
-            "DO UPDATE SET position = excluded.position, heartbeat_at = now(), http_address = NULL,"
-            " info = cluster_nodes.info || excluded.info",
-            (node_id, position, Jsonb(reads)),
-        )
+    # the row says `starting` (with no HTTP address: membership.register_loading)
+    await register_loading(pool, node_id, position, {"reads": reads_of(codec), "state": "starting"})
 
 
 async def _keep_alive(pool: AsyncConnectionPool[Any], node_id: str, every: float, stop: asyncio.Event) -> None:
@@ -85,8 +78,7 @@ async def _keep_alive(pool: AsyncConnectionPool[Any], node_id: str, every: float
         await wait_event(stop, every)
         if stop.is_set():
             return
-        async with pool.connection() as conn:
-            await conn.execute("UPDATE cluster_nodes SET heartbeat_at = now() WHERE node_id = %s", (node_id,))
+        await loading_heartbeat(pool, node_id)
 
 
 async def load_projection_report(
