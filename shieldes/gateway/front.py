@@ -37,7 +37,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from shieldes.errors import ListenFailed
 from shieldes.gateway.http1 import HOT_SET, answer_bytes, hot_target
 from shieldes.gateway.lean_request import LeanRequest, RouteMatch
-from shieldes.gateway.middleware import Refused, RequestIds, error_response
+from shieldes.gateway.middleware import Refused, RequestIds, error_response, path_shape
 from shieldes.open_files import Headroom, open_count, soft_limit
 
 log = logging.getLogger(__name__)
@@ -409,10 +409,10 @@ class _Connection(asyncio.BufferedProtocol):
         if self.closed or self.transport is None:
             return
         rid = self.front.ids.new()
-        resp = error_response(status, "invalid_request_error", code, message, rid)
+        path = self._target[:200].decode("utf-8", "replace").partition("?")[0] if read else ""
+        resp = error_response(status, "invalid_request_error", code, message, rid, shape=path_shape(path))
         if self.front.refused is not None:
             method = self._parser.get_method().decode("latin-1") if read else "UNKNOWN"  # (as aiohttp)
-            path = self._target[:200].decode("utf-8", "replace").partition("?")[0] if read else ""
             self.front.refused(rid, method, path, self.remote, status, code, message)
         self._refusal = answer_bytes(resp, False, self.front.date)
         self.transport.pause_reading()  # nothing after this is read

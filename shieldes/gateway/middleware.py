@@ -138,13 +138,18 @@ def google_error(status: int, message: str, code: str | None = None, wait: float
                       "details": google_details(status, code, wait)}}
 
 
+def google_route(path: str) -> bool:
+    """The Gemini API's routes: everything under /v1beta, and /v1/models/{model}:{method}."""
+    return path.startswith("/v1beta/") or path == "/v1beta" or _GOOGLE_PATH.match(path) is not None
+
+
 def google_client(request: web.Request) -> bool:
     """Whether an answer (an error, a model list) is in Google's shape: on the Gemini API's routes
-    (everything under /v1beta, and /v1/models/{model}:{method}), and on the model routes the
-    google-genai SDK shares with OpenAI clients (it calls /v1/models by default) when the request
-    carries Google's key or client header, as that SDK and Gemini CLI always send."""
+    (google_route), and on the model routes the google-genai SDK shares with OpenAI clients (it
+    calls /v1/models by default) when the request carries Google's key or client header, as that
+    SDK and Gemini CLI always send."""
     path = request.path
-    if path.startswith("/v1beta/") or path == "/v1beta" or _GOOGLE_PATH.match(path) is not None:
+    if google_route(path):
         return True
     headers = request.headers
     return ("x-goog-api-key" in headers or "x-goog-api-client" in headers) and \
@@ -160,6 +165,16 @@ def _shape(request: web.Request) -> str:
     if mcp_path(request.path):
         return "mcp"
     return "google" if google_client(request) else "anthropic" if anthropic_client(request) else "openai"
+
+
+def path_shape(path: str) -> str:
+    """The error shape of a request refused before its headers are read (the front's refusal of a
+    head or target too long on a model route): its route family's, told by its path alone."""
+    if mcp_path(path):
+        return "mcp"
+    if google_route(path):
+        return "google"
+    return "anthropic" if anthropic_route(path) or path.startswith("/anthropic/") else "openai"
 
 
 def _unrouted_shape(request: web.Request) -> str:

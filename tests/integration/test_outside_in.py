@@ -485,3 +485,24 @@ async def test_a_wrong_method_names_the_methods_in_allow_on_every_route_family(d
                 got = await r.json()
             assert (r.status, r.headers.get("Allow")) == (405, allow), (method, path, dict(r.headers))
             assert top in got and "this path takes " + allow in json.dumps(got), (method, path, got)
+
+
+async def test_a_model_request_refused_before_its_headers_are_read_gets_its_apis_shape(database_url: str) -> None:
+    """A head too large on a model route is refused by the front before any handler, in OpenAI's
+    shape whatever the route: Claude Code on /v1/messages got an error object not Anthropic's."""
+    big = b"X-Big: " + b"b" * 8000 + b"\r\n"
+    async with harness(database_url) as h:
+        for raw, top in (
+            (b"POST /v1/messages HTTP/1.1\r\nHost: gw\r\n" + big * 9 + b"\r\n", "anthropic"),
+            (b"POST /v1/messages/count_tokens HTTP/1.1\r\nHost: gw\r\n" + big * 9 + b"\r\n", "anthropic"),
+            (b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\n" + big * 9 + b"\r\n", "openai"),
+        ):
+            reader, writer = await asyncio.open_connection("127.0.0.1", h.node.port)
+            writer.write(raw)
+            answer = await asyncio.wait_for(reader.read(), 10)  # the connection closes after it
+            writer.close()
+            head, _, body = answer.partition(b"\r\n\r\n")
+            status = int(head.split(b" ")[1])
+            assert status in (400, 414, 431) and b"application/json" in head.lower(), answer[:300]
+            got = json.loads(body)
+            assert ("anthropic" if got.get("type") == "error" else "openai") == top, (raw[:40], got)
