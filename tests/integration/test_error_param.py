@@ -92,3 +92,22 @@ async def test_a_stream_error_chunk_has_openais_param(database_url: str) -> None
                     pass
             assert err.value.param == named and "param" in err.value.body, err.value.body  # type: ignore[operator]
         await client.close()
+
+
+async def test_the_admin_api_names_the_field_it_refuses(database_url: str) -> None:
+    """The admin API answers in OpenAI's error shape: its refusals of a field or query parameter
+    name it in `param` as the model routes' do."""
+    token = "boot-" + "admin-token-for-param-tests"
+    async with harness(database_url, admin_token=token) as h, aiohttp.ClientSession() as s:
+        auth = {"Authorization": f"Bearer {token}"}
+        for body, param in (({}, "name"), ({"name": "k", "rpm": "many"}, "rpm"), ({"name": "k", "colour": 1}, "colour"),
+                            ({"name": "k", "budget_period": "daily"}, "budget"),
+                            ({"name": "k", "models": ["a", 1]}, "models")):
+            async with s.post(h.base + "/admin/v1/keys", json=body, headers=auth) as r:
+                error = (await r.json())["error"]
+            assert r.status == 400 and error["param"] == param, (body, error)
+        for query, param in (("limit=lots", "limit"), ("limit=0", "limit"), ("status=sleeping", "status"),
+                             ("colour=red", "colour")):
+            async with s.get(h.base + "/admin/v1/keys?" + query, headers=auth) as r:
+                error = (await r.json())["error"]
+            assert r.status == 400 and error["param"] == param, (query, error)

@@ -80,18 +80,19 @@ class Field:
         if value is None:
             if self.nullable:
                 return None
-            raise InvalidRequest(f"{where} {self.name!r} may not be null: {self.description}")
+            raise InvalidRequest(f"{where} {self.name!r} may not be null: {self.description}", param=self.name)
         expected = _JSON_TYPES[self.type]
-        if isinstance(value, bool) and self.type != "boolean":
-            raise InvalidRequest(f"{where} {self.name!r} must be of type {self.type}: {self.description}")
-        if not isinstance(value, expected):
-            raise InvalidRequest(f"{where} {self.name!r} must be of type {self.type}: {self.description}")
+        if (isinstance(value, bool) and self.type != "boolean") or not isinstance(value, expected):
+            raise InvalidRequest(f"{where} {self.name!r} must be of type {self.type}: {self.description}",
+                                 param=self.name)
         if isinstance(value, float) and not math.isfinite(value):
-            raise InvalidRequest(f"{where} {self.name!r} must be a finite number")
+            raise InvalidRequest(f"{where} {self.name!r} must be a finite number", param=self.name)
         if isinstance(value, list) and not all(isinstance(v, str) for v in value):
-            raise InvalidRequest(f"{where} {self.name!r} must be a list of strings: {self.description}")
+            raise InvalidRequest(f"{where} {self.name!r} must be a list of strings: {self.description}",
+                                 param=self.name)
         if self.enum and value not in self.enum:
-            raise InvalidRequest(f"{where} {self.name!r} must be one of {', '.join(self.enum)}, got {value!r}")
+            raise InvalidRequest(f"{where} {self.name!r} must be one of {', '.join(self.enum)}, got {value!r}",
+                                 param=self.name)
         return value
 
     def parse_query(self, raw: str) -> Any:
@@ -99,11 +100,12 @@ class Field:
             try:
                 return self.check(int(raw), "query parameter")
             except ValueError:
-                raise InvalidRequest(f"query parameter {self.name!r} must be a whole number, got {raw!r}") \
-                    from None
+                raise InvalidRequest(f"query parameter {self.name!r} must be a whole number, got {raw!r}",
+                                     param=self.name) from None
         if self.type == "boolean":
             if raw.lower() not in ("true", "false", "1", "0"):
-                raise InvalidRequest(f"query parameter {self.name!r} must be true or false, got {raw!r}")
+                raise InvalidRequest(f"query parameter {self.name!r} must be true or false, got {raw!r}",
+                                     param=self.name)
             return raw.lower() in ("true", "1")
         return self.check(raw, "query parameter")
 
@@ -131,7 +133,7 @@ class Call:
     def limit(self, default: int = 100, maximum: int = MAX_LIMIT) -> int:
         value = int(self.query.get("limit", default))
         if not 1 <= value <= maximum:
-            raise InvalidRequest(f"limit must be between 1 and {maximum}, got {value}")
+            raise InvalidRequest(f"limit must be between 1 and {maximum}, got {value}", param="limit")
         return value
 
     def list_limit(self) -> int:
@@ -194,11 +196,11 @@ def _parse_query(route: Route, request: web.Request) -> dict[str, Any]:
             known = ", ".join(sorted(declared))
             raise InvalidRequest(f"unknown query parameter {name!r} (known: {known})" if known else
                                  f"unknown query parameter {name!r}: {request.method} {request.path} takes none; "
-                                 "send it without a query string")
+                                 "send it without a query string", param=name)
         out[name] = f.parse_query(raw)
     for f in route.query:
         if f.required and f.name not in out:
-            raise InvalidRequest(f"missing required query parameter {f.name!r}: {f.description}")
+            raise InvalidRequest(f"missing required query parameter {f.name!r}: {f.description}", param=f.name)
     return out
 
 
@@ -206,13 +208,13 @@ def _check_body(route: Route, data: dict[str, Any]) -> dict[str, Any]:
     declared = {f.name: f for f in route.body}
     for name in data:
         if name not in declared:
-            raise InvalidRequest(f"unknown field {name!r} (known: {', '.join(sorted(declared))})")
+            raise InvalidRequest(f"unknown field {name!r} (known: {', '.join(sorted(declared))})", param=name)
     out: dict[str, Any] = {}
     for f in route.body:
         if f.name in data:
             out[f.name] = f.check(data[f.name], "field")
         elif f.required:
-            raise InvalidRequest(f"missing required field {f.name!r}: {f.description}")
+            raise InvalidRequest(f"missing required field {f.name!r}: {f.description}", param=f.name)
     return out
 
 

@@ -138,7 +138,7 @@ async def get_key(call: Call) -> Any:
 def _period_needs_amount(body: dict[str, Any]) -> None:
     """A period means nothing without an amount: refused rather than silently ignored (as the CLI does)."""
     if body.get("budget_period") is not None and body.get("budget") is None:
-        raise InvalidRequest("`budget_period` needs `budget` (the amount in USD to spend per period)")
+        raise InvalidRequest("`budget_period` needs `budget` (the amount in USD to spend per period)", param="budget")
 
 
 async def create_key(call: Call) -> Any:
@@ -229,7 +229,7 @@ def budget_cursor(raw: str) -> tuple[str, str]:
     kind, sep, name = raw.partition(":")
     if not sep or kind not in BUDGET_KINDS:
         raise InvalidRequest(f"malformed `after` cursor {raw!r}: pass the previous page's `next_after` unchanged "
-                             "(`key:NAME` or `team:NAME`; `team:` starts at the teams' budgets)")
+                             "(`key:NAME` or `team:NAME`; `team:` starts at the teams' budgets)", param="after")
     return kind, name
 
 

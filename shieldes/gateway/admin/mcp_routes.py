@@ -17,7 +17,8 @@ from shieldes.views import mcp_server_row
 def _strings(b: dict[str, Any], name: str) -> dict[str, str]:
     value = b.get(name) or {}
     if not all(isinstance(v, str) for v in value.values()):
-        raise InvalidRequest(f"`{name}` must map header names to strings, e.g. {{\"Authorization\": \"Bearer T\"}}")
+        raise InvalidRequest(f"`{name}` must map header names to strings, e.g. {{\"Authorization\": \"Bearer T\"}}",
+                             param=name)
     return dict(value)
 
 
@@ -48,7 +49,7 @@ async def update_server(call: Call) -> Any:
     refs = stored_headers(call.ctx.settings, values, envs) if replaced else None
     url = b.get("url")
     if url is not None and not isinstance(url, str):
-        raise InvalidRequest("`url` must be a string, e.g. \"https://mcp.example.com/mcp\"")
+        raise InvalidRequest("`url` must be a string, e.g. \"https://mcp.example.com/mcp\"", param="url")
     written = await _write(call, UpdateMcpServer(call.path["name"], url, refs))
     return _with_position(mcp_server_row(written.state.mcp_servers[call.path["name"]]), written)
 

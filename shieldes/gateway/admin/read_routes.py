@@ -99,7 +99,8 @@ async def usage(call: Call) -> Any:
     group_by = [g.strip() for g in (q.get("group_by") or "key").split(",") if g.strip()]
     for g in group_by:
         if g not in ("day", "hour", "key", "team", "model", "provider"):
-            raise InvalidRequest(f"cannot group usage by {g!r}: use day, hour, key, team, model or provider")
+            raise InvalidRequest(f"cannot group usage by {g!r}: use day, hour, key, team, model or provider",
+                                 param="group_by")
     since, until = _day(call, "since"), _day(call, "until")
     if since and until and since > until:
         raise InvalidRequest("since is after until; swap them")
@@ -205,7 +206,7 @@ def _keys_limit(call: Call) -> int | None:
     value = int(call.query["keys_limit"])
     if not 1 <= value <= MAX_LIST_LIMIT:
         raise InvalidRequest(f"keys_limit must be between 1 and {MAX_LIST_LIMIT}, got {value}; "
-                             "omit it for every key")
+                             "omit it for every key", param="keys_limit")
     return value
 
 

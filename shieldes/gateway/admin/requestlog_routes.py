@@ -26,7 +26,8 @@ def _cursor(text: str) -> tuple[datetime, str]:
     except ValueError:
         when = None
     if not sep or when is None or when.tzinfo is None or not rid:
-        raise InvalidRequest("malformed `before` cursor: pass the previous page's `next_before` unchanged")
+        raise InvalidRequest("malformed `before` cursor: pass the previous page's `next_before` unchanged",
+                             param="before")
     return when, rid
 
 

@@ -39,7 +39,7 @@ def _secret_ref(call: Call) -> str | None:
         return secrets.env_ref(env)
     if key is not None:
         if not key.strip():
-            raise InvalidRequest("api_key is empty; send the provider's key or use api_key_env")
+            raise InvalidRequest("api_key is empty; send the provider's key or use api_key_env", param="api_key")
         encryption_key = secrets.encryption_key_for(call.ctx.settings, create=True)
         if encryption_key is None:  # the node's setup, but the request can be sent another way: not a 500
             raise InvalidRequest(secrets.NO_ENCRYPTION_KEY)
@@ -63,7 +63,7 @@ def _options(b: dict[str, Any]) -> dict[str, str] | None:
             value = _option_text(name, b[name])
             if name in out and out[name] != value:
                 raise InvalidRequest(f"{name!r} is given both as a field and in options with different values; "
-                                     "give it once")
+                                     "give it once", param=name)
             out[name] = value
     return out
 
