@@ -475,7 +475,8 @@ class ConverseStreamTranslator:
 def titan_requests(body: Body, model: str) -> list[bytes]:
     """One InvokeModel body per input: Titan embeds one text per call."""
     if not model.startswith("amazon.titan-embed"):
-        raise InvalidRequest(f"Bedrock embeddings are served for Amazon Titan embedding models, not {model!r}")
+        raise InvalidRequest(f"Bedrock embeddings are served for Amazon Titan embedding models, not {model!r}",
+                             param="model")
     value = body.get("input")
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not items or not all(isinstance(i, str) and i for i in items):

@@ -45,10 +45,11 @@ def _clean(value: Any, defs: dict[str, Any], where: str, inside: tuple[str, ...]
         name = next((ref[len(p):] for p in _LOCAL if isinstance(ref, str) and ref.startswith(p)), None)
         if name is None or name not in defs:
             raise InvalidRequest(f"{where}: $ref {ref!r} does not point to a definition in the schema's $defs; "
-                                 "Gemini takes no references to other documents: inline that schema")
+                                 "Gemini takes no references to other documents: inline that schema", param=where)
         if name in inside:
             raise InvalidRequest(f"{where}: the schema is recursive ({name!r} refers to itself through $ref), "
-                                 "which Gemini's schema subset cannot express: give the nesting a fixed depth")
+                                 "which Gemini's schema subset cannot express: give the nesting a fixed depth",
+                                 param=where)
         target = _clean(defs[name], defs, where, (*inside, name))
         siblings = _clean({k: v for k, v in value.items() if k != "$ref"}, defs, where, inside)
         return {**target, **siblings}  # a description next to the $ref describes this use of it

@@ -163,8 +163,9 @@ async def test_bedrock_titan_embeddings_and_anthropic_sdk(node: tuple[Harness, F
     emb = await client.embeddings.create(model="amazon.titan-embed-text-v2:0", input=["one two", "three"])
     assert [d.embedding for d in emb.data] == [[0.5, 2.0], [0.5, 1.0]] and emb.usage.prompt_tokens == 3
     assert fake.last().path == "/model/amazon.titan-embed-text-v2%3A0/invoke"
-    with pytest.raises(openai.BadRequestError, match="Titan"):
+    with pytest.raises(openai.BadRequestError, match="Titan") as refused:
         await client.embeddings.create(model=CLAUDE, input="x")
+    assert refused.value.param == "model"
 
     claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=client.api_key, max_retries=0)
     msg = await claude.messages.create(model=CLAUDE, max_tokens=100,

@@ -323,6 +323,7 @@ async def test_nested_models_and_odd_property_names_reach_gemini_as_its_schema(
     with pytest.raises(openai.BadRequestError) as err:
         await client.chat.completions.create(model="gemini-2.5-flash", messages=ask, response_format=looping)
     assert "response_format.json_schema.schema: the schema is recursive ('Node'" in err.value.message
+    assert err.value.param == "response_format.json_schema.schema"
 
 
 async def test_gemini_n_is_candidate_count_and_parallel_calls_are_never_ignored_in_silence(
