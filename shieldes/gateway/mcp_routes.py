@@ -47,7 +47,8 @@ from shieldes.secrets import SecretError, resolve_secret
 log = logging.getLogger(__name__)
 # relayed from the client to the server, and back (lower case)
 TO_SERVER = ("accept", "content-type", "mcp-protocol-version", "last-event-id")
-TO_CLIENT = ("content-type", "mcp-protocol-version", "cache-control")
+# (`allow`: a server's 405 to GET, which has no stream for the client, or to DELETE, which ends no session)
+TO_CLIENT = ("content-type", "mcp-protocol-version", "cache-control", "allow")
 SESSION_ID = "Mcp-Session-Id"  # wrapped towards the client, unwrapped towards the server
 CONNECT_TIMEOUT = 10.0  # seconds to reach the server; an answer or a stream may then take as long as it takes
 EVENT_STREAM = "text/event-stream"

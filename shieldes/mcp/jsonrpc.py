@@ -22,7 +22,8 @@ INTERNAL_ERROR = -32603
 REFUSED = -32001  # the key may not do this (unknown or revoked key, server or tool not allowed)
 RATE_LIMITED = -32002
 UPSTREAM_FAILED = -32003
-# an HTTP method /mcp/{name} does not take: the code the official MCP SDKs' servers answer it with
+# an HTTP method /mcp/{name} does not take: the code the TypeScript MCP SDK's servers answer it with
+# (clients act on the HTTP status, 405, and `Allow`)
 UNSUPPORTED_METHOD = -32000
 # methods named in metrics as they are; any other is "other" (the label set stays bounded)
 KNOWN_METHODS = frozenset({

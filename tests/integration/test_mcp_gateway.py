@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
@@ -23,6 +24,7 @@ from shieldes.projections.shared_commands import AddMcpServer, UpdateMcpServer
 from tests.cli import invoke
 from tests.fake_mcp import TOKEN, Seen, running_mcp_server
 from tests.integration.gateway_harness import Harness, harness, wait_until
+from tests.ports import free_port
 
 ENCRYPTION_KEY = secrets.generate_key()
 
@@ -213,6 +215,33 @@ async def test_a_method_or_path_the_transport_lacks_gets_a_json_rpc_error(databa
                 async with s.request(method, f"{h.base}/mcp/tools", headers=auth) as r:
                     assert r.status != 405 and r.headers.get("Allow") is None, (method, r.status)
             assert [m for m, _ in seen.requests] == ["GET", "DELETE"]
+
+
+async def test_a_servers_own_405_keeps_its_allow(database_url: str) -> None:
+    """A server with no stream to offer answers GET with 405 and `Allow` (MCP's Streamable HTTP
+    transport), one that ends no session so answers DELETE: `Allow` was dropped on the way."""
+    async def refuse(request: web.Request) -> web.Response:
+        return web.json_response({"jsonrpc": "2.0", "id": None, "error": {"code": -32000, "message": "no"}},
+                                 status=405, headers={"Allow": "POST"})
+
+    app = web.Application()
+    app.router.add_route("*", "/mcp", refuse)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with harness(database_url, providers=False) as h:
+            await h.admin(AddMcpServer("post-only", f"http://127.0.0.1:{port}/mcp", {}))
+            key = await h.create_key("agent", mcp=("post-only",))
+            await h.sync()
+            async with aiohttp.ClientSession() as s:
+                for method in ("GET", "DELETE"):
+                    async with s.request(method, f"{h.base}/mcp/post-only",
+                                         headers={"Authorization": f"Bearer {key}"}) as r:
+                        assert (r.status, r.headers.get("Allow")) == (405, "POST"), method
+    finally:
+        await runner.cleanup()
 
 
 async def test_a_session_belongs_to_the_key_and_server_that_opened_it(database_url: str) -> None:
