@@ -21,7 +21,6 @@ from aiohttp import web
 from shieldes.gateway.client_watch import STREAM_WATCH
 from shieldes.gateway.middleware import REQUEST_ID
 from shieldes.providers.base import Body, ChunkStream, TokenUsage, UpstreamFailure
-from shieldes.providers.http import error_param
 from shieldes.providers.stream_failures import classify
 
 log = logging.getLogger(__name__)
@@ -126,7 +125,7 @@ def error_frame(failure: UpstreamFailure, event: str | None, scrub: Callable[[st
     provider keys exactly like a JSON error (some upstreams echo the key they were sent)."""
     kind = classify(failure)
     err = {"message": f"upstream stream failed: {scrub(failure.message)}; retry the request",
-           "type": kind.openai_type, "param": error_param(failure.body), "code": kind.openai_code}
+           "type": kind.openai_type, "param": failure.param, "code": kind.openai_code}
     if event is None:
         return frame(None, {"error": err})
     return frame(event, {"type": "error", "error": {"type": kind.anthropic_type, "message": err["message"]}})

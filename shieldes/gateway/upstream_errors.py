@@ -26,10 +26,7 @@ from shieldes.providers.base import (
     THROTTLED,
     UpstreamFailure,
 )
-from shieldes.providers.http import error_param
 from shieldes.routing.router import Route
-
-OPENAI_WIRE = frozenset(("openai", "azure"))  # the kinds whose upstreams speak OpenAI's API
 
 
 class UpstreamClientError(ShieldesError):
@@ -81,8 +78,7 @@ def client_error(failure: UpstreamFailure, dep: Deployment, scrub: Callable[[str
             f"{scrub(failure.message)}; the operator should check {credentials_of(dep)}"
         )
     message = scrub(failure.message)
-    # an upstream speaking OpenAI's API names the field at fault as the client sent it
-    param = error_param(failure.body) if dep.kind in OPENAI_WIRE else None
+    param = failure.param  # (an upstream speaking OpenAI's API names the field at fault)
     if failure.code == CONTEXT_LENGTH:
         return UpstreamClientError(
             f"the prompt does not fit the model's context window on deployment {dep.name!r}: {message}; "

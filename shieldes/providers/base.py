@@ -74,7 +74,9 @@ class UpstreamFailure(Exception):
     in the upstream's own shape, `retry_after` seconds from its Retry-After header, if any.
     `code` classifies the failure across kinds, set by the provider module that understood it:
     CONTEXT_LENGTH (the prompt does not fit the model), CONTENT_FILTER (the upstream's safety
-    system refused; `message` carries its reason), THROTTLED (the upstream's own rate limit)."""
+    system refused; `message` carries its reason), THROTTLED (the upstream's own rate limit).
+    `param`: the request field an OpenAI-shaped error body names at fault (error_param), in the
+    terms of the request the upstream got."""
 
     def __init__(
         self,
@@ -95,9 +97,20 @@ class UpstreamFailure(Exception):
         self.timeout = timeout
         self.body = body
         self.retry_after = retry_after
+        self.param = error_param(body)
 
     def __repr__(self) -> str:
         return f"UpstreamFailure(status={self.status}, retryable={self.retryable}, message={self.message!r})"
+
+
+def error_param(data: object) -> str | None:
+    """The request field an OpenAI-shaped error names as at fault: a JSON error's or a chat stream's
+    `{"error": {"param"}}`, a Responses `error` event's own `param`."""
+    if not isinstance(data, dict):
+        return None
+    err = data.get("error")
+    param = err.get("param") if isinstance(err, dict) else data.get("param") if data.get("type") == "error" else None
+    return param if isinstance(param, str) and param else None
 
 
 CONTEXT_LENGTH = "context_length_exceeded"

@@ -38,4 +38,8 @@ def named(names: Sequence[str]) -> Iterator[None]:
         exc.args = (exc.message,)
         if isinstance(exc, InvalidRequest) and exc.param:
             exc.param = renamed(exc.param, names)
+        elif isinstance(exc, UpstreamFailure) and exc.param:
+            # the upstream's field of the chat request: a message path is the client's item; any
+            # other chat field may have another name in the client's API, so it is not named
+            exc.param = renamed(exc.param, names) if _CHAT_MESSAGE.match(exc.param) else None
         raise

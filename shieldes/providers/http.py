@@ -105,16 +105,6 @@ def error_message(data: object) -> str | None:
     return None
 
 
-def error_param(data: object) -> str | None:
-    """The request field an OpenAI-shaped error names as at fault: a JSON error's or a chat stream's
-    `{"error": {"param"}}`, a Responses `error` event's own `param`."""
-    if not isinstance(data, dict):
-        return None
-    err = data.get("error")
-    param = err.get("param") if isinstance(err, dict) else data.get("param") if data.get("type") == "error" else None
-    return param if isinstance(param, str) and param else None
-
-
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     value = headers.get("retry-after-ms")
     if value is not None:

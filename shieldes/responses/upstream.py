@@ -17,7 +17,6 @@ from shieldes.projections.state import Deployment
 from shieldes.providers import chat_paths
 from shieldes.providers.base import Body, ChunkStream, Provider, StreamCounts, Target, UpstreamFailure
 from shieldes.providers.dropped import dropped_header
-from shieldes.providers.http import error_param
 from shieldes.providers.kinds import calls_in_order, signs_thinking, takes_tool_images
 from shieldes.providers.openai_responses import TERMINAL, ResponsesEventStream
 from shieldes.providers.output_caps import within_cap
@@ -452,7 +451,7 @@ class NativeEvents:
         kind = classify(failure)
         failed = dict(up.snapshot or {}, status="failed", error={"code": kind.responses_code, "message": message})
         up.final = failed
-        return [error_event(number, message, kind.responses_code, _event_type(kind), error_param(failure.body)),
+        return [error_event(number, message, kind.responses_code, _event_type(kind), failure.param),
                 number("response.failed", response=failed)]
 
     async def aclose(self) -> None:

@@ -423,7 +423,7 @@ async def test_a_refusal_of_the_chat_request_names_the_clients_own_input_items(d
                                               input=[{"role": "user", "content": "look"}, picture])
             assert "- input[1]: image_url" in bad.value.message and "messages[" not in bad.value.message
             assert bad.value.param == "input[1].content"
-        h.upstream.inject("/v1/chat/completions", status=400, times=2,
+        h.upstream.inject("/v1/chat/completions", status=400, times=2, param="messages[3].content",
                           message="Invalid 'messages[3].content': string too long.")
         calls: Any = [{"role": "user", "content": "go"},
                       {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
@@ -432,3 +432,10 @@ async def test_a_refusal_of_the_chat_request_names_the_clients_own_input_items(d
             with pytest.raises(openai.BadRequestError) as bad:
                 await client.responses.create(model="gpt-4o", instructions="be brief", input=calls, stream=stream)
             assert "Invalid 'input[2].content': string too long." in bad.value.message, bad.value.message
+            assert bad.value.param == "input[2].content"
+        # a field of the chat request that the Responses request calls otherwise is not named
+        h.upstream.inject("/v1/chat/completions", status=400, param="max_completion_tokens",
+                          message="Invalid 'max_completion_tokens': integer below minimum value.")
+        with pytest.raises(openai.BadRequestError) as bad:
+            await client.responses.create(model="gpt-4o", input="hi", max_output_tokens=16)
+        assert bad.value.param is None and "max_completion_tokens" in bad.value.message
