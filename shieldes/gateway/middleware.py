@@ -184,14 +184,14 @@ def _unrouted_shape(request: web.Request) -> str:
     SDK calling an endpoint the gateway lacks (Anthropic's files or batches, /anthropic/...) reads
     the refusal as its own."""
     shape = _shape(request)
+    if shape == "openai":
+        shape = path_shape(request.path)
     if shape != "openai":
         return shape
     headers = request.headers
-    if "anthropic-version" in headers or request.path.startswith("/anthropic/"):
+    if "anthropic-version" in headers:
         return "anthropic"
-    if "x-goog-api-key" in headers or "x-goog-api-client" in headers:
-        return "google"
-    return shape
+    return "google" if "x-goog-api-key" in headers or "x-goog-api-client" in headers else shape
 
 
 # The /v1 route each unversioned alias serves (/messages -> /v1/messages): one label per route in
