@@ -103,7 +103,8 @@ REGISTER_SQL = (
 
 # A node loading the log (snapshots/loader.py) holds its row at the position it loads from, so
 # compaction never folds past it; `info` is merged into the row's, and no HTTP address is claimed
-# (a previous boot's row said it served there). Its boot epoch is claimed (claim_boot_epoch) before.
+# (a previous boot's row said it served there). The boot's epoch is claimed after the load
+# (claim_boot_epoch: the log's own epochs for this node id are known then).
 LOADING_SQL = (
     "INSERT INTO cluster_nodes (node_id, position, info) VALUES (%s, %s, %s) ON CONFLICT (node_id)"
     " DO UPDATE SET position = excluded.position, heartbeat_at = now(), http_address = NULL,"
