@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import click
@@ -11,20 +10,7 @@ from shieldes.cli.common import cli_context, json_option, run
 from shieldes.cli.oneline import OneLineCommand, handle_errors
 from shieldes.cli.output import emit
 from shieldes.cli.snapshot_cmd import checked_pool
-from shieldes.errors import InvalidRequest
-
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d|w)$")
-_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_duration(text: str) -> float:
-    """`0s`, `90m`, `12h`, `7d`, `2w` -> seconds."""
-    m = _DURATION.match(text.strip().lower())
-    if not m:
-        raise InvalidRequest(
-            f"cannot read --retain {text!r}: use a number and a unit, e.g. 0s, 30m, 12h, 7d, 2w"
-        )
-    return float(m.group(1)) * _UNIT[m.group(2)]
+from shieldes.timeparse import parse_duration
 
 
 @click.command("compact", cls=OneLineCommand)
@@ -40,7 +26,7 @@ def compact(retain: str | None, as_json: bool) -> None:
     from shieldes.snapshots.compaction import compact_once
 
     ctx = cli_context()
-    seconds = parse_duration(retain) if retain is not None else ctx.settings.compact_retain_seconds
+    seconds = parse_duration(retain, "--retain") if retain is not None else ctx.settings.compact_retain_seconds
 
     async def go() -> dict[str, Any]:
         async with checked_pool(ctx.database_url(), size=3) as pool:

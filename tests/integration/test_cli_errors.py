@@ -322,3 +322,11 @@ def test_usage_errors_are_one_line_and_bare_groups_show_help() -> None:
         assert line.endswith("--help`"), line
     bare = invoke(url, "key")
     assert bare.exit_code == 2 and "Commands:" in bare.stderr and "create" in bare.stderr
+
+
+def test_compact_retain_reads_durations_as_the_other_commands_do() -> None:
+    url = "postgresql://unused@127.0.0.1:1/x"  # never reached: the duration is read before any I/O
+    retain = refused(url, "compact", "--retain", "soon")
+    expires = refused(url, "key", "create", "--name", "k", "--expires-in", "soon")
+    assert retain == expires.replace("--expires-in", "--retain"), (retain, expires)
+    assert "use a number and a unit s, m, h, d or w" in retain
