@@ -240,7 +240,7 @@ def relabelled_teams(before: ConfigState, after: ConfigState, entities_touched: 
 
 def diff(before: ConfigState, after: ConfigState, events: list[RecordedEvent]) -> list[dict[str, Any]]:
     """Entities added, removed or changed from `before` to `after` (`after` is `before` with
-    `events` folded in), each with the events between the two points that touched it (position,
+    `events` folded in), by kind and then name, each with the events between the two points that touched it (position,
     type, actor, time). Only the entities the events touch are compared (plus the keys of a team
     whose printed name changed): the rest are equal by construction, and comparing every entity of
     two million-key configs took seconds."""
@@ -252,7 +252,7 @@ def diff(before: ConfigState, after: ConfigState, events: list[RecordedEvent]) -
         candidates = set(refs) | {("key", k) for k in key_ids_in_teams(after.keys, relabelled)} if relabelled \
             else set(refs)
     out: list[dict[str, Any]] = []
-    for key in sorted(candidates, key=lambda k: (KINDS.index(k[0]), k[1])):
+    for key in candidates:
         old, new = entity(before, key), entity(after, key)
         fields: dict[str, dict[str, Any]] = {}
         if old == new:
@@ -268,7 +268,8 @@ def diff(before: ConfigState, after: ConfigState, events: list[RecordedEvent]) -
         name = (new or old or {}).get("name") or (new or old or {}).get("model") or key[1]
         out.append({"kind": key[0], "id": key[1], "name": name, "change": change, "fields": fields,
                     "events": refs.get(key, [])})
-    return out
+    # by kind, then name: what an operator reads (an id is random); the id settles equal names
+    return sorted(out, key=lambda c: (KINDS.index(c["kind"]), str(c["name"]), c["id"]))
 
 
 def diff_answer(a: str, a_position: int, b: str, b_position: int, events: int,

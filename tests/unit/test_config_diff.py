@@ -154,7 +154,7 @@ def every_entity_diff(before: ConfigState, after: ConfigState, events: list[Reco
         name = (new or old or {}).get("name") or (new or old or {}).get("model") or key[1]
         out.append({"kind": key[0], "id": key[1], "name": name, "change": change, "fields": fields,
                     "events": refs.get(key, [])})
-    return out
+    return sorted(out, key=lambda c: (KINDS.index(c["kind"]), c["name"], c["id"]))
 
 
 def snapshot_of(state: ConfigState) -> ConfigState:
@@ -208,6 +208,24 @@ def test_keys_whose_team_is_created_between_the_points_are_in_the_diff() -> None
     assert diff(snapshot_of(before), fold(snapshot_of(before), log[4:]), log[4:]) == changes
     scoped = asyncio.run(scoped_diff(store, Codec(), Point(position=4), Point(position=5)))
     assert scoped is not None and scoped[2] == changes
+
+
+def test_changes_within_a_kind_are_listed_by_name_not_id() -> None:
+    """An operator reads names; ids are random. Teams before keys (the kinds' order), each by name."""
+    events = [TeamCreated("t1", "ops"), TeamCreated("t2", "eng"),
+              VirtualKeyCreated("k1", "zeta", "h1", "sk-1", None), VirtualKeyCreated("k2", "alpha", "h2", "sk-2", None),
+              VirtualKeyCreated("k3", "mid", "h3", "sk-3", None)]
+
+    async def go() -> list[RecordedEvent]:
+        store, codec = InMemoryEventStore(), Codec()
+        await store.append(CONFIG_STREAM, [NewEvent.of(e, codec) for e in events],
+                           AppendOptions(metadata={"actor": "t"}))
+        return await store.read(0, 10)
+
+    log = asyncio.run(go())
+    changes = diff(ConfigState(), fold(ConfigState(), log), log)
+    assert [(c["kind"], c["name"]) for c in changes] == [
+        ("team", "eng"), ("team", "ops"), ("key", "alpha"), ("key", "mid"), ("key", "zeta")]
 
 
 def test_the_scoped_read_spans_more_events_the_more_keys_the_config_holds() -> None:
