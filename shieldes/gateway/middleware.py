@@ -8,7 +8,7 @@ import math
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import orjson
@@ -68,8 +68,22 @@ def _http_message(exc: web.HTTPException, request: web.Request) -> tuple[str, st
         template = _ADMIN_NOT_FOUND
     elif exc.status == 404 and request.path.startswith("/ui/"):
         template = "no such page: {call}; the web console starts at GET /ui/"
-    allowed = ", ".join(sorted(getattr(exc, "allowed_methods", None) or ()))
-    return code, template.format(call=f"{request.method} {request.path[:200]}", allowed=allowed)
+    methods = getattr(exc, "allowed_methods", None) or set()
+    message = template.format(call=f"{request.method} {request.path[:200]}", allowed=", ".join(sorted(methods)))
+    if exc.status == 405 and request.method in ("GET", "HEAD"):
+        message += _admin_list_hint(request.path, methods)
+    return code, message
+
+
+def _admin_list_hint(path: str, allowed: Iterable[str]) -> str:
+    """For a read of an admin item that has no read of its own (a provider, a price, a budget: only
+    changed or removed in place), where to read it: its collection's list."""
+    parts = path.split("/")  # '', 'admin', 'v1', collection, item...
+    methods = set(allowed)
+    if len(parts) < 5 or parts[1:3] != ["admin", "v1"] or not methods or not methods <= {"PUT", "PATCH", "DELETE"}:
+        return ""
+    listed = "/admin/v1/" + parts[3][:100]
+    return f"; read {parts[3][:100]} from the list: GET {listed}"
 
 
 class RequestIds:

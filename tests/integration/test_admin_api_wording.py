@@ -95,6 +95,11 @@ BAD: list[tuple[str, str, Any, dict[str, str], str]] = [
     ("GET", "/keys", None, {"team": ""}, "the team filter is empty and would match nothing"),
     # an empty name in the path: the thing's own 404, not "no such endpoint"
     ("GET", "/keys/", None, {}, "no virtual key named or with id ''; see GET /admin/v1/keys"),
+    # an item with no read of its own (changed or removed in place): read it in its collection's list
+    ("GET", "/providers/openai", None, {}, "this path takes DELETE, PATCH; read providers from the list: "
+                                           "GET /admin/v1/providers"),
+    ("GET", "/pricing/gpt-4o", None, {}, "read pricing from the list: GET /admin/v1/pricing"),
+    ("GET", "/budgets/key/app", None, {}, "read budgets from the list: GET /admin/v1/budgets"),
     ("DELETE", "/providers/", None, {}, "no provider named ''; see GET /admin/v1/providers"),
     ("GET", "/audit", None, {"type": "virtual_key.revokd"}, "(GET /admin/v1/audit shows every type)"),
     ("GET", "/requests", None, {"route": "chat"}, "malformed route 'chat': use a route such as /v1/chat/completions"),
