@@ -74,6 +74,16 @@ def alias_row(alias: ModelAlias) -> dict[str, Any]:
     }
 
 
+def rotation_warnings(key: VirtualKey, now: float) -> list[str]:
+    """A rotated key that has expired: its new secret is refused like the old one until the expiry
+    is moved (a rotation changes the secret, not the expiry), so the rotation says so."""
+    if key.expires_at is None or key.expires_at > now:
+        return []
+    at = datetime.fromtimestamp(key.expires_at, UTC)
+    return [f"key {key.name!r} expired at {at:%Y-%m-%dT%H:%M:%SZ}: its new secret is refused (401) until the "
+            f"expiry is extended (`shieldes key update {key.name} --expires-in 30d`, or --no-expiry)"]
+
+
 def key_status(key: VirtualKey, now: float) -> str:
     if key.revoked:
         return "revoked"

@@ -237,17 +237,21 @@ def rotate(key: str, secret_only: bool, as_json: bool) -> None:
         from shieldes.cli.remote import segment
 
         answer = api.call("POST", f"/keys/{segment(key)}/rotate", not_found=_no_key(key))
-        _show_secret(_remote_row(answer), answer["key"], ctx.as_json, secret_only)
+        row = _remote_row(answer)
+        _notes(row, [], answer.get("warnings") or [], ctx.as_json and not secret_only)
+        _show_secret(row, answer["key"], ctx.as_json, secret_only)
         return
     from shieldes import secrets
     from shieldes.cli.common import write
     from shieldes.projections.commands import RotateKey
-    from shieldes.views import key_row
+    from shieldes.views import key_row, rotation_warnings
 
     secret = secrets.new_virtual_key()
     written = run(write(RotateKey(key, secrets.hash_key(secret), secrets.display_prefix(secret))))
-    row = key_row(written.state, written.state.keys[written.events[0].data["id"]], time.time())
+    rotated, now = written.state.keys[written.events[0].data["id"]], time.time()
+    row = key_row(written.state, rotated, now)
     row["position"] = written.position
+    _notes(row, [], rotation_warnings(rotated, now), ctx.as_json and not secret_only)
     _show_secret(row, secret, ctx.as_json, secret_only)
 
 

@@ -554,3 +554,43 @@ async def test_an_empty_name_or_filter_is_refused_alike_in_both_modes(database_u
             assert "SHIELDES_ADMIN_URL" not in there.err, args
         assert (await remote(h, "usage", "--key", "")).error() == (
             "error: the key filter is empty and would match nothing; give a value or leave it out")
+
+async def test_a_rotation_of_an_expired_key_says_its_new_secret_is_refused_alike_in_both_modes(
+        database_url: str) -> None:
+    """A rotation changes the secret, not the expiry: an expired key's new secret is refused (401)
+    until the expiry is moved, and `key rotate` says so (it used to say nothing)."""
+    import time
+    from datetime import datetime
+
+    from tests.integration.admin_client import AdminClient
+
+    async with harness(database_url, admin_token=BOOT) as h:
+        expiry = {}
+        for name in ("r", "d", "api"):
+            made = await direct(h, "--json", "key", "create", "--name", name, "--expires-in", "0.3s")
+            expiry[name] = datetime.fromisoformat(made.json()["expires_at"].replace("Z", "+00:00")).timestamp()
+        assert (await direct(h, "key", "create", "--name", "live", "--expires-in", "30d")).code == 0
+        await wait_until(lambda: time.time() > max(expiry.values()))  # the keys' expiry has passed
+        await h.sync()
+
+        def said(name: str) -> str:
+            at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expiry[name]))
+            return (f"key {name!r} expired at {at}: its new secret is refused (401) until the expiry is extended "
+                    f"(`shieldes key update {name} --expires-in 30d`, or --no-expiry)")
+
+        for run, name in ((remote, "r"), (direct, "d")):
+            as_json = await run(h, "--json", "key", "rotate", name)
+            assert as_json.json()["warnings"] == [said(name)] and as_json.json()["status"] == "expired"
+            table = await run(h, "key", "rotate", name)
+            assert table.code == 0 and table.err == f"warning: {said(name)}\n", table.err
+            only = await run(h, "key", "rotate", name, "--secret-only")
+            assert only.out.startswith("sk-shd-") and only.out.count("\n") == 1
+            assert only.err == f"warning: {said(name)}\n"
+        for run in (remote, direct):  # a key that has not expired: nothing said
+            fine = await run(h, "--json", "key", "rotate", "live")
+            assert "warnings" not in fine.json() and fine.err == ""
+        status, answer = await AdminClient(h.base, BOOT).post("/admin/v1/keys/api/rotate")
+        assert status == 200 and answer["warnings"] == [
+            f"key 'api' expired at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(expiry['api']))}: its new secret "
+            "is refused (401) until the expiry is extended (PATCH /admin/v1/keys/api with a later `expires_at`, or "
+            "null for none)"]

@@ -49,6 +49,7 @@ from shieldes.views import (
     budgeted,
     key_row,
     listed_keys,
+    rotation_warnings,
     team_row,
     token_row,
     unpriced_for_key,
@@ -194,7 +195,9 @@ async def rotate_key(call: Call) -> Any:
     secret = secrets.new_virtual_key()
     written = await _write(call, RotateKey(call.path["key"], secrets.hash_key(secret), secrets.display_prefix(secret)))
     key = written.state.keys[written.events[0].data["id"]]
-    return {**_with_position(key_view(call, written.state, key, time.time()), written), "key": secret}
+    now = time.time()
+    return {**_with_position(key_view(call, written.state, key, now), written), "key": secret,
+            "warnings": rotation_warnings(key, now)}
 
 
 # --- budgets -----------------------------------------------------------------------------------------

@@ -56,6 +56,8 @@ _NAMED: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...]
     (re.compile(r"\(`shieldes provider add \.\.\. --models ([^`]+)` or "
                 r"`shieldes provider update NAME --models \.\.\.`\)"),
      r"(POST /admin/v1/providers, or PATCH /admin/v1/providers/{name}, with \1 in `models`)"),
+    (re.compile(r"\(`shieldes key update (.+) --expires-in 30d`, or --no-expiry\)"),
+     r"(PATCH /admin/v1/keys/\1 with a later `expires_at`, or null for none)"),
     (re.compile(r"add ((?:--target \S+ ?)+) if"),
      lambda m: f"add {', '.join(m.group(1).replace('--target ', '').split())} to `targets` if"),
 )
