@@ -259,8 +259,52 @@ def unpriced_for_key(state: ConfigState, key: VirtualKey) -> list[str]:
     team = state.teams.get(key.team_id) if key.team_id else None
     if key.budget is None and (team is None or team.budget is None):
         return []
-    from shieldes.usage.pricing import unpriced  # the shipped price table: only a key under a budget needs it
+    return sorted({billed for asked, billed in _unpriced_served(state) if key.allows_model(asked)})
 
-    models = [m for m in state.exact_models() if key.allows_model(m)]
-    models += [t.model for a in state.aliases.values() if key.allows_model(a.name) for t in a.targets]
-    return unpriced(state.pricing, models)
+
+# the most keys of a team a team budget's write reads for the models they may use (the team column
+# finds them; each read is a key materialised): past it, the warning names what those keys allow
+TEAM_KEYS_READ = 10_000
+
+
+def unpriced_for_team(state: ConfigState, team: Team) -> list[str]:
+    """Models the keys of `team` may use that have no price, when the team has a budget: as
+    unpriced_for_key, for the team's unrevoked keys. Served models without a price are found first
+    (usually none: no key is read); then up to TEAM_KEYS_READ keys, found by the team column."""
+    if team.budget is None:
+        return []
+    served = _unpriced_served(state)
+    if not served:
+        return []
+    every = {billed for _, billed in served}
+    found: set[str] = set()
+    read = 0
+    for key_id in key_ids_in_teams(state.keys, {team.id}):
+        key = state.keys.get(key_id)
+        if key is None or key.revoked:
+            continue
+        if key.models is None:  # every model
+            return sorted(every)
+        found |= {billed for asked, billed in served if key.allows_model(asked)}
+        read += 1
+        if found == every or read >= TEAM_KEYS_READ:
+            break
+    return sorted(found)
+
+
+def budget_unpriced(state: ConfigState, kind: str, subject_id: str) -> list[str]:
+    """The models a budget just set on a key or a team (`kind`) refuses for want of a price."""
+    if kind == "team":
+        return unpriced_for_team(state, state.teams[subject_id])
+    return unpriced_for_key(state, state.keys[subject_id])
+
+
+def _unpriced_served(state: ConfigState) -> list[tuple[str, str]]:
+    """(the name a key asks for, the model billed) for each served model with no price: the models
+    deployments list by name, and each alias's targets' models under the alias's name."""
+    from shieldes.usage.pricing import unpriced  # the shipped price table: only a budget needs it
+
+    pairs = [(m, m) for m in state.exact_models()]
+    pairs += [(a.name, t.model) for a in state.aliases.values() for t in a.targets]
+    missing = set(unpriced(state.pricing, [billed for _, billed in pairs]))
+    return [(asked, billed) for asked, billed in pairs if billed in missing]

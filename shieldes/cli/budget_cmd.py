@@ -12,7 +12,7 @@ import click
 
 from shieldes.cli.common import cli_context, json_option, query, read_config, read_teams, run, run_read, write
 from shieldes.cli.oneline import OneLineGroup, handle_errors
-from shieldes.cli.output import emit
+from shieldes.cli.output import emit, notes
 from shieldes.errors import CommandRejected, InvalidRequest
 from shieldes.projections.periods import period_days, period_reset_at, unix_day
 from shieldes.projections.state import Budget
@@ -50,17 +50,21 @@ def set_(key: str | None, team: str | None, amount: float, period: str, as_json:
         from shieldes.cli.remote import segment
 
         answer = api.call("PUT", f"/budgets/{kind}/{segment(ref)}", {"amount_usd": amount, "period": period})
-        emit({"subject_kind": kind, "subject": ref, "subject_id": answer["subject_id"],
-              "amount_usd": answer["amount_usd"], "period": answer["period"], "position": answer["position"]},
-             as_json=ctx.as_json)
+        row = {"subject_kind": kind, "subject": ref, "subject_id": answer["subject_id"],
+               "amount_usd": answer["amount_usd"], "period": answer["period"], "position": answer["position"]}
+        notes(row, answer.get("unpriced_models") or [], [], ctx.as_json)
+        emit(row, as_json=ctx.as_json)
         return
     from shieldes.projections.commands import SetBudget  # the direct path only (as the rest of this module)
+    from shieldes.views import budget_unpriced
 
     written = run(write(SetBudget(kind, ref, amount, period)))
     data = written.events[0].data
-    emit({"subject_kind": kind, "subject": ref, "subject_id": data["subject_id"],
-          "amount_usd": data["amount_usd"],
-          "period": data["period"], "position": written.position}, as_json=ctx.as_json)
+    row = {"subject_kind": kind, "subject": ref, "subject_id": data["subject_id"], "amount_usd": data["amount_usd"],
+           "period": data["period"], "position": written.position}
+    # as `key create --budget` says it: the models this budget refuses for want of a price
+    notes(row, budget_unpriced(written.state, kind, data["subject_id"]), [], ctx.as_json)
+    emit(row, as_json=ctx.as_json)
 
 
 @budget_group.command("remove")

@@ -15,7 +15,7 @@ import click
 
 from shieldes.cli.common import budget_period_for, cli_context, json_option, run, run_read, split_list
 from shieldes.cli.oneline import OneLineGroup, handle_errors
-from shieldes.cli.output import emit, warn
+from shieldes.cli.output import emit, notes
 from shieldes.errors import CommandRejected, InvalidRequest
 
 if TYPE_CHECKING:
@@ -37,21 +37,6 @@ def _show_secret(row: dict[str, Any], secret: str, as_json: bool, secret_only: b
     emit(row, as_json=False, columns=COLUMNS[:5])
     click.echo(f"\nkey: {secret}")
     click.echo(ONCE)
-
-
-def _notes(row: dict[str, Any], unpriced: list[str], warnings: list[str], as_json: bool) -> None:
-    """What a key write says besides the key: unpriced models under a budget (a warning line, and
-    in the row), allowed models no provider serves (warning lines, or with --json in the row)."""
-    if unpriced:
-        from shieldes.usage.pricing import unpriced_warning
-
-        row["unpriced_models"] = unpriced
-        warn(unpriced_warning(unpriced))
-    if as_json and warnings:
-        row["warnings"] = warnings
-    else:
-        for w in warnings:
-            warn(w)
 
 
 def _remote_row(answer: dict[str, Any]) -> dict[str, Any]:
@@ -113,7 +98,7 @@ def create(
             raise InvalidRequest(f"key {name!r} was created but its secret was lost on the way back; give it a "
                                  f"new one with `shieldes key rotate {name}`")
         row = _remote_row(answer)
-        _notes(row, answer.get("unpriced_models") or [], answer.get("warnings") or [], ctx.as_json)
+        notes(row, answer.get("unpriced_models") or [], answer.get("warnings") or [], ctx.as_json)
         _show_secret(row, answer["key"], ctx.as_json, secret_only)
         return
 
@@ -135,7 +120,7 @@ def create(
     created = state.keys[command.id]
     row = key_row(state, created, now)
     row["position"] = written.position
-    _notes(row, unpriced_for_key(state, created), unserved_warnings(state, command.models), ctx.as_json)
+    notes(row, unpriced_for_key(state, created), unserved_warnings(state, command.models), ctx.as_json)
     _show_secret(row, secret, ctx.as_json, secret_only)
 
 
@@ -238,7 +223,7 @@ def rotate(key: str, secret_only: bool, as_json: bool) -> None:
 
         answer = api.call("POST", f"/keys/{segment(key)}/rotate", not_found=_no_key(key))
         row = _remote_row(answer)
-        _notes(row, [], answer.get("warnings") or [], ctx.as_json and not secret_only)
+        notes(row, [], answer.get("warnings") or [], ctx.as_json and not secret_only)
         _show_secret(row, answer["key"], ctx.as_json, secret_only)
         return
     from shieldes import secrets
@@ -251,7 +236,7 @@ def rotate(key: str, secret_only: bool, as_json: bool) -> None:
     rotated, now = written.state.keys[written.events[0].data["id"]], time.time()
     row = key_row(written.state, rotated, now)
     row["position"] = written.position
-    _notes(row, [], rotation_warnings(rotated, now), ctx.as_json and not secret_only)
+    notes(row, [], rotation_warnings(rotated, now), ctx.as_json and not secret_only)
     _show_secret(row, secret, ctx.as_json, secret_only)
 
 
@@ -318,7 +303,7 @@ def update(
     row["position"] = written.position
     # new models, or a team with a budget: say which of them a budget refuses for want of a price
     unpriced = unpriced_for_key(written.state, updated) if models is not None or all_models or team else []
-    _notes(row, unpriced, unserved_warnings(written.state, command.models if isinstance(command.models, tuple)
+    notes(row, unpriced, unserved_warnings(written.state, command.models if isinstance(command.models, tuple)
                                             else None), ctx.as_json)
     emit(row, as_json=ctx.as_json)
 
@@ -347,5 +332,5 @@ def _update_remote(api: AdminApi, key: str, allowed: tuple[str, ...] | None, all
         raise CommandRejected(f"nothing to change for key {current['name']!r}; pass at least one option")
     answer = api.call("PATCH", path, body, not_found=_no_key(key))
     row = _remote_row(answer)
-    _notes(row, answer.get("unpriced_models") or [], answer.get("warnings") or [], ctx.as_json)
+    notes(row, answer.get("unpriced_models") or [], answer.get("warnings") or [], ctx.as_json)
     emit(row, as_json=ctx.as_json)

@@ -20,6 +20,21 @@ def warn(message: str) -> None:
     click.echo(f"warning: {message}", err=True)
 
 
+def notes(row: dict[str, Any], unpriced: list[str], warnings: list[str], as_json: bool) -> None:
+    """What a write says besides its result: unpriced models under a budget (a warning line, and in
+    the row), and other warnings (warning lines, or with --json in the row)."""
+    if unpriced:
+        from shieldes.usage.pricing import unpriced_warning
+
+        row["unpriced_models"] = unpriced
+        warn(unpriced_warning(unpriced))
+    if as_json and warnings:
+        row["warnings"] = warnings
+    else:
+        for w in warnings:
+            warn(w)
+
+
 def emit(data: Any, *, as_json: bool, columns: Sequence[str] | None = None, vertical: bool = False) -> None:
     """Print `data` (a dict or a list of dicts) as JSON or as an aligned table; `vertical` prints
     one record as `FIELD  value` lines (for wide single records such as `key show`). A table

@@ -538,6 +538,39 @@ async def test_a_key_update_to_unpriced_models_under_a_budget_says_so_alike_in_b
         assert "unpriced_models" not in quiet.json() and quiet.err == ""
 
 
+async def test_a_budget_set_on_keys_allowed_unpriced_models_says_so_alike_in_both_modes(database_url: str) -> None:
+    """As `key create --budget` does: a budget set on a key, or on a team whose keys may use models
+    with no price, names those models (requests for them are refused, 403 model_not_priced); a
+    budget on a team whose keys use only priced models says nothing."""
+    async with harness(database_url, admin_token=BOOT) as h:
+        made = await direct(h, "provider", "add", "cheap", "--type", "openai", "--base-url", h.upstream.url,
+                            "--api-key-env", "UP_KEY", "--models", "no-price-model,priced-model")
+        assert made.code == 0, made.err
+        setup = [("pricing", "set", "priced-model", "--input", "1", "--output", "2"), ("team", "create", "quiet")]
+        for mode in ("r", "d"):
+            setup += [("key", "create", "--name", mode, "--models", "no-price-model"), ("team", "create", f"t{mode}"),
+                      ("key", "create", "--name", f"{mode}-member", "--team", f"t{mode}", "--models", "no-price-model"),
+                      ("key", "create", "--name", f"{mode}-priced", "--team", f"t{mode}", "--models", "priced-model")]
+        setup += [("key", "create", "--name", "q", "--team", "quiet", "--models", "priced-model")]
+        for args in setup:
+            assert (await direct(h, *args)).code == 0, args
+        await h.sync()
+        said = ("warning: no price for no-price-model: requests for it from keys or teams with a budget are refused "
+                "(403 model_not_priced)")
+        for budget_of in (lambda mode: (mode,), lambda mode: ("--team", f"t{mode}")):
+            ran = {run: await run(h, "--json", "budget", "set", *budget_of(name), "--amount", "5")
+                   for run, name in ((remote, "r"), (direct, "d"))}
+            for one in ran.values():
+                assert one.json()["unpriced_models"] == ["no-price-model"]
+                assert one.err.startswith(said) and one.err.count("\n") == 1, one.err
+            assert ran[remote].err == ran[direct].err
+            table = await direct(h, "budget", "set", *budget_of("d"), "--amount", "6")
+            assert table.code == 0 and table.err.startswith(said), table.err
+        for run in (remote, direct):  # the quiet team's keys use priced models only
+            quiet = await run(h, "--json", "budget", "set", "--team", "quiet", "--amount", "5")
+            assert "unpriced_models" not in quiet.json() and quiet.err == ""
+
+
 async def test_an_empty_name_or_filter_is_refused_alike_in_both_modes(database_url: str) -> None:
     """`key show ''` through the API asked for /admin/v1/keys/, which no route served: the error said
     to fix SHIELDES_ADMIN_URL. Now each is the direct mode's line; an empty --key or --team filter,
@@ -554,6 +587,7 @@ async def test_an_empty_name_or_filter_is_refused_alike_in_both_modes(database_u
             assert "SHIELDES_ADMIN_URL" not in there.err, args
         assert (await remote(h, "usage", "--key", "")).error() == (
             "error: the key filter is empty and would match nothing; give a value or leave it out")
+
 
 async def test_a_rotation_of_an_expired_key_says_its_new_secret_is_refused_alike_in_both_modes(
         database_url: str) -> None:

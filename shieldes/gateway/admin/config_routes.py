@@ -46,6 +46,7 @@ from shieldes.timeparse import expiry
 from shieldes.usage.admission import NUSD
 from shieldes.views import (
     BUDGET_KINDS,
+    budget_unpriced,
     budgeted,
     key_row,
     listed_keys,
@@ -216,7 +217,8 @@ async def set_budget(call: Call) -> Any:
                                            call.body.get("period") or "30d"))
     data = written.events[0].data
     return {"subject_kind": data["subject_kind"], "subject_id": data["subject_id"], "amount_usd": data["amount_usd"],
-            "period": data["period"], "position": written.events[-1].position}
+            "period": data["period"], "position": written.events[-1].position,
+            "unpriced_models": budget_unpriced(written.state, data["subject_kind"], data["subject_id"])}
 
 
 async def remove_budget(call: Call) -> Any:
