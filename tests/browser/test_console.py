@@ -18,7 +18,7 @@ import pytest
 from shieldes.projections.commands import CreateTeam
 from shieldes.projections.shared_commands import AddMcpServer, AddProvider, SetPricing
 from tests import pg
-from tests.browser.console_driver import DESKTOP, PHONE, chromium, require_chromium, screenshot, wait
+from tests.browser.console_driver import DESKTOP, PHONE, Browsers, screenshot, wait
 from tests.cluster.harness import UPSTREAM_KEY_ENV, Cluster, get_json
 from tests.cluster.test_admin_api_cluster import api as admin_api
 from tests.cluster.test_three_nodes import chat
@@ -33,7 +33,6 @@ PAGES = ("overview", "keys", "usage", "requests", "audit", "providers", "session
 
 @pytest.fixture
 def cluster(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    require_chromium()
     url = pg.fresh_database(pg_server)
     c = Cluster(url, tmp_path_factory.mktemp("console"), env_overrides={"SHIELDES_ADMIN_TOKEN": BOOT})
     try:
@@ -209,7 +208,7 @@ def shoot_all(driver: Any, out: Path, tag: str, requests: int, cluster: Cluster,
 # The whole flow, two browsers and two nodes in one test: 115-180 s at a load average of 10-11 on
 # two cores, past the suite's default 120 s, while every step's own wait still holds.
 @pytest.mark.timeout(300)
-def test_console_flows_in_chromium(cluster: Cluster, tmp_path: Path) -> None:
+def test_console_flows_in_chromium(chromium: Browsers, cluster: Cluster, tmp_path: Path) -> None:
     from selenium.webdriver.support.ui import Select
 
     a, b = cluster.nodes

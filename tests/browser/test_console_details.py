@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.console_driver import DESKTOP, chromium, require_chromium, wait
+from tests.browser.console_driver import DESKTOP, Browsers, wait
 from tests.browser.test_console import TRAFFIC_WAIT, all_css, by_css, go, sign_in
 from tests.integration.gateway_harness import harness
 
@@ -18,7 +18,7 @@ TOKEN = "console-details-admin-token-0123456789"
 AMOUNTS = (3e-7, 1.23e-5, 0.00001, 0.004, 0.5, 20, 1234.5, 0)
 
 
-def _read(base: str, node_id: str) -> dict[str, Any]:
+def _read(chromium: Browsers, base: str, node_id: str) -> dict[str, Any]:
     with chromium(*DESKTOP) as d:
         sign_in(d, base, TOKEN)
         # the overview re-draws every 2 s: read the cell's text inside the wait, until the node holds
@@ -44,13 +44,12 @@ def _read(base: str, node_id: str) -> dict[str, Any]:
                 "columns": by_css(d, "main thead").text, "served": served}
 
 
-async def test_money_leader_badge_and_team_form_read_right(database_url: str) -> None:
-    require_chromium()
+async def test_money_leader_badge_and_team_form_read_right(chromium: Browsers, database_url: str) -> None:
     async with harness(database_url, admin_token=TOKEN, request_log_interval=0.05) as h:
         narrow = await h.create_key("narrow", models=("gpt-4o-mini",))
         await h.sync()
         await h.chat_logged(narrow, ("gpt-4o-mini", "gpt-4o-mini", "gpt-4o"))
-        seen = await asyncio.to_thread(_read, h.base, h.node.node_id)
+        seen = await asyncio.to_thread(_read, chromium, h.base, h.node.node_id)
     assert seen["usd"] == ["$0.0000003", "$0.000012", "$0.00001", "$0.004", "$0.50", "$20.00", "$1,234.50", "$0.00"]
     assert seen["node"] == f"{h.node.node_id} leader"
     # a select is a pixel or two taller than an input; a hint under one field made it ~20 px

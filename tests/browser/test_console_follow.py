@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from shieldes.projections.shared_commands import SetPricing
-from tests.browser.console_driver import DESKTOP, chromium, require_chromium, wait
+from tests.browser.console_driver import DESKTOP, Browsers, wait
 from tests.browser.test_console import all_css, by_css, click, go, sign_in
 from tests.browser.test_console_operator import rows
 from tests.integration.gateway_harness import harness
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.cluster
 TOKEN = "console-follow-admin-token-0123456789abc"
 
 
-def _follow(base: str, request_id: str) -> dict[str, Any]:
+def _follow(chromium: Browsers, base: str, request_id: str) -> dict[str, Any]:
     with chromium(*DESKTOP) as d:
         sign_in(d, base, TOKEN)
         go(d, "requests", "table caption")
@@ -38,8 +38,7 @@ def _follow(base: str, request_id: str) -> dict[str, Any]:
         return seen
 
 
-async def test_a_refused_request_leads_to_its_key(database_url: str) -> None:
-    require_chromium()
+async def test_a_refused_request_leads_to_its_key(chromium: Browsers, database_url: str) -> None:
     async with harness(database_url, admin_token=TOKEN) as h:
         await h.admin(SetPricing("gpt-4o", 2.5, 10.0))
         for i in range(120):  # the key is not on the first page of keys by name
@@ -48,7 +47,7 @@ async def test_a_refused_request_leads_to_its_key(database_url: str) -> None:
         await h.sync()
         await h.chat_logged(key, ("gpt-4o",))
         [(request_id,)] = h.sql("SELECT request_id FROM request_log WHERE error_code = 'budget_exceeded'")
-        seen = await asyncio.to_thread(_follow, h.base, request_id)
+        seen = await asyncio.to_thread(_follow, chromium, h.base, request_id)
 
     assert seen["link"] == "checkout-api"
     assert seen["keys"] == ["checkout-api"] and seen["search"] == "checkout-api" and seen["edit"], seen

@@ -22,7 +22,7 @@ from shieldes.events.catalog import CONFIG_STREAM, TeamCreated
 from shieldes.events.codec import Codec
 from shieldes.events.store import AppendOptions, NewEvent
 from shieldes.projections.commands import CreateTeam
-from tests.browser.console_driver import DESKTOP, PHONE, chromium, require_chromium, screenshot, wait
+from tests.browser.console_driver import DESKTOP, PHONE, Browsers, screenshot, wait
 from tests.browser.test_console import all_css, button, by_css, go, sign_in
 from tests.browser.test_console_operator import rows
 from tests.integration.gateway_harness import harness
@@ -58,7 +58,7 @@ def _find(d: Any, text: str, count: int) -> list[str]:
     return wait(d, lambda d: len(names := _names(d)) == count and names, what=f"the keys holding {text!r}")  # type: ignore[no-any-return]
 
 
-def _create_and_edit(base: str) -> dict[str, Any]:
+def _create_and_edit(chromium: Browsers, base: str) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     with chromium(*DESKTOP) as d:
         sign_in(d, base, TOKEN)
@@ -89,7 +89,7 @@ def _create_and_edit(base: str) -> dict[str, Any]:
     return seen
 
 
-def _pages(base: str) -> dict[str, Any]:
+def _pages(chromium: Browsers, base: str) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     with chromium(*DESKTOP) as d:
         sign_in(d, base, TOKEN)
@@ -111,7 +111,7 @@ def _pages(base: str) -> dict[str, Any]:
     return seen
 
 
-def _long_name(base: str) -> dict[str, Any]:
+def _long_name(chromium: Browsers, base: str) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     with chromium(*DESKTOP) as d:
         sign_in(d, base, TOKEN)
@@ -126,7 +126,7 @@ def _long_name(base: str) -> dict[str, Any]:
     return seen
 
 
-def _as_of(base: str) -> dict[str, Any]:
+def _as_of(chromium: Browsers, base: str) -> dict[str, Any]:
     with chromium(*DESKTOP) as d:
         sign_in(d, base, TOKEN)
         go(d, "audit", "#asof-point")
@@ -142,13 +142,13 @@ async def _key(base: str, name: str) -> dict[str, Any]:
         return await r.json()  # type: ignore[no-any-return]
 
 
-async def test_a_key_and_a_team_without_a_budget_and_an_edit_keeping_its_period(database_url: str) -> None:
-    require_chromium()
+async def test_a_key_and_a_team_without_a_budget_and_an_edit_keeping_its_period(chromium: Browsers,
+                                                                                database_url: str) -> None:
     async with harness(database_url, admin_token=TOKEN) as h:
         await h.admin(CreateTeam("team_ops", "ops", 100.0, "30d"))
         await h.create_key("fortnight", budget_usd=3.0, budget_period="14d", team="ops")
         await h.sync()
-        seen = await asyncio.to_thread(_create_and_edit, h.base)
+        seen = await asyncio.to_thread(_create_and_edit, chromium, h.base)
         fortnight = await _key(h.base, "fortnight")
         created = await _key(h.base, "no-budget")
 
@@ -160,13 +160,12 @@ async def test_a_key_and_a_team_without_a_budget_and_an_edit_keeping_its_period(
     assert fortnight["budget_usd"] == 3.0 and fortnight["budget_period"] == "14d" and fortnight["team"] == "ops"
 
 
-async def test_the_key_list_pages_on_and_searches_on_the_node(database_url: str) -> None:
-    require_chromium()
+async def test_the_key_list_pages_on_and_searches_on_the_node(chromium: Browsers, database_url: str) -> None:
     async with harness(database_url, admin_token=TOKEN) as h:
         for i in range(LISTED):
             await h.create_key(f"key-{i:03d}")
         await h.sync()
-        seen = await asyncio.to_thread(_pages, h.base)
+        seen = await asyncio.to_thread(_pages, chromium, h.base)
 
     expected = [f"key-{i:03d}" for i in range(LISTED)]
     assert seen["first"] == expected[:100]
@@ -177,26 +176,25 @@ async def test_the_key_list_pages_on_and_searches_on_the_node(database_url: str)
     assert seen["none"] == ["No key name holds \u201cnothing-like-it\u201d."]
 
 
-async def test_a_name_of_128_characters_wraps_in_its_cell(database_url: str) -> None:
-    require_chromium()
+async def test_a_name_of_128_characters_wraps_in_its_cell(chromium: Browsers, database_url: str) -> None:
     async with harness(database_url, admin_token=TOKEN) as h:
         key = await h.create_key(LONG, budget_usd=5.0)
         await h.sync()
         await h.chat_logged(key, ("gpt-4o-mini",))
         await h.flush()
-        seen = await asyncio.to_thread(_long_name, h.base)
+        seen = await asyncio.to_thread(_long_name, chromium, h.base)
 
     assert seen["revoke_visible"] is True
     assert seen["usage_sideways"] <= 0, seen
 
 
-async def test_the_audit_page_shows_the_first_keys_of_the_config_as_of_a_point(database_url: str) -> None:
-    require_chromium()
+async def test_the_audit_page_shows_the_first_keys_of_the_config_as_of_a_point(chromium: Browsers,
+                                                                               database_url: str) -> None:
     async with harness(database_url, admin_token=TOKEN) as h:
         for i in range(60):
             await h.create_key(f"key-{i:03d}")
         await h.sync()
-        seen = await asyncio.to_thread(_as_of, h.base)
+        seen = await asyncio.to_thread(_as_of, chromium, h.base)
 
     # GET /admin/v1/config?keys_limit=50: not every key of the cluster drawn into the panel
     assert seen["keys"] == [f"key-{i:03d}" for i in range(50)]
@@ -219,7 +217,7 @@ def _choose_found(d: Any, form: str, text: str, team: str) -> None:
     Select(by_css(d, form + "select[name=team]")).select_by_value(team)
 
 
-def _teams_at_scale(base: str, shots: Any) -> dict[str, Any]:
+def _teams_at_scale(chromium: Browsers, base: str, shots: Any) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     with chromium(*DESKTOP) as d:
         sign_in(d, base, TOKEN)
@@ -262,9 +260,8 @@ def _teams_at_scale(base: str, shots: Any) -> dict[str, Any]:
     return seen
 
 
-async def test_a_key_goes_in_any_of_ten_thousand_teams_by_a_search_on_the_node(database_url: str,
+async def test_a_key_goes_in_any_of_ten_thousand_teams_by_a_search_on_the_node(chromium: Browsers, database_url: str,
                                                                                 tmp_path: Any) -> None:
-    require_chromium()
     async with harness(database_url, admin_token=TOKEN) as h:
         codec = Codec()  # the teams in one append, as bench/bench_keys_scale.py writes them
         await h.store.append(CONFIG_STREAM, [NewEvent.of(TeamCreated(f"team_{i:04d}", f"team-{i:04d}"), codec)
@@ -273,7 +270,7 @@ async def test_a_key_goes_in_any_of_ten_thousand_teams_by_a_search_on_the_node(d
         await h.create_key("mover")
         await h.sync()
         shots = Path(os.environ.get("SHIELDES_SCREENSHOTS_TO") or tmp_path)
-        seen = await asyncio.to_thread(_teams_at_scale, h.base, shots)
+        seen = await asyncio.to_thread(_teams_at_scale, chromium, h.base, shots)
         late, member, mover = [await _key(h.base, n) for n in ("late", "member", "mover")]
 
     names = [f"team-{i:04d}" for i in range(TEAMS)]

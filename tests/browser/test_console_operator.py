@@ -14,7 +14,7 @@ import pytest
 
 from shieldes.projections.commands import CreateTeam
 from shieldes.projections.shared_commands import AddProvider
-from tests.browser.console_driver import DESKTOP, PHONE, chromium, require_chromium, wait
+from tests.browser.console_driver import DESKTOP, PHONE, Browsers, wait
 from tests.browser.test_console import TRAFFIC_WAIT, all_css, by_css, go, sign_in
 from tests.integration.gateway_harness import UPSTREAM_KEY_ENV, harness
 
@@ -57,7 +57,7 @@ def by_name(d: Any, caption: str, column: str) -> dict[str, str]:
     return {r[column]: r for r in rows(d, caption) or []}  # type: ignore[misc]
 
 
-def _desktop(base: str) -> dict[str, Any]:
+def _desktop(chromium: Browsers, base: str) -> dict[str, Any]:
     with chromium(*DESKTOP) as d:
         sign_in(d, base, TOKEN)
         # the overview's routing table comes from the nodes' heartbeats: wait for the failed attempt
@@ -85,7 +85,7 @@ def _desktop(base: str) -> dict[str, Any]:
                 "detail": detail, "counts": counts, "keys": keys}
 
 
-def _phone(base: str) -> dict[str, Any]:
+def _phone(chromium: Browsers, base: str) -> dict[str, Any]:
     with chromium(*PHONE) as d:
         sign_in(d, base, TOKEN)
         nav = d.execute_script(ON_SCREEN_JS, "#nav a")
@@ -122,8 +122,8 @@ def _keys_layout(d: Any) -> dict[str, Any]:
     return d.execute_script(KEYS_JS)  # type: ignore[no-any-return]
 
 
-async def test_unmeasured_latency_reads_as_a_dash_and_the_request_list_fits_a_phone(database_url: str) -> None:
-    require_chromium()
+async def test_unmeasured_latency_reads_as_a_dash_and_the_request_list_fits_a_phone(chromium: Browsers,
+                                                                                    database_url: str) -> None:
     async with harness(database_url, admin_token=TOKEN, request_log_interval=0.05) as h:
         # a deployment whose only attempt failed (nothing listens on port 1): requests, no latency
         await h.admin(AddProvider("broken", "openai", "http://127.0.0.1:1/v1", f"env:{UPSTREAM_KEY_ENV}",
@@ -132,8 +132,8 @@ async def test_unmeasured_latency_reads_as_a_dash_and_the_request_list_fits_a_ph
         key = await h.create_key("a-rather-long-key-name")
         await h.sync()
         await h.chat_logged(key, ("gpt-4o-mini", "only-broken", "gpt-4o"))
-        desktop = await asyncio.to_thread(_desktop, h.base)
-        phone = await asyncio.to_thread(_phone, h.base)
+        desktop = await asyncio.to_thread(_desktop, chromium, h.base)
+        phone = await asyncio.to_thread(_phone, chromium, h.base)
 
     routing = desktop["routing"]
     assert routing["claude"]["Latency"] == DASH and routing["claude"]["Errors"] == DASH  # no request at all

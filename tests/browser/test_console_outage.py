@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.console_driver import DESKTOP, chromium, require_chromium, screenshot, wait
+from tests.browser.console_driver import DESKTOP, Browsers, screenshot, wait
 from tests.browser.test_console import LOADED, all_css, by_css
 from tests.fake_oidc import CLIENT_ID, CLIENT_SECRET, FakeOidc
 from tests.resilience.support import TcpProxy, node_via
@@ -36,7 +36,7 @@ def _sso(d: Any, base: str) -> None:
     by_css(d, "a.button[href='/ui/oidc/login']").click()
 
 
-def _through_the_cut(base: str, proxy: TcpProxy, loop: asyncio.AbstractEventLoop) -> dict[str, Any]:
+def _through_the_cut(chromium: Browsers, base: str, proxy: TcpProxy, loop: asyncio.AbstractEventLoop) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     with chromium(*DESKTOP) as d:
         _sso(d, base)
@@ -65,15 +65,14 @@ def _through_the_cut(base: str, proxy: TcpProxy, loop: asyncio.AbstractEventLoop
     return seen
 
 
-async def test_the_console_through_a_postgres_outage(database_url: str) -> None:
-    require_chromium()
+async def test_the_console_through_a_postgres_outage(chromium: Browsers, database_url: str) -> None:
     idp = await FakeOidc().start()
     proxy = await TcpProxy(database_url).start()
     try:
         async with node_via(database_url, proxy.url_for(database_url), oidc_issuer=idp.url,
                             oidc_client_id=CLIENT_ID, oidc_client_secret=CLIENT_SECRET,
                             oidc_role_map="platform=admin", db_request_timeout=2.0, db_admin_read_timeout=2.0) as h:
-            seen = await asyncio.to_thread(_through_the_cut, h.base, proxy, asyncio.get_running_loop())
+            seen = await asyncio.to_thread(_through_the_cut, chromium, h.base, proxy, asyncio.get_running_loop())
     finally:
         await proxy.stop()
         await idp.stop()

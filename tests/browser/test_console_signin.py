@@ -15,7 +15,7 @@ import pytest
 
 from shieldes import secrets
 from shieldes.projections.shared_commands import CreateAdminToken, RevokeAdminToken
-from tests.browser.console_driver import DESKTOP, chromium, require_chromium, screenshot, wait
+from tests.browser.console_driver import DESKTOP, Browsers, screenshot, wait
 from tests.browser.test_console import LOADED, all_css, by_css
 from tests.integration.admin_client import AdminClient
 from tests.integration.gateway_harness import Harness, harness
@@ -36,7 +36,7 @@ def _submit(d: Any, token: str) -> None:
     by_css(d, "form.signin button[type=submit]").click()
 
 
-def _console(h: Harness, loop: asyncio.AbstractEventLoop, operator: str) -> dict[str, str]:
+def _console(chromium: Browsers, h: Harness, loop: asyncio.AbstractEventLoop, operator: str) -> dict[str, str]:
     seen: dict[str, str] = {}
     with chromium(*DESKTOP) as d:
         d.get(h.base + "/ui/")
@@ -49,14 +49,13 @@ def _console(h: Harness, loop: asyncio.AbstractEventLoop, operator: str) -> dict
     return seen
 
 
-async def test_a_refused_token_and_a_revoked_one_say_what_happened(database_url: str) -> None:
-    require_chromium()
+async def test_a_refused_token_and_a_revoked_one_say_what_happened(chromium: Browsers, database_url: str) -> None:
     async with harness(database_url, admin_token=TOKEN) as h:
         operator = secrets.new_admin_token()
         await h.admin(CreateAdminToken(secrets.new_id("adm"), "ops", "operator", secrets.hash_key(operator),
                                        secrets.display_prefix(operator)))
         await h.sync()
-        seen = await asyncio.to_thread(_console, h, asyncio.get_running_loop(), operator)
+        seen = await asyncio.to_thread(_console, chromium, h, asyncio.get_running_loop(), operator)
 
     assert seen["wrong"].startswith("This token was refused: it is mistyped, revoked or not an admin token."), seen
     assert "shieldes admin-token create" in seen["wrong"] and "Signed out" not in seen["wrong"]
@@ -64,7 +63,7 @@ async def test_a_refused_token_and_a_revoked_one_say_what_happened(database_url:
     assert seen["revoked"].startswith("Signed out: the nodes no longer accept this token (revoked"), seen
 
 
-def _left_alone(h: Harness) -> dict[str, Any]:
+def _left_alone(chromium: Browsers, h: Harness) -> dict[str, Any]:
     """Sign in with a token, keep using the console past the idle timeout, then leave it alone."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
@@ -87,12 +86,11 @@ def _left_alone(h: Harness) -> dict[str, Any]:
     return seen
 
 
-async def test_a_token_console_left_unused_forgets_the_token(database_url: str) -> None:
+async def test_a_token_console_left_unused_forgets_the_token(chromium: Browsers, database_url: str) -> None:
     """The nodes refuse an idle SSO session; a token they cannot time out (the CLI uses it too), so
     the console tab forgets it once unused for SHIELDES_OIDC_IDLE_SECONDS, and not while in use."""
-    require_chromium()
     async with harness(database_url, admin_token=TOKEN, oidc_idle_seconds=2.0) as h:
-        seen = await asyncio.to_thread(_left_alone, h)
+        seen = await asyncio.to_thread(_left_alone, chromium, h)
         status, still = await AdminClient(h.base, TOKEN).get("/admin/v1/whoami")
     assert seen["in_use"] == {"signed_in": True, "stored": TOKEN}, seen
     assert seen["idle"].startswith("Signed out: this console was unused for longer than the idle timeout (2 s"), seen

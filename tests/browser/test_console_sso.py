@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.console_driver import DESKTOP, chromium, require_chromium, screenshot, wait
+from tests.browser.console_driver import DESKTOP, Browsers, screenshot, wait
 from tests.browser.test_console import LOADED, all_css, by_css, cut_tables
 from tests.fake_oidc import CLIENT_ID, CLIENT_SECRET, FakeOidc
 from tests.integration.admin_client import AdminClient
@@ -24,7 +24,7 @@ from tests.integration.sso_client import sign_in
 pytestmark = pytest.mark.cluster
 
 
-def _browse(base: str, attacker_session: str) -> dict[str, Any]:
+def _browse(chromium: Browsers, base: str, attacker_session: str) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     with chromium(*DESKTOP) as d:
         d.get(base + "/ui/#session=" + attacker_session)
@@ -56,7 +56,7 @@ def _browse(base: str, attacker_session: str) -> dict[str, Any]:
     return seen
 
 
-def _idle(base: str) -> dict[str, Any]:
+def _idle(chromium: Browsers, base: str) -> dict[str, Any]:
     """Sign in with SSO, then leave the console alone on its live Overview page."""
     with chromium(*DESKTOP) as d:
         d.get(base + "/ui/")
@@ -90,7 +90,7 @@ FIRST_REDEEM_UNAVAILABLE = """
 """
 
 
-def _first_redeem_unavailable(base: str) -> dict[str, Any]:
+def _first_redeem_unavailable(chromium: Browsers, base: str) -> dict[str, Any]:
     with chromium(*DESKTOP) as d:
         d.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": FIRST_REDEEM_UNAVAILABLE})
         d.get(base + "/ui/")
@@ -103,16 +103,16 @@ def _first_redeem_unavailable(base: str) -> dict[str, Any]:
                 "keys": d.execute_script("return window.redeemKeys")}
 
 
-async def test_the_page_tries_a_redeem_answered_503_again_with_the_same_key(database_url: str) -> None:
+async def test_the_page_tries_a_redeem_answered_503_again_with_the_same_key(chromium: Browsers,
+                                                                            database_url: str) -> None:
     """A 503 on the redeem (the database did not confirm the sign-in) is tried again by the page with
     the same random Idempotency-Key, so a start written after all finishes that sign-in (the node's
     side: test_admin_sessions.py)."""
-    require_chromium()
     idp = await FakeOidc().start()
     try:
         async with harness(database_url, oidc_issuer=idp.url, oidc_client_id=CLIENT_ID,
                            oidc_client_secret=CLIENT_SECRET, oidc_role_map="platform=admin") as h:
-            seen = await asyncio.to_thread(_first_redeem_unavailable, h.base)
+            seen = await asyncio.to_thread(_first_redeem_unavailable, chromium, h.base)
     finally:
         await idp.stop()
     assert seen["who"] is not None and seen["who"].startswith("ana@example.com · admin"), seen
@@ -120,8 +120,8 @@ async def test_the_page_tries_a_redeem_answered_503_again_with_the_same_key(data
     assert len(keys) == 2 and keys[0] == keys[1] and re.fullmatch(r"[0-9a-f]{32}", keys[0] or ""), seen
 
 
-async def test_sso_signs_in_this_browser_and_a_planted_session_signs_in_nobody(database_url: str) -> None:
-    require_chromium()
+async def test_sso_signs_in_this_browser_and_a_planted_session_signs_in_nobody(chromium: Browsers,
+                                                                               database_url: str) -> None:
     idp = await FakeOidc().start()
     try:
         async with harness(database_url, oidc_issuer=idp.url, oidc_client_id=CLIENT_ID,
@@ -131,7 +131,7 @@ async def test_sso_signs_in_this_browser_and_a_planted_session_signs_in_nobody(d
             assert status == 200, attacker
             idp.user = {"sub": "u-1", "email": "ana@example.com", "roles": ["platform"]}
             idp.post_logout_uris = {h.base + "/ui/"}
-            seen = await asyncio.to_thread(_browse, h.base, attacker)
+            seen = await asyncio.to_thread(_browse, chromium, h.base, attacker)
             ended = (await AdminClient(h.base, seen["token"]).get("/admin/v1/whoami"))[0]
             logouts = list(idp.logout_requests)
     finally:
@@ -151,16 +151,15 @@ async def test_sso_signs_in_this_browser_and_a_planted_session_signs_in_nobody(d
     assert seen["after_sign_out"]["stored"] == [None, None], seen
 
 
-async def test_an_sso_console_left_unused_times_out(database_url: str) -> None:
+async def test_an_sso_console_left_unused_times_out(chromium: Browsers, database_url: str) -> None:
     """The live page keeps polling, but its refreshes are not the user's activity: past the idle
     timeout the node refuses the session and the console says why."""
-    require_chromium()
     idp = await FakeOidc().start()
     try:
         async with harness(database_url, oidc_issuer=idp.url, oidc_client_id=CLIENT_ID,
                            oidc_client_secret=CLIENT_SECRET, oidc_role_map="platform=admin",
                            oidc_idle_seconds=2.0) as h:
-            seen = await asyncio.to_thread(_idle, h.base)
+            seen = await asyncio.to_thread(_idle, chromium, h.base)
     finally:
         await idp.stop()
     assert seen["stored"] is None and "SHIELDES_OIDC_IDLE_SECONDS" in seen["note"], seen

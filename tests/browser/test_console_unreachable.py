@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.browser.console_driver import DESKTOP, chromium, require_chromium, wait
+from tests.browser.console_driver import DESKTOP, Browsers, wait
 from tests.browser.test_console import all_css, by_css, sign_in
 from tests.integration.gateway_harness import harness
 
@@ -25,7 +25,7 @@ def _error(d: Any) -> str:
     return next((e.text for e in all_css(d, "main p.error") if e.text), "")
 
 
-def _offline_and_back(base: str) -> dict[str, Any]:
+def _offline_and_back(chromium: Browsers, base: str) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     with chromium(*DESKTOP) as d:
         sign_in(d, base, TOKEN)
@@ -39,17 +39,17 @@ def _offline_and_back(base: str) -> dict[str, Any]:
     return seen
 
 
-def _behind_a_proxy(base: str) -> str:
+def _behind_a_proxy(chromium: Browsers, base: str) -> str:
     with chromium(*DESKTOP) as d:
         sign_in(d, base, TOKEN)
         by_css(d, "#nav a[data-page=keys]").click()  # the proxy now answers the admin API with its page
         return wait(d, _error, what="the keys page's error")  # type: ignore[no-any-return]
 
 
-async def test_an_unreachable_node_and_a_proxys_error_page_are_said_in_words(database_url: str) -> None:
-    require_chromium()
+async def test_an_unreachable_node_and_a_proxys_error_page_are_said_in_words(chromium: Browsers,
+                                                                             database_url: str) -> None:
     async with harness(database_url, admin_token=TOKEN) as h:
-        seen = await asyncio.to_thread(_offline_and_back, h.base)
+        seen = await asyncio.to_thread(_offline_and_back, chromium, h.base)
 
         # a proxy in front of the node: passes everything through, but answers GET /admin/v1/keys
         # as a load balancer does when its backend fails, with an HTML page
@@ -72,7 +72,7 @@ async def test_an_unreachable_node_and_a_proxys_error_page_are_said_in_words(dat
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         try:
-            proxied = await asyncio.to_thread(_behind_a_proxy, f"http://127.0.0.1:{port}")
+            proxied = await asyncio.to_thread(_behind_a_proxy, chromium, f"http://127.0.0.1:{port}")
         finally:
             await runner.cleanup()
 
