@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import openai
 import pytest
+import pytest_asyncio
 from agents import Agent, ModelSettings, RunConfig, Runner, function_tool
 from agents.models.openai_provider import OpenAIProvider
 from openai.types.shared import Reasoning
 
 from shieldes.projections.shared_commands import AddProvider, UpdateProvider
+from tests import pg
 from tests.fake_bedrock import FakeBedrock
 from tests.fake_google import FakeGoogle
 from tests.fake_upstream import FakeUpstream
@@ -38,12 +40,25 @@ CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
 Node = tuple[openai.AsyncOpenAI, FakeUpstream]
 
 
-@pytest.fixture
-async def node(database_url: str) -> AsyncIterator[Node]:
+# One node for the module's tool-loop tests (each asks its own requests of it and reads only its own
+# responses and conversations; the fakes answer each request from its body alone): a node, its
+# database and three fake providers made once instead of for each of the 14 tests.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest.fixture(scope="module")
+def module_database(pg_server: str) -> Iterator[str]:
+    url = pg.fresh_database(pg_server)
+    yield url
+    pg.drop_database(pg_server, url)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def node(module_database: str) -> AsyncIterator[Node]:
     upstream = FakeUpstream(completion_tokens=5, api_key=UPSTREAM_KEY, models=("gpt-4o",), parallel_calls=2,
                             reasoning="Two lookups.")
     async with FakeBedrock() as bedrock, FakeGoogle() as google, \
-            harness(database_url, upstream=upstream, providers=False, upstream_retries=0) as h:
+            harness(module_database, upstream=upstream, providers=False, upstream_retries=0) as h:
         os.environ["SHIELDES_TEST_BEDROCK_KEY"] = bedrock.api_key
         os.environ["SHIELDES_TEST_GEMINI_KEY"] = google.api_key
         ref = "env:" + UPSTREAM_KEY_ENV
