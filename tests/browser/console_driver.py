@@ -62,9 +62,11 @@ class Browsers:
     """Headless Chromium processes a test worker's browser tests share: a browser's start and quit
     cost about 0.9 s of CPU, a fresh tab and cleared cookies and cache next to nothing. Each use
     (`with browsers(width, height) as driver`) holds a browser no other use holds, in a new tab at
-    that size; a use that raised quits its browser instead of handing it on."""
+    that size; a use that raised quits its browser instead of handing it on. close() quits every
+    browser started, idle or still held (a use cut off by a test's timeout)."""
 
     def __init__(self) -> None:
+        self._started: list[Any] = []
         self._idle: list[Any] = []
         self._lock = threading.Lock()
 
@@ -74,20 +76,29 @@ class Browsers:
             driver = self._idle.pop() if self._idle else None
         if driver is None:
             driver = _start(width, height)
+            with self._lock:
+                self._started.append(driver)
         driver.set_window_size(width, height)
         try:
             yield driver
             _as_new(driver)
         except BaseException:
-            driver.quit()
+            self._quit(driver)
             raise
         with self._lock:
             self._idle.append(driver)
 
+    def _quit(self, driver: Any) -> None:
+        with self._lock:
+            if driver not in self._started:
+                return
+            self._started.remove(driver)
+        driver.quit()
+
     def close(self) -> None:
         with self._lock:
-            idle, self._idle = self._idle, []
-        for driver in idle:
+            started, self._started, self._idle = self._started, [], []
+        for driver in started:
             driver.quit()
 
 
