@@ -23,7 +23,7 @@ from shieldes.events.codec import Codec
 from shieldes.events.store import AppendOptions, NewEvent
 from shieldes.projections.commands import CreateTeam
 from tests.browser.console_driver import DESKTOP, PHONE, Browsers, screenshot, wait
-from tests.browser.test_console import all_css, button, by_css, go, sign_in
+from tests.browser.test_console import all_css, button, by_css, click, go, sign_in
 from tests.browser.test_console_operator import rows
 from tests.integration.gateway_harness import harness
 
@@ -76,7 +76,7 @@ def _create_and_edit(chromium: Browsers, base: str) -> dict[str, Any]:
         seen["toast"] = by_css(d, "#toast").text
 
         # edit the key whose budget period the select does not offer: only its rpm changes
-        by_css(d, "button[aria-label='Edit fortnight']").click()
+        click(d, "button[aria-label='Edit fortnight']", "fortnight's Edit")
         form = "form[aria-labelledby=edit-title] "
         seen["period_shown"] = wait(d, lambda d: all_css(d, form + "select[name=budget_period]")
                                     and by_css(d, form + "select[name=budget_period]").get_attribute("value"),
@@ -239,7 +239,7 @@ def _teams_at_scale(chromium: Browsers, base: str, shots: Any) -> dict[str, Any]
         seen["create_error"] = by_css(d, CREATE + "p.error").text
 
         # edit a key of team 1050 (past the first page): its team is chosen and stays on Save
-        by_css(d, "button[aria-label='Edit member']").click()
+        click(d, "button[aria-label='Edit member']", "member's Edit")
         seen["member_team"] = wait(d, lambda d: len(_offered(d, EDIT)) > 1
                                    and by_css(d, EDIT + "select[name=team]").get_attribute("value"),
                                    what="the edit form's teams")
@@ -251,7 +251,7 @@ def _teams_at_scale(chromium: Browsers, base: str, shots: Any) -> dict[str, Any]
         wait(d, lambda d: not all_css(d, EDIT), what="member saved")
 
         # edit a key into a team found past the first page
-        by_css(d, "button[aria-label='Edit mover']").click()
+        click(d, "button[aria-label='Edit mover']", "mover's Edit")
         wait(d, lambda d: len(_offered(d, EDIT)) == 101, what="the edit form's teams")
         _choose_found(d, EDIT, "team-1077", "team-1077")
         screenshot(d, shots / "team-field-found.png", full_page=False)
