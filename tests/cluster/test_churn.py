@@ -28,6 +28,9 @@ from tests.cluster.harness import MESSAGES, UPSTREAM_KEY_ENV, Cluster, NodeProc,
 from tests.resilience.threaded_upstream import threaded_upstream
 
 pytestmark = pytest.mark.cluster
+HEARTBEAT_INTERVAL = 0.2  # the harness's SHIELDES_HEARTBEAT_INTERVAL
+NODE_TIMEOUT = 1.5  # the harness's SHIELDES_NODE_TIMEOUT
+SLACK = 1.0  # on top of a documented bound: a request's round trip and the scheduling of 2 shared cores
 
 
 @dataclass
@@ -90,6 +93,13 @@ def forgetful_pair(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> 
     yield from _pair(pg_server, tmp_path_factory.mktemp("churn"), {"SHIELDES_DEAD_NODE_RETENTION": "3"})
 
 
+def boot_epoch(c: Cluster, node_id: str) -> int:
+    """The boot epoch in a node's `cluster_nodes` row (0 before it first registers)."""
+    with psycopg.connect(c.database_url) as conn:
+        found = conn.execute("SELECT boot_epoch FROM cluster_nodes WHERE node_id = %s", (node_id,)).fetchone()
+    return int(found[0]) if found else 0
+
+
 def chat(base: str, key: str, model: str, max_tokens: int, timeout: float = 10) -> int:
     client = openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0, timeout=timeout)
     try:
@@ -116,11 +126,18 @@ def test_a_node_restarted_with_the_same_id_leaves_no_phantom_reservation(pair: C
     until(lambda: blackhole.held, 30, "b's request at the upstream")
     # a sees it through gossip: $0.90 held + a $0.30 estimate does not fit in $1
     until(lambda: chat(a.base, key, "gpt-4o-mini", 300) == 429, 30, "b's reservation seen on a")
+    crashed = boot_epoch(pair, "b")
     pair.kill(b, signal.SIGKILL)
     pair.start(b)  # same node id, new boot
+    until(lambda: boot_epoch(pair, "b") > crashed, 30, "b's new boot registered")
+    registered = time.monotonic()
+    # the crashed boot's reservation died with it: a admits again (it used to refuse forever), from
+    # its next read of cluster_nodes, one heartbeat after the new boot registered (docs/guarantees.md)
+    until(lambda: chat(a.base, key, "gpt-4o-mini", 300) == 200, HEARTBEAT_INTERVAL + SLACK,
+          "the phantom reservation cleared")
+    took = time.monotonic() - registered
+    assert took < HEARTBEAT_INTERVAL + SLACK, f"cleared {took:.2f}s after the new boot registered"
     pair.wait_ready(b)
-    # the crashed boot's reservation died with it: a admits again (it used to refuse forever)
-    until(lambda: chat(a.base, key, "gpt-4o-mini", 300) == 200, 30, "the phantom reservation cleared")
     assert chat(b.base, key, "gpt-4o-mini", 300) == 200
 
 

@@ -24,13 +24,15 @@ import pytest
 from shieldes.projections.shared_commands import AddProvider
 from tests import pg
 from tests.cluster.harness import ROOT, SECRET, UPSTREAM_KEY_ENV, Cluster, NodeProc, get_json, until
-from tests.cluster.test_churn import chat
+from tests.cluster.test_churn import HEARTBEAT_INTERVAL, NODE_TIMEOUT, SLACK, chat
 from tests.resilience.support import TcpProxy
 
 pytestmark = pytest.mark.cluster
 ADMIN = "usage-durability-admin-token"
 COMPACT_INTERVAL = 0.3  # the leader compacts everything it can this often (the `duo` fixture)
 COMPACTED_WITHIN = 10.0  # seconds for a compaction to follow a flush: many rounds of COMPACT_INTERVAL
+# a silent boot is over after 3 node timeouts; the leader appends its orphan at its next tick
+TAKEOVER_BOUND = 3 * NODE_TIMEOUT + HEARTBEAT_INTERVAL
 
 
 def _start_leader_a_then_b(c: Cluster) -> None:
@@ -164,9 +166,13 @@ def test_usage_a_killed_node_had_gossiped_is_appended_by_the_leader(duo: Cluster
         assert chat(b.base, key, "gpt-4o-mini", 5) == 200
     heard_after_settling(a)
     assert logged_requests(duo, "takeover") == 0
+    killed = time.monotonic()
     duo.kill(b)  # SIGKILL: b never flushes them
     # a stops hearing b (3 node timeouts) and, as leader, appends b's gossiped flush on its behalf
-    until(lambda: logged_requests(duo, "takeover") == 5, 15, "b's 5 requests in the log")
+    # at its next maintenance tick (one heartbeat): docs/cluster.md, a dead node's usage
+    until(lambda: logged_requests(duo, "takeover") == 5, TAKEOVER_BOUND + SLACK, "b's 5 requests in the log")
+    took = time.monotonic() - killed
+    assert took < TAKEOVER_BOUND + SLACK, f"appended {took:.2f}s after the kill, bound {TAKEOVER_BOUND}s"
     by = sql(duo, "SELECT metadata->>'appended_by' FROM events WHERE type = 'usage.recorded' AND stream = 'usage:b'")
     assert by == "a"
     until(lambda: node_requests(a, "takeover") == 5, 10, "a counts them once")
@@ -180,8 +186,11 @@ def test_usage_a_killed_node_had_gossiped_is_appended_by_the_leader(duo: Cluster
         assert chat(b.base, key, "gpt-4o-mini", 5) == 200
     heard_after_settling(a)
     assert b.proc is not None
+    paused = time.monotonic()
     b.proc.send_signal(signal.SIGSTOP)
-    until(lambda: logged_requests(duo, "takeover") == 8, 15, "b's 3 requests appended by a")
+    until(lambda: logged_requests(duo, "takeover") == 8, TAKEOVER_BOUND + SLACK, "b's 3 requests appended by a")
+    took = time.monotonic() - paused
+    assert took < TAKEOVER_BOUND + SLACK, f"appended {took:.2f}s after the pause, bound {TAKEOVER_BOUND}s"
     b.proc.send_signal(signal.SIGCONT)
     # settled while b may not yet know a appended its seq: the rest goes out under b's next seq
     assert chat(b.base, key, "gpt-4o-mini", 5) == 200
