@@ -163,6 +163,15 @@ def _serve_workers(database_url: str, node_id: str, port: int, gossip: int) -> s
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+RESTART_DELAY = 1.0  # seconds before a worker that died is started again (docs/guarantees.md)
+
+
+def _started_at(pid: int) -> float:
+    """When a process started, on CLOCK_BOOTTIME (field 22 of /proc/<pid>/stat, in clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
 async def _until(cond: object, what: str, proc: subprocess.Popen[str], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not await asyncio.to_thread(cond):  # type: ignore[arg-type]
@@ -189,6 +198,7 @@ async def test_a_crashed_worker_is_started_again_under_its_node_id(database_url:
             await _until(lambda: len(epochs()) == 2 and len(_workers_of(proc.pid)) == 2 and _all_ready(proc.pid),
                          "both workers", proc)
             before, pids = epochs(), _workers_of(proc.pid)
+            killed = time.clock_gettime(time.CLOCK_BOOTTIME)  # the clock /proc's start times count in
             os.kill(pids["w1"], signal.SIGKILL)
             await _until(lambda: not Path(f"/proc/{pids['w1']}").exists(), "w1 gone (reaped by serve)", proc)
             # the other worker serves meanwhile (a connection the kernel queued at the killed worker's
@@ -207,6 +217,9 @@ async def test_a_crashed_worker_is_started_again_under_its_node_id(database_url:
             await _until(lambda: epochs().get("wr-w1", 0) > before["wr-w1"], "w1's next boot gossiping", proc)
             now = _workers_of(proc.pid)
             assert now["w2"] == pids["w2"] and now["w1"] != pids["w1"], (pids, now)
+            # started again after the first restart delay (docs/guarantees.md), not at some later point
+            took = _started_at(now["w1"]) - killed
+            assert took < RESTART_DELAY + 1.0, f"w1 started again {took:.2f}s after its SIGKILL"
         finally:
             proc.send_signal(signal.SIGTERM)
             stderr = await asyncio.to_thread(lambda: proc.communicate(timeout=60)[1])
