@@ -31,7 +31,7 @@ pytestmark = pytest.mark.cluster
 HEARTBEAT_INTERVAL = 0.2  # the harness's SHIELDES_HEARTBEAT_INTERVAL
 NODE_TIMEOUT = 1.5  # the harness's SHIELDES_NODE_TIMEOUT
 SHUTDOWN_GRACE = 2.0  # the harness's SHIELDES_SHUTDOWN_GRACE
-SLACK = 1.0  # on top of a documented bound: a request's round trip and the scheduling of 2 shared cores
+SLACK = 2.0  # on top of a documented bound: a request's round trip and the scheduling of 2 shared cores under a whole suite (a bound missed by twice its own length still fails)
 
 
 @dataclass
