@@ -31,7 +31,9 @@ pytestmark = pytest.mark.cluster
 HEARTBEAT_INTERVAL = 0.2  # the harness's SHIELDES_HEARTBEAT_INTERVAL
 NODE_TIMEOUT = 1.5  # the harness's SHIELDES_NODE_TIMEOUT
 SHUTDOWN_GRACE = 2.0  # the harness's SHIELDES_SHUTDOWN_GRACE
-SLACK = 2.0  # on top of a documented bound: a request's round trip and the scheduling of 2 shared cores under a whole suite (a bound missed by twice its own length still fails)
+# On top of a documented bound: a request's round trip and the scheduling of 2 shared cores under a
+# whole suite (a bound missed by twice its own length still fails).
+SLACK = 2.0
 
 
 @dataclass
