@@ -110,16 +110,33 @@ function allowedPages() {
     .filter((a) => PAGES[a.dataset.page] && session.can(a.dataset.scope)).map((a) => a.dataset.page);
 }
 
+// The roles that open each nav scope (shieldes/roles.py), named in a refusal so the user knows what to ask for.
+const ROLES_FOR = { read: "viewer, operator or admin", usage: "auditor, viewer, operator or admin",
+  audit: "auditor, viewer, operator or admin", admin: "admin" };
+
+function refusal(page) {
+  const link = document.querySelector(`#nav a[data-page="${page}"]`);
+  const title = link ? link.textContent : page;
+  const roles = link ? ROLES_FOR[link.dataset.scope] || "another" : "another";
+  return `The ${title} page needs the ${roles} role; this token's role is ${session.me.role}. `
+    + "Sign out and sign in with such a token to open it.";
+}
+
 async function route() {
   // pages live at #/<name>; any other fragment is a place on the current page (the skip link's #main)
   if (!session.me || (location.hash && !location.hash.startsWith("#/"))) return;
   const allowed = allowedPages();
-  let name = (location.hash.match(/^#\/(\w+)/) || [])[1] || allowed[0];
+  const asked = (location.hash.match(/^#\/(\w+)/) || [])[1];
+  let name = asked || allowed[0];
   if (!allowed.includes(name) || !PAGES[name]) name = allowed[0];
+  // a link to a page this role may not open lands on its first page, saying why (not a silent switch)
+  const denied = asked && asked !== name && PAGES[asked] ? refusal(asked) : null;
+  if (denied) history.replaceState(null, "", `/ui/#/${name}`);
   const page = PAGES[name];
   stopPage();
   const seq = ++view.seq;
   document.getElementById("toast").className = "toast";
+  if (denied) toast(denied, "warn");
   for (const a of document.querySelectorAll("#nav a")) {
     if (a.dataset.page === name) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
   }

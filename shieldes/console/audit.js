@@ -43,7 +43,7 @@ export async function auditPage(root) {
         h("button", { type: "button", "aria-label": `Config as of change ${r.position}`, onclick: () => showAsOf(r.position) }, "As of"),
         h("button", { type: "button", "aria-label": `Diff from change ${r.position}`, onclick: () => showDiff(r.position) }, "Diff from")) },
     ], rows.map((r) => ({ ...r, attrs: { class: r.position === asOf ? "selected" : null, "data-position": r.position } })),
-    { empty: "No config changes match." });
+    { empty: "No config changes match: check the actor, type (such as virtual_key.created) and subject, or clear them." });
     listArea.replaceChildren(t);
     if (next) listArea.append(h("button", { type: "button", onclick: () => loadEvents(true) }, "Older changes"));
   }

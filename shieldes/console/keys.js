@@ -229,7 +229,9 @@ export async function keysPage(root) {
       search = find.value.trim();
       load();
     });
-    const empty = search ? `No key name holds \u201c${search}\u201d.` : "No keys yet.";
+    const empty = search ? `No key name holds \u201c${search}\u201d: check the spelling, or clear the search to list every key.`
+      : canKeys ? "No keys yet: create one with the form above (\u201cNew key\u201d on a phone) or `shieldes key create`."
+        : "No keys yet: an operator or admin creates them, here or with `shieldes key create`.";
     const count = h("p.muted.small.key-count", next ? `The first ${fmt.num(rows.length)} keys by name.` : `${fmt.num(rows.length)} ${rows.length === 1 ? "key" : "keys"}.`);
     keysArea.replaceChildren(finder, table("Virtual keys", cols, rows, { empty }), count,
       ...(next ? [h("button.more-keys", { type: "button", onclick: more }, "More keys")] : []));
@@ -244,9 +246,10 @@ export async function keysPage(root) {
       { label: "Active keys", num: true, cell: (t) => fmt.num(t.keys) },
       { label: "Spend / budget", cell: (t) => budgetBar(t.spend_usd_in_period, t.budget_usd, `Spend of team ${t.name}`) },
       { label: "Period", cell: (t) => t.budget_period || "–" },
-    ], rows, { empty: "No teams yet." }), count,
+    ], rows, { empty: canAdmin ? "No teams yet: create one with the form below, then put keys in it."
+      : "No teams yet: an admin creates them (`shieldes team create`)." }), count,
     ...(teamsNext ? [h("button.more-teams-listed", { type: "button", onclick: moreTeams }, "More teams")] : []),
-    ...(canAdmin ? [teamForm()] : []));
+    ...(canAdmin ? [teamForm()] : [h("p.muted.small.role-note", `Creating teams needs the admin role (this token's is ${session.me.role}).`)]));
   }
 
   function teamForm() {
@@ -368,7 +371,11 @@ export async function keysPage(root) {
     if (open) form.querySelector("input").focus();
   }
 
-  root.replaceChildren(heading("Keys & teams", newKey), secretArea, editArea, keysArea, teamsArea);
+  // a role that reads keys but may not change them is told so, rather than left to wonder where the buttons are
+  const readOnly = canKeys ? null : h("p.role-note", { role: "note" },
+    `Read only: your role (${session.me.role}) lists keys and teams; creating, editing, rotating and revoking keys `
+    + "needs the operator or admin role. Sign out and sign in with such a token to change them.");
+  root.replaceChildren(heading("Keys & teams", newKey), readOnly || "", secretArea, editArea, keysArea, teamsArea);
   await load();
   if (canKeys) root.insertBefore(createForm(), keysArea);
   return null;

@@ -92,8 +92,15 @@ export async function requestsPage(root) {
       { label: "Latency", num: true, cls: "wide-only", cell: (r) => fmt.latency(r.latency_ms) },
       { label: "Tokens", num: true, cls: "wide-only", cell: (r) => (r.prompt_tokens === null ? "–" : fmt.num((r.prompt_tokens || 0) + (r.completion_tokens || 0))) },
     ], rows.map((r) => ({ ...r, attrs: { class: r.request_id === openId ? "selected clickable" : "clickable",
-      "data-request-id": r.request_id, onclick: () => open(r.request_id) } })), { empty: "No requests match." }));
+      "data-request-id": r.request_id, onclick: () => open(r.request_id) } })), { empty: filtered()
+      ? "No requests match these filters: widen the dates, pick \u201ceverything\u201d under Traffic, or clear a field."
+      : "No requests yet: the nodes log each request their clients send (about once a second), and it shows here." }));
     if (next) listArea.append(h("button", { type: "button", onclick: () => load(true) }, "Older requests"));
+  }
+
+  // whether the list is narrowed: an empty list then says to widen it, not that nothing came
+  function filtered() {
+    return traffic.value !== TRAFFIC[0][0] || [key, model, status, code, since, until, rid].some((f) => f.value.trim() !== "");
   }
 
   async function load(more) {

@@ -98,7 +98,8 @@ export async function usagePage(root) {
         // has some, so the cost stays on screen beside the tokens
         ...unitColumns(rows),
         { label: "Cost", num: true, cell: (r) => fmt.usd(r.cost_usd) },
-      ], rows, { empty: "No usage in this range." }));
+      ], rows, { empty: "No usage in this range: pick an earlier From date, or send requests with a key; "
+        + "usage shows here a few seconds after the nodes flush it." }));
   }
 
   async function loop() {

@@ -173,7 +173,8 @@ async def test_the_key_list_pages_on_and_searches_on_the_node(chromium: Browsers
     assert seen["all"] == expected and not seen["more_left"]
     assert seen["last_count"] == f"{LISTED} keys."
     assert seen["found"] == [f"key-{i}" for i in range(220, 230)] and not seen["found_more"]
-    assert seen["none"] == ["No key name holds \u201cnothing-like-it\u201d."]
+    assert seen["none"] == ["No key name holds \u201cnothing-like-it\u201d: check the spelling, or clear the search to "
+                            "list every key."]
 
 
 async def test_a_name_of_128_characters_wraps_in_its_cell(chromium: Browsers, database_url: str) -> None:
