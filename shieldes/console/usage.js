@@ -79,7 +79,10 @@ export async function usagePage(root) {
     const all = (k) => data.data.reduce((a, r) => a + value(r, k), 0);
     const others = METRICS.filter((x) => x.value !== m).map((x) => h("section.card", { "aria-label": `Total ${x.label}` },
       h("h2", x.label), h("p.big", x.value === "cost_usd" ? fmt.usd(all(x.value)) : fmt.num(all(x.value)))));
-    const rows = [...data.data].reverse();
+    // newest day first, and within a day the biggest first, as the chart's legend ranks them (the
+    // API sorts by day and name: reversed, a day's rows ran from Z to A)
+    const rows = [...data.data].sort((a, b) => b.day.localeCompare(a.day) || value(b, m) - value(a, m)
+      || String(a[g] ?? "").localeCompare(String(b[g] ?? "")));
     patch(out,
       h("div.cards", h("section.card", { "aria-label": `Total ${mLabel}` }, h("h2", `Total ${mLabel.toLowerCase()}`),
         h("p.big#usage-total", m === "cost_usd" ? fmt.usd(sum) : fmt.num(sum)), h("p.muted.small", `${since.value} to ${until.value} (UTC)`)), others),

@@ -1,6 +1,7 @@
 """Details of the console an operator reads at a glance, in a real headless Chromium against a
 node: money below a cent is written out (never `$3e-7`), the leader's badge stands apart from its
-node's name, the team form's fields sit on one line, and the request log filters by error code."""
+node's name, the team form's fields sit on one line, the request log filters by error code, and the
+usage table ranks a day's keys as the chart does."""
 
 from __future__ import annotations
 
@@ -58,3 +59,24 @@ async def test_money_leader_badge_and_team_form_read_right(chromium: Browsers, d
     assert "narrow" in seen["refused"][0] and "403" in seen["refused"][0]
     # what the providers page counts per deployment: requests served (failures are in the error rate)
     assert "SERVED (1 H)" in seen["columns"].upper() and "100.0% · 2 served" in seen["served"]
+
+
+def _usage_rows(base: str, requests: int) -> list[str]:
+    with chromium(*DESKTOP) as d:
+        sign_in(d, base, TOKEN)
+        go(d, "usage", "svg.chart")
+        wait(d, lambda d: by_css(d, "#usage-total").text == str(requests), TRAFFIC_WAIT, "usage of all traffic")
+        return [r.text for r in all_css(d, "main table tbody tr")]
+
+
+async def test_usage_table_ranks_a_days_groups_like_the_chart(database_url: str) -> None:
+    require_chromium()
+    async with harness(database_url, admin_token=TOKEN, request_log_interval=0.05) as h:
+        keys = {name: await h.create_key(name) for name in ("alpha", "bravo", "charlie")}
+        await h.sync()
+        for name, n in (("alpha", 1), ("bravo", 3), ("charlie", 2)):
+            await h.chat_logged(keys[name], ("gpt-4o-mini",) * n)
+        await h.flush()
+        listed = await asyncio.to_thread(_usage_rows, h.base, 6)
+    # the biggest first, as the legend and the per-key bars rank them (was by name, Z to A)
+    assert [r.split()[1] for r in listed] == ["bravo", "charlie", "alpha"], listed
