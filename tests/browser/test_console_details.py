@@ -61,7 +61,7 @@ async def test_money_leader_badge_and_team_form_read_right(chromium: Browsers, d
     assert "SERVED (1 H)" in seen["columns"].upper() and "100.0% · 2 served" in seen["served"]
 
 
-def _usage_rows(base: str, requests: int) -> list[str]:
+def _usage_rows(chromium: Browsers, base: str, requests: int) -> list[str]:
     with chromium(*DESKTOP) as d:
         sign_in(d, base, TOKEN)
         go(d, "usage", "svg.chart")
@@ -69,14 +69,13 @@ def _usage_rows(base: str, requests: int) -> list[str]:
         return [r.text for r in all_css(d, "main table tbody tr")]
 
 
-async def test_usage_table_ranks_a_days_groups_like_the_chart(database_url: str) -> None:
-    require_chromium()
+async def test_usage_table_ranks_a_days_groups_like_the_chart(chromium: Browsers, database_url: str) -> None:
     async with harness(database_url, admin_token=TOKEN, request_log_interval=0.05) as h:
         keys = {name: await h.create_key(name) for name in ("alpha", "bravo", "charlie")}
         await h.sync()
         for name, n in (("alpha", 1), ("bravo", 3), ("charlie", 2)):
             await h.chat_logged(keys[name], ("gpt-4o-mini",) * n)
         await h.flush()
-        listed = await asyncio.to_thread(_usage_rows, h.base, 6)
+        listed = await asyncio.to_thread(_usage_rows, chromium, h.base, 6)
     # the biggest first, as the legend and the per-key bars rank them (was by name, Z to A)
     assert [r.split()[1] for r in listed] == ["bravo", "charlie", "alpha"], listed

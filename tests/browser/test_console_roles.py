@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.browser.console_driver import DESKTOP, chromium, require_chromium, wait
+from tests.browser.console_driver import DESKTOP, Browsers, wait
 from tests.browser.test_console import all_css, button, by_css, go, sign_in
 from tests.integration.gateway_harness import harness
 
@@ -29,7 +29,7 @@ def _note(d: Any) -> str:
     return " ".join(e.text for e in all_css(d, "main .role-note"))
 
 
-def _walk(base: str, tokens: dict[str, str]) -> dict[str, Any]:
+def _walk(chromium: Browsers, base: str, tokens: dict[str, str]) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     with chromium(*DESKTOP) as d:
         sign_in(d, base, TOKEN)
@@ -63,8 +63,7 @@ def _walk(base: str, tokens: dict[str, str]) -> dict[str, Any]:
     return seen
 
 
-async def test_roles_and_empty_lists_say_what_to_do(database_url: str) -> None:
-    require_chromium()
+async def test_roles_and_empty_lists_say_what_to_do(chromium: Browsers, database_url: str) -> None:
     async with harness(database_url, admin_token=TOKEN) as h:
         tokens = {}
         async with aiohttp.ClientSession() as s:
@@ -72,7 +71,7 @@ async def test_roles_and_empty_lists_say_what_to_do(database_url: str) -> None:
                 async with s.post(h.base + "/admin/v1/admin-tokens", headers={"Authorization": f"Bearer {TOKEN}"},
                                   json={"name": f"{role}-ui", "role": role}) as r:
                     tokens[role] = (await r.json())["token"]
-        seen = await asyncio.to_thread(_walk, h.base, tokens)
+        seen = await asyncio.to_thread(_walk, chromium, h.base, tokens)
 
     # empty lists say what to do, not only that they are empty
     assert seen["admin_keys"].startswith("No keys yet: create one with the form above"), seen
