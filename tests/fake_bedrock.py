@@ -209,6 +209,10 @@ class FakeBedrock:
     requests: list[Seen] = field(default_factory=list)
     failures: list[int] = field(default_factory=list)  # HTTP statuses for the next calls
     stream_exceptions: list[str] = field(default_factory=list)  # exception events for the next streams
+    answers: list[wire.Answer] = field(default_factory=list)  # given instead of the next calls' own answers
+    # the next stream sent broken this way (fake_wire.mangled; its garbage: a frame whose CRC is wrong,
+    # "prelude": a frame whose prelude CRC is wrong)
+    mangle: str | None = None
     # after this many text deltas, the next stream ends with a modelStreamErrorException frame (no
     # messageStop, no metadata: as ConverseStream reports a model failing midway)
     exception_after: int | None = None
@@ -337,6 +341,8 @@ class FakeBedrock:
         if problem:
             return web.json_response({"message": problem}, status=403,
                                      headers={"x-amzn-ErrorType": "InvalidSignatureException:"})
+        if self.answers:
+            return self.answers.pop(0).response()
         if self.failures:
             status = self.failures.pop(0)
             return self.error(status, "Too many requests, please wait before trying again." if status == 429
@@ -489,6 +495,10 @@ class FakeBedrock:
             frames.append(exception("modelStreamErrorException", "Received error from the model: overloaded",
                                     originalStatusCode=529, originalMessage="Overloaded"))
             self.exception_after = None
+        drop = False
+        if self.mangle:
+            how, self.mangle = self.mangle, None
+            frames, drop = wire.mangled(frames, "garbage" if how == "prelude" else how, _corrupt(frames[1], how))
         stop_at = next((i for i, f in enumerate(frames) if b"messageStop" in f), len(frames))
         for k, part in enumerate((frames[:stop_at], frames[stop_at:])):
             if k and self.hold is not None:
@@ -496,8 +506,17 @@ class FakeBedrock:
             blob = b"".join(part)
             for i in range(0, len(blob), 37):  # frames split across reads, as the network does
                 await resp.write(blob[i:i + 37])
+        if drop and request.transport is not None:
+            request.transport.abort()
+            return resp
         await resp.write_eof()
         return resp
+
+
+def _corrupt(good: bytes, how: str) -> bytes:
+    """A frame whose prelude CRC ("prelude") or message CRC (otherwise) is wrong."""
+    at = 8 if how == "prelude" else len(good) - 1
+    return good[:at] + bytes([good[at] ^ 0xFF]) + good[at + 1:]
 
 
 # The `anthropic_beta` values Bedrock's Claude takes (its user guide); any other fails the call.

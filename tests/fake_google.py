@@ -273,6 +273,8 @@ class FakeGoogle:
     # set (n, how): a stream breaks after n events, by a cut connection ("cut") or Google's error object
     # as an event ("error", status 503)
     break_stream: tuple[int, str] | None = None
+    answers: list[wire.Answer] = field(default_factory=list)  # given instead of the next calls' own answers
+    mangle: str | None = None  # the next stream sent broken this way (fake_wire.mangled)
     sent: list[bytes] = field(default_factory=list)  # the bytes of each generateContent answer's body
     extra_fields: frozenset[str] = frozenset()  # generateContent fields taken besides Google's own (unknown_field)
     url: str = ""
@@ -357,6 +359,8 @@ class FakeGoogle:
         raw = await request.read()
         body = json.loads(raw)
         self.requests.append(Seen(request.path, dict(request.query), dict(request.headers), body, raw))
+        if self.answers:
+            return body, self.answers.pop(0).response()
         if not self.failures:
             return body, None
         status = self.failures.pop(0)
@@ -408,10 +412,18 @@ class FakeGoogle:
             return web.json_response(message)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8"})
         await resp.prepare(request)
-        for frame in wire.message_frames(message):
+        frames, drop = self._mangled(wire.message_frames(message))
+        for frame in frames:
             await resp.write(frame)
+        if drop and request.transport is not None:
+            request.transport.abort()
+            return resp
         await resp.write_eof()
         return resp
+
+    def _mangled(self, frames: list[bytes]) -> tuple[list[bytes], bool]:
+        how, self.mangle = self.mangle, None
+        return wire.mangled(frames, how, wire.SSE_GARBAGE) if how else (frames, False)
 
     async def _serve(self, request: web.Request, vertex: bool) -> web.StreamResponse:
         body, failure = await self._begin(request)
@@ -600,7 +612,7 @@ class FakeGoogle:
     async def _sse(self, request: web.Request, events: list[dict[str, Any]]) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
-        frames = [b"data: " + json.dumps(e).encode() + b"\r\n\r\n" for e in events]
+        frames, drop = self._mangled([b"data: " + json.dumps(e).encode() + b"\r\n\r\n" for e in events])
         broken, how = self.break_stream or (len(frames), "")
         if broken < len(frames) and how == "error":
             error = {"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}}
@@ -608,7 +620,7 @@ class FakeGoogle:
         self.sent.append(b"".join(frames[:broken] if how == "cut" else frames))
         for frame in frames[:broken] if how == "cut" else frames:
             await resp.write(frame)
-        if how == "cut" and request.transport is not None:
+        if (how == "cut" or drop) and request.transport is not None:
             request.transport.abort()  # no terminating chunk: the client sees a broken stream
             return resp
         await resp.write_eof()

@@ -69,6 +69,8 @@ class Fault:
     filtered: str | None = None  # Azure paths: a 400 of Azure's content filter, refused for this category
     rate: float = 1.0  # the share of matching requests `status` applies to, spread evenly (0.2: every 5th)
     page: str | None = None  # answer 200 with this text/html page (a base URL that points at a web UI)
+    answer: wire.Answer | None = None  # answer this instead (a non-JSON 200, an HTML 502, JSON of the wrong shape)
+    mangle: str | None = None  # a stream sent broken this way (fake_wire.mangled: cut, garbage, unfinished)
     hold_after: int | None = None  # after this many stream frames, wait until `release` is set
     release: threading.Event = field(default_factory=threading.Event)
     holding: int = 0  # streams that reached the hold
@@ -313,6 +315,8 @@ class FakeUpstream:
             return body, fault, wire.azure_filter_error(fault.filtered)
         if fault and fault.page is not None:
             return body, fault, web.Response(text=fault.page, content_type="text/html")
+        if fault and fault.answer is not None:
+            return body, fault, fault.answer.response()
         if request.path.startswith("/openai/deployments/") and "api-version" not in request.query:
             return body, fault, wire.error(404, "Resource not found", anthropic)
         if anthropic and "anthropic-version" not in request.headers:
@@ -385,6 +389,9 @@ class FakeUpstream:
                 if request.path == RESPONSES_PATH
                 else wire.data({"error": {**error, "code": None, "param": fault.param}})
             ]
+        drop = False
+        if fault and fault.mangle:
+            frames, drop = wire.mangled(frames, fault.mangle, wire.SSE_GARBAGE)
         for i, frame in enumerate(frames):
             if fault and fault.hold_after is not None and i == fault.hold_after and not await _held(request, fault):
                 return resp
@@ -400,6 +407,9 @@ class FakeUpstream:
                 await asyncio.sleep(fault.token_delay)
             await resp.write(frame)
             sent.append(frame)
+        if drop and request.transport is not None:
+            request.transport.abort()  # no terminating chunk: the client sees a broken stream
+            return resp
         await resp.write_eof()
         if self.record:
             self.sent.append(b"".join(sent))

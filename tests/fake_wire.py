@@ -473,3 +473,38 @@ def message_frames(message: dict[str, Any]) -> list[bytes]:
         ),
         event("message_stop", {"type": "message_stop"}),
     ]
+
+
+# --- misbehaving upstreams -------------------------------------------------------------------------
+
+MANGLES = ("cut", "garbage", "unfinished")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A whole answer given instead of the fake's own: an upstream (or the proxy or load balancer in
+    front of it) answering a non-JSON 200, an HTML error page, an empty body, JSON of the wrong shape."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+    def response(self) -> web.Response:
+        return web.Response(status=self.status, body=self.body, content_type=self.content_type)
+
+
+def mangled(frames: list[bytes], how: str, garbage: bytes) -> tuple[list[bytes], bool]:
+    """A stream's frames as a misbehaving upstream sends them, and whether the connection then drops:
+    "cut" stops inside an event halfway through (dropped), "garbage" sends `garbage` where the
+    second event goes, "unfinished" ends cleanly halfway, before the events that end a stream."""
+    half = max(1, len(frames) // 2)
+    if how == "cut":
+        return [*frames[:half], frames[half][: len(frames[half]) // 2]] if half < len(frames) else frames[:half], True
+    if how == "garbage":
+        return [*frames[:1], garbage, *frames[1:]], False
+    if how == "unfinished":
+        return frames[:half], False
+    raise ValueError(f"unknown mangle {how!r}: one of {MANGLES}")
+
+
+SSE_GARBAGE = b"data: {\"choices\": [<html>Bad Gateway\n\n"
