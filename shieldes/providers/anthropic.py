@@ -159,7 +159,8 @@ class AnthropicProvider(MessagesUpstream):
 
         async def send(p: Passthrough) -> NativeAnswer:
             return await post_native(self._client, target, self._endpoint(target, "messages", p.query), sent.body,
-                                     {**await self._headers(target, p), **sent.headers}, self._json_timeout)
+                                     {**await self._headers(target, p), **sent.headers}, self._json_timeout,
+                                     "content")
         return await self._passed(target, sent, send, passthrough)
 
     async def messages_stream(self, target: Target, payload: bytes, passthrough: Passthrough) -> NativeEventStream:

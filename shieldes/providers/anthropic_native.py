@@ -113,9 +113,12 @@ class NativeAnswer:
 
 
 async def post_native(client: UpstreamClient, target: Target, url: str, payload: bytes,
-                      headers: Mapping[str, str], timeout: Timeouts) -> NativeAnswer:
-    """`url`: the endpoint under the target's base URL (native_url), with the client's query."""
+                      headers: Mapping[str, str], timeout: Timeouts, listing: str | None = None) -> NativeAnswer:
+    """`url`: the endpoint under the target's base URL (native_url), with the client's query;
+    `listing`: the field an answer must hold as a list (a message's `content`)."""
     data, raw = await post_for_object(client, target, url, payload, headers, timeout)
+    if listing is not None and not isinstance(data.get(listing), list):
+        raise invalid_response(target, f"an answer without `{listing}`")
     usage = usage_from_anthropic(data["usage"]) if isinstance(data.get("usage"), dict) else None
     return NativeAnswer(raw, data, usage)
 

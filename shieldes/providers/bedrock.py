@@ -7,7 +7,6 @@ a Bedrock API key (`Authorization: Bearer`). Needs the extra `shieldes[bedrock]`
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -26,7 +25,7 @@ from shieldes.providers.bedrock_translate import (
     stream_exception,
     titan_requests,
 )
-from shieldes.providers.chat_answers import embeddings_response
+from shieldes.providers.chat_answers import answer_id, embeddings_response
 from shieldes.providers.dropped import Outbound
 from shieldes.providers.http import (
     SHAPE_ERRORS,
@@ -113,7 +112,7 @@ class BedrockProvider(InputTokenCounter):
                                        lambda o: self._post(target, url, orjson.dumps(o.request)))
         try:
             chat, usage = converse_to_chat(data, target.model, int(time.time()), stop_sequences(out.request),
-                                          _answer_id())
+                                          answer_id())
         except SHAPE_ERRORS as exc:
             raise invalid_response(target, f"unexpected Converse response shape: {exc}") from None
         return JsonResult(body=chat, usage=usage, dropped=out.dropped)
@@ -176,16 +175,10 @@ class BedrockProvider(InputTokenCounter):
 
         resp, out = await self._fitted(target, converse_request(body, target.model), opened)
         translator = ConverseStreamTranslator(target.model, int(time.time()), stop_sequences(out.request),
-                                              _answer_id())
+                                              answer_id())
         stream = BedrockChunkStream(resp, target, translator, out.dropped)
         await stream.prime()
         return stream
-
-
-def _answer_id() -> str:
-    """A fresh id for one answer: Converse sends none, and clients tell answers (and a Messages
-    client its messages) apart by id, so a fixed one made every Bedrock answer the same."""
-    return "chatcmpl-" + secrets.token_hex(12)
 
 
 def _only_chat(op: Operation) -> None:

@@ -309,7 +309,7 @@ def stop_sequences(request: Body) -> tuple[str, ...]:
 
 def converse_to_chat(resp: Body, model: str, created: int, stops: tuple[str, ...] = (),
                      rid: str = "bedrock") -> tuple[Body, TokenUsage]:
-    content = ((resp.get("output") or {}).get("message") or {}).get("content") or []
+    content = resp["output"]["message"]["content"]  # (an answer without them is the upstream's fault)
     texts = [b["text"] for b in content if isinstance(b.get("text"), str)]
     thinking = [_thinking(b["reasoningContent"]) for b in content if isinstance(b.get("reasoningContent"), dict)]
     uses = [b["toolUse"] for b in content if isinstance(b.get("toolUse"), dict)]

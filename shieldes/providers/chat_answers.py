@@ -1,10 +1,11 @@
 """OpenAI chat answers, chunks and embeddings built back from what non-OpenAI chat APIs return
 (Anthropic Messages, Gemini, Bedrock Converse), for their translations. No I/O, no clock
-(`created` is passed in)."""
+(`created` is passed in); only `answer_id` draws a random id."""
 
 from __future__ import annotations
 
 import base64
+import secrets
 import struct
 from typing import Any
 
@@ -12,6 +13,13 @@ import orjson
 
 from shieldes.providers.base import Body, TokenUsage
 from shieldes.providers.chat_parts import Thinking, ToolCall, thinking_block
+
+
+def answer_id() -> str:
+    """A fresh id for an answer whose upstream sent none (Converse never does; a Gemini answer
+    without `responseId`): clients tell answers (and a Messages client its messages) apart by id,
+    so a fixed one made every such answer the same."""
+    return "chatcmpl-" + secrets.token_hex(12)
 
 
 def usage_dict(usage: TokenUsage) -> Body:

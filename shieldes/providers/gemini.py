@@ -126,6 +126,8 @@ class GeminiProvider(InputTokenCounter, GenerateContentUpstream):
     async def generate(self, target: Target, payload: bytes) -> NativeAnswer:
         data, raw = await post_for_object(self._client, target, self._model_url(target, "generateContent"),
                                           payload, await self._headers(target), self._json_timeout)
+        if not isinstance(data.get("candidates"), list) and not isinstance(data.get("promptFeedback"), dict):
+            raise invalid_response(target, "a generateContent answer without candidates")
         return NativeAnswer(raw, data, answer_usage(data))
 
     async def generate_stream(self, target: Target, payload: bytes) -> GoogleEventStream:
@@ -174,6 +176,11 @@ class GeminiChunkStream(TranslatedChunkStream[GeminiStreamTranslator, bytes]):
 
     def _close(self) -> list[Body]:
         chunks = [c for _event, data in self._decoder.close() for c in self._translate(data)]
+        if not self._translator.started:
+            raise invalid_response(self._target, "an answer without any server-sent event where an event stream "
+                                   "was expected; check the provider's base URL")
+        if not self._translator.finished:  # cut short: billed as an estimate (its last counts predate the end)
+            raise invalid_response(self._target, "the stream ended before a finishReason")
         return chunks + self._translator.end()
 
     def _translate(self, data: bytes) -> list[Body]:

@@ -126,7 +126,7 @@ class GoogleWatch:
         self.done = False
 
     def see(self, data: bytes) -> Body | None:
-        """The event's object, or None when it is not one (relayed all the same)."""
+        """The event's object, or None when it is not one (the stream is broken there)."""
         try:
             parsed: Any = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -183,17 +183,25 @@ class GoogleEventStream(HeldStream[Read]):
         self._decoder = SSEDecoder()
         self.watch = GoogleWatch()
         self._failure: UpstreamFailure | None = None
+        self._whole = True  # the reads so far ended at an event's end
 
     def _parsed(self, raw: bytes, events: list[tuple[str, bytes]]) -> Read:
-        """The read's events up to an error event (which sets `_failure`)."""
+        """The read's events up to an error event or one that is not a JSON object (which set
+        `_failure`). Its bytes go as they are only when they hold whole events: a read ending
+        inside one (or one after it) goes as its whole events, so that a stream cut there, or an
+        error event after it, reaches the client as events it can parse."""
         out: list[bytes] = []
         for _event, data in events:
             parsed = self.watch.see(data)
-            if parsed is not None and isinstance(parsed.get("error"), dict):
+            if parsed is None:
+                self._failure = invalid_response(self._target, "a stream event is not a JSON object")
+                return Read(None, out)
+            if isinstance(parsed.get("error"), dict):
                 self._failure = failure_of(parsed, self._target)
                 return Read(None, out)
             out.append(data)
-        return Read(raw, out)
+        whole, self._whole = self._whole and self._decoder.idle, self._decoder.idle
+        return Read(raw if whole else None, out)
 
     async def prime(self) -> None:
         """Read up to the first event: an upstream failing at once (an error event first, a cut
@@ -206,6 +214,11 @@ class GoogleEventStream(HeldStream[Read]):
             self._head.append(read)
             if read.events:
                 return
+        self._release()  # the body ended without one event: a page or other text under status 200
+        kind = self._resp.content_type
+        raise invalid_response(self._target, "an answer without any server-sent event (" + (
+            f"Content-Type {kind}" if kind else "no Content-Type") + ") where an event stream was expected; "
+            "check the provider's base URL")
 
     def reads(self) -> AsyncGenerator[Read, None]:
         return self._items()

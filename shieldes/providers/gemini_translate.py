@@ -11,7 +11,7 @@ import orjson
 
 from shieldes.errors import InvalidRequest
 from shieldes.providers.base import CONTENT_FILTER, MALFORMED_OUTPUT, Body, TokenUsage, UpstreamFailure
-from shieldes.providers.chat_answers import Chunks, chat_answer, chat_choice, usage_dict
+from shieldes.providers.chat_answers import Chunks, answer_id, chat_answer, chat_choice, usage_dict
 from shieldes.providers.chat_parts import (
     CacheMark,
     Chat,
@@ -223,12 +223,14 @@ def gemini_to_chat(resp: Body, model: str, created: int) -> tuple[Body, TokenUsa
     failure = blocked(resp) or malformed(reason for _, _, reason in _candidates(resp, False))
     if failure is not None:
         raise failure
+    if not isinstance(resp.get("candidates"), list):  # (a blocked prompt, the one answer without, was raised)
+        raise ValueError("no candidates")
     given = str(resp["responseId"]) if resp.get("responseId") else None
     # one choice per candidate (candidateCount for `n`); an answer without any is an empty choice
     choices = [_choice(index, parts, reason, given) for index, parts, reason in _candidates(resp, False)]
     usage, shown = usage_from_gemini(resp.get("usageMetadata"))
     usage = with_searches(usage, gemini_grounding(resp))
-    rid = str(resp.get("responseId") or "gemini")
+    rid = given or answer_id()
     body = chat_answer(rid, str(resp.get("modelVersion") or model), created,
                        choices or [_choice(0, [], None, given)], shown)
     return stamped(body, from_vertex(resp.get("usageMetadata"))), usage
@@ -250,7 +252,7 @@ class GeminiStreamTranslator:
     (candidateCount for `n`) stream as choices by their `index`, each closed by its own finish."""
 
     def __init__(self, model: str, created: int) -> None:
-        self.chunks = Chunks("gemini", model, created)
+        self.chunks = Chunks(answer_id(), model, created)  # the answer's responseId replaces it
         self.usage: TokenUsage | None = None
         self._shown: Body | None = None
         self._started = False
@@ -302,6 +304,15 @@ class GeminiStreamTranslator:
             # chunks from then on say it
             self.tier = from_vertex(meta) or self.tier
         return [stamped(c, self.tier) for c in out]
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    @property
+    def finished(self) -> bool:
+        """Whether every candidate got its finishReason (a stream's last event says it)."""
+        return self._started and all(self._finish.values())
 
     def end(self) -> list[Body]:
         if not self._started:

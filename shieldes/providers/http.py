@@ -179,6 +179,23 @@ def filter_verdicts(body: Body | None) -> str | None:
     return ", ".join(named) or None
 
 
+_TITLE = re.compile(rb"<title[^>]*>([^<]{1,200})</title>", re.IGNORECASE)
+
+
+def _page_message(target: Target, status: int, raw: bytes) -> str:
+    """What to tell of an error answer that is not an API's error JSON: an HTML page (a proxy's or
+    load balancer's, `502 Bad Gateway`) by its title, never its markup; other text as it is."""
+    where = f"upstream deployment {target.deployment!r} answered HTTP {status}"
+    text = raw[:_MAX_ERROR_TEXT].decode("utf-8", "replace").strip()
+    if not text:
+        return f"{where} with no message"
+    if text[:1] == "<":
+        title = _TITLE.search(raw[:4096])
+        named = f" ({title.group(1).decode('utf-8', 'replace').strip()})" if title else ""
+        return f"{where} with an HTML page{named}, not an API error: a proxy or load balancer in front of it failed"
+    return f"{where}: {text}"
+
+
 def http_failure(target: Target, status: int, raw: bytes, headers: Mapping[str, str]) -> UpstreamFailure:
     """An upstream answered with an error status."""
     body: Body | None = None
@@ -187,9 +204,7 @@ def http_failure(target: Target, status: int, raw: bytes, headers: Mapping[str, 
         body = parsed if isinstance(parsed, dict) else None
     except orjson.JSONDecodeError:
         pass
-    message = error_message(body) or raw[:_MAX_ERROR_TEXT].decode("utf-8", "replace").strip()
-    if not message:
-        message = f"upstream deployment {target.deployment!r} answered HTTP {status} with no message"
+    message = error_message(body) or _page_message(target, status, raw)
     code = classify(status, body, message)
     verdicts = filter_verdicts(body) if code == CONTENT_FILTER else None
     return UpstreamFailure(

@@ -4,7 +4,7 @@ body only gets the upstream model name; responses pass through as parsed dicts."
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -52,6 +52,11 @@ def op_path(op: Operation) -> str:
     if path is None:
         raise InvalidRequest(f"operation {op!r} is not supported by OpenAI-compatible upstreams")
     return path
+
+
+# The list an answer of each operation must hold (its choices, vectors, output items)
+ANSWER_LISTS: Mapping[str, str] = {"chat": "choices", "completions": "choices", "embeddings": "data",
+                                "responses": "output"}
 
 
 class OpenAIProvider(MediaUpstream):
@@ -137,6 +142,9 @@ class OpenAIProvider(MediaUpstream):
         data, raw = await post_for_object(
             self._client, target, url, payload, self._headers(target, azure), self._json_timeout
         )
+        listing = ANSWER_LISTS.get(op)
+        if listing is not None and not isinstance(data.get(listing), list):
+            raise invalid_response(target, f"an answer without `{listing}`")
         # Ollama: arguments as an object; found by a look at the bytes first, as the stream's frames
         # are (most answers call no tool: no walk of the parsed answer)
         if op == "chat" and b'"arguments"' in raw and OBJECT_ARGUMENTS.search(raw) \

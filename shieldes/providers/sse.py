@@ -53,6 +53,11 @@ class SSEDecoder:
                 data = self._data
         return out
 
+    @property
+    def idle(self) -> bool:
+        """Whether the bytes fed so far end at an event's end (nothing of a next one held)."""
+        return not self._buf and not self._data and not self._event
+
     def close(self) -> list[tuple[str, bytes]]:
         """End of stream: a last event not followed by a blank line still counts."""
         out: list[tuple[str, bytes]] = []
