@@ -25,7 +25,7 @@ from typing import Protocol
 import orjson
 
 from shieldes.providers.base import Body, StreamCounts, TokenUsage, UpstreamFailure
-from shieldes.providers.http import TRANSPORT_ERRORS, event_object, transport_failure
+from shieldes.providers.http import TRANSPORT_ERRORS, event_object, invalid_response, transport_failure
 from shieldes.providers.sse import encode_event
 from shieldes.providers.sse_blocks import DONE, BlockStream, decoded
 from shieldes.responses.objects import ResponsesUsage, usage_from_responses
@@ -266,6 +266,7 @@ class ResponsesEventStream(BlockStream):
         # creation, the event loop's tracking of it and its closing).
         self._head.clear()  # the primed event's bytes are still in what was read: sent from there
         failure: UpstreamFailure | None = None
+        last = b""  # the last frames relayed
         try:
             while True:
                 # the frames of the whole events read so far (in line: a call and a tuple a read)
@@ -282,6 +283,7 @@ class ResponsesEventStream(BlockStream):
                     else:
                         out, deltas = fast
                 if out:
+                    last = out
                     if deltas:
                         if not counts.content_chunks:
                             counts.first_token_at = time.perf_counter()
@@ -292,6 +294,10 @@ class ResponsesEventStream(BlockStream):
                 if failure is not None:
                     break
                 if self._ended:
+                    if self.final is None and not self._upstream_error(last):
+                        failure = invalid_response(self._target, "the event stream ended before its terminal "
+                                                   "event (response.completed, .incomplete or .failed)")
+                        break
                     self._finished = True
                     break
                 try:  # (BlockStream._read, in line: a coroutine of its own costs every read its call)
@@ -306,6 +312,12 @@ class ResponsesEventStream(BlockStream):
         if failure is not None:
             yield relay.failed(failure)
         relay.ended()
+
+    @staticmethod
+    def _upstream_error(out: bytes) -> bool:
+        """Whether the last frames relayed end with the upstream's own `error` event (which ends
+        its stream: nothing is added after it)."""
+        return out.rfind(b"event: error\n") >= 0 or out.rfind(b'"type":"error"') >= 0
 
     def _forwarded(self, block: bytes, relay: Relay) -> tuple[bytes, int] | None:
         """`block` as the client gets it when every event in it is framed the usual way, else

@@ -19,7 +19,7 @@ from itertools import islice
 import orjson
 
 from shieldes.providers.base import Body, StreamCounts, UpstreamFailure
-from shieldes.providers.http import TRANSPORT_ERRORS, event_object, parse_usage, transport_failure
+from shieldes.providers.http import TRANSPORT_ERRORS, event_object, invalid_response, parse_usage, transport_failure
 from shieldes.providers.sse_blocks import DONE, BlockStream, decoded, joined_events, one_line_objects
 from shieldes.providers.tool_args import OBJECT_ARGUMENTS, string_answer_arguments
 
@@ -38,6 +38,11 @@ _EMPTY_CHOICES = b'"choices":[]'
 _EVENT_HEAD = b"data: {"
 
 
+# A body that ended cleanly before any choice finished and without [DONE]: cut short (a proxy's
+# timeout, a server that died after flushing): an answer that would look complete but is not
+_UNFINISHED = "the event stream ended before any finish_reason or [DONE]"
+
+
 class OpenAIChunkStream(BlockStream):
     """Chunks of one upstream SSE response, ending at `data: [DONE]` (or a clean end of body).
 
@@ -45,6 +50,7 @@ class OpenAIChunkStream(BlockStream):
     own bytes. Both account usage and raise mid-stream errors the same way; use one of them."""
 
     _first_data: bytes | None = None  # the first chunk's payload, primed by its bytes and not parsed yet
+    _saw_finish = False  # a parsed chunk carried a finish_reason
 
     def _parse_first(self, data: bytes) -> Body | None:
         if data[:7] == _CHUNK_START and data[-1:] == b"}" and data.find(_ERROR) < 0:
@@ -78,6 +84,7 @@ class OpenAIChunkStream(BlockStream):
         # creation, the event loop's tracking of it and its closing).
         self._head.clear()  # the primed chunk's bytes are still in what was read: sent from there
         reasons = counts.wants_reasons
+        finished = False  # a choice's finish_reason came (a stream may end without [DONE] after one)
         try:
             out, content, failure, done = self._frames_of_reads(strip)
             while True:
@@ -92,10 +99,15 @@ class OpenAIChunkStream(BlockStream):
                     if at >= 0 and (out[at + 16:at + 20] != b"null" or (
                             at + 36 <= len(out) and out.find(_FINISH_KEY, at + 20) >= 0)):
                         counts.finish_reasons += finish_reasons(out)
+                    if not finished:
+                        at = out.find(_FINISH_KEY)
+                        finished = at >= 0 and (out[at + 16:at + 20] != b"null" or bool(finish_reasons(out)))
                     yield out
                 if failure is not None:
                     raise failure
                 if done or self._ended:
+                    if not done and not finished:
+                        raise invalid_response(self._target, _UNFINISHED)
                     self._finished = True
                     break
                 try:  # (BlockStream._read, in line: a coroutine of its own costs every read its call)
@@ -219,9 +231,16 @@ class OpenAIChunkStream(BlockStream):
         usage = chunk.get("usage")
         if usage:
             self._usage = parse_usage(usage, chunk.get("service_tier")) or self._usage
-        if chunk.get("choices"):  # (the usage chunk has none: no deltas to look through)
+        choices = chunk.get("choices")
+        if choices:  # (the usage chunk has none: no deltas to look through)
             string_answer_arguments(chunk)  # arguments sent as an object (Ollama) become JSON text
+            if not self._saw_finish and isinstance(choices, list):
+                self._saw_finish = any(isinstance(c, dict) and c.get("finish_reason") for c in choices)
         return chunk
+
+    def _end_without_done(self) -> None:
+        if not self._saw_finish:
+            raise invalid_response(self._target, _UNFINISHED)
 
 
 def finish_reasons(block: bytes) -> list[str]:

@@ -151,6 +151,10 @@ class BlockStream(UpstreamChunkStream):
         """One event's payload, read (raising UpstreamFailure for one that ends the stream)."""
         raise NotImplementedError
 
+    def _end_without_done(self) -> None:
+        """The body ended without [DONE] (or, where none is sent, at all): raise if that cuts the
+        stream short."""
+
     def _parse_first(self, data: bytes) -> Body | None:
         """The first event's payload, read while another deployment can still be tried; None when
         its bytes alone show it is no error (then it is read with the rest)."""
@@ -239,6 +243,7 @@ class BlockStream(UpstreamChunkStream):
                         continue
                     yield self._parse(data)
                 if self._ended:
+                    self._end_without_done()
                     self._finished = True
                     return
                 batch = self._decode(await self._read())

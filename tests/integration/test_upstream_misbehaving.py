@@ -161,6 +161,8 @@ async def _call(h: Harness, secret: str, client: str, model: str, stream: bool) 
         return Outcome(status=exc.status_code, body=exc.body, error=str(exc.message))
     except (openai.APIError, anthropic.APIError) as exc:  # an error event in a stream
         return Outcome(events=[], body=exc.body, error=str(exc.message))
+    except ValueError as exc:  # the client could not parse what it got
+        return Outcome(status=-1, error=f"the client could not parse the answer: {exc}")
     # the Gemini API, over HTTP
     method = "streamGenerateContent?alt=sse" if stream else "generateContent"
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http, http.post(
