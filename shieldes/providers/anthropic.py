@@ -129,6 +129,8 @@ class AnthropicProvider(MessagesUpstream):
                 self._client, target, self._endpoint(target, "messages"),
                 sent.body, {**await self._headers(target), **sent.headers}, self._json_timeout,
             )
+        if not isinstance(data.get("content"), list):
+            raise invalid_response(target, "an answer without `content`")
         # Like OpenAI-compatible upstreams, the response names the model that actually answered.
         try:
             chat, usage = messages_response_to_chat(

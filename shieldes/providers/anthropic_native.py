@@ -126,9 +126,12 @@ async def post_native(client: UpstreamClient, target: Target, url: str, payload:
 async def open_native_stream(client: UpstreamClient, target: Target, url: str, payload: bytes,
                              headers: Mapping[str, str], timeout: Timeouts) -> NativeEventStream:
     resp = await open_event_stream(client, target, url, payload, headers, timeout)
-    if resp.content_type == "application/json":
+    kind = resp.content_type
+    if kind not in ("text/event-stream", ""):  # relayed as it is, a page under status 200 would look an answer
         resp.release()
-        raise invalid_response(target, "a JSON body instead of an event stream")
+        raise invalid_response(target, "a JSON body instead of an event stream" if kind == "application/json" else
+                               f"an answer of Content-Type {kind} where an event stream was expected; check the "
+                               "provider's base URL")
     stream = NativeEventStream(resp, target)
     await stream.prime()
     return stream
