@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import anthropic
 import aiohttp
+import anthropic
 import openai
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -92,7 +92,8 @@ async def _node(database_url: str, kind: str, google: FakeGoogle, bedrock: FakeB
         os.environ[BEDROCK_KEY_ENV], os.environ[GEMINI_KEY_ENV] = bedrock.api_key, google.api_key
         vertex = {"project": "proj-1", "location": "us-east5", "credentials_file": str(account)}
         add, k = {
-            "openai": (AddProvider("oai", "openai", h.upstream.url, ref, ("gpt-4o",)), Kind("oai", "gpt-4o", h.upstream)),
+            "openai": (AddProvider("oai", "openai", h.upstream.url, ref, ("gpt-4o",)),
+                       Kind("oai", "gpt-4o", h.upstream)),
             "anthropic": (AddProvider("ant", "anthropic", h.upstream.url, ref, ("claude-3-5-haiku-latest",)),
                           Kind("ant", "claude-3-5-haiku-latest", h.upstream)),
             "azure": (AddProvider("az", "azure", h.upstream.url, ref, ("prod-gpt4o",),
