@@ -180,6 +180,7 @@ def filter_verdicts(body: Body | None) -> str | None:
 
 
 _TITLE = re.compile(rb"<title[^>]*>([^<]{1,200})</title>", re.IGNORECASE)
+_TAG = re.compile(r"<[^>]*>")
 
 
 def _page_message(target: Target, status: int, raw: bytes) -> str:
@@ -191,8 +192,10 @@ def _page_message(target: Target, status: int, raw: bytes) -> str:
         return f"{where} with no message"
     if text[:1] == "<":
         title = _TITLE.search(raw[:4096])
-        named = f" ({title.group(1).decode('utf-8', 'replace').strip()})" if title else ""
-        return f"{where} with an HTML page{named}, not an API error: a proxy or load balancer in front of it failed"
+        words = title.group(1).decode("utf-8", "replace") if title else _TAG.sub(" ", text)
+        named = " ".join(words.split())[:100]
+        return (f"{where} with an HTML page{f' ({named})' if named else ''}, not an API error: a proxy or load "
+                "balancer in front of it failed")
     return f"{where}: {text}"
 
 

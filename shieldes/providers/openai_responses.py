@@ -31,6 +31,9 @@ from shieldes.providers.sse_blocks import DONE, BlockStream, decoded
 from shieldes.responses.objects import ResponsesUsage, usage_from_responses
 
 TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+# A body that ended cleanly before a terminal event (after an `error` event passed on too): the
+# client is told the response failed, as for a cut connection
+_UNFINISHED = "the event stream ended before its terminal event (response.completed, .incomplete or .failed)"
 # Events whose `response` is the response so far (status queued or in progress): kept as bytes and
 # parsed only if the stream fails (its snapshot) or the relay edits them (`Relay.edits_progress`).
 # With an agent's instructions and tools echoed in each, they are most of the JSON a stream carries.
@@ -266,7 +269,6 @@ class ResponsesEventStream(BlockStream):
         # creation, the event loop's tracking of it and its closing).
         self._head.clear()  # the primed event's bytes are still in what was read: sent from there
         failure: UpstreamFailure | None = None
-        last = b""  # the last frames relayed
         try:
             while True:
                 # the frames of the whole events read so far (in line: a call and a tuple a read)
@@ -283,7 +285,6 @@ class ResponsesEventStream(BlockStream):
                     else:
                         out, deltas = fast
                 if out:
-                    last = out
                     if deltas:
                         if not counts.content_chunks:
                             counts.first_token_at = time.perf_counter()
@@ -294,9 +295,8 @@ class ResponsesEventStream(BlockStream):
                 if failure is not None:
                     break
                 if self._ended:
-                    if self.final is None and not self._upstream_error(last):
-                        failure = invalid_response(self._target, "the event stream ended before its terminal "
-                                                   "event (response.completed, .incomplete or .failed)")
+                    if self.final is None:
+                        failure = invalid_response(self._target, _UNFINISHED)
                         break
                     self._finished = True
                     break
@@ -313,11 +313,9 @@ class ResponsesEventStream(BlockStream):
             yield relay.failed(failure)
         relay.ended()
 
-    @staticmethod
-    def _upstream_error(out: bytes) -> bool:
-        """Whether the last frames relayed end with the upstream's own `error` event (which ends
-        its stream: nothing is added after it)."""
-        return out.rfind(b"event: error\n") >= 0 or out.rfind(b'"type":"error"') >= 0
+    def _end_without_done(self) -> None:
+        if self.final is None:
+            raise invalid_response(self._target, _UNFINISHED)
 
     def _forwarded(self, block: bytes, relay: Relay) -> tuple[bytes, int] | None:
         """`block` as the client gets it when every event in it is framed the usual way, else

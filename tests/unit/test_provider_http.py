@@ -139,7 +139,14 @@ def test_http_failure_retryable(status: int, retryable: bool) -> None:
 
 
 def test_http_failure_with_text_or_empty_body() -> None:
-    assert http_failure(TARGET, 502, b"<html>Bad Gateway</html>", {}).message == "<html>Bad Gateway</html>"
+    # an HTML page (a proxy's, a load balancer's) is told by its title, else its text, never its markup
+    assert http_failure(TARGET, 502, b"<html>Bad Gateway</html>", {}).message == (
+        "upstream deployment 'dep' answered HTTP 502 with an HTML page (Bad Gateway), not an API error: a proxy "
+        "or load balancer in front of it failed")
+    page = b"<html><head><title>503 Service Temporarily Unavailable</title></head><body><h1>nginx</h1></body></html>"
+    assert "HTML page (503 Service Temporarily Unavailable)" in http_failure(TARGET, 503, page, {}).message
+    assert http_failure(TARGET, 500, b"Internal Server Error", {}).message == (
+        "upstream deployment 'dep' answered HTTP 500: Internal Server Error")
     assert "HTTP 503" in http_failure(TARGET, 503, b"", {}).message
 
 

@@ -268,7 +268,10 @@ def test_progress_events_are_parsed_only_when_edited_or_a_failure_needs_them() -
         return [f.split(b"\ndata: ", 1) for f in out.split(b"\n\n") if f]
 
     sent = asyncio.run(run([body + BROKEN_PROGRESS], None))
-    assert sent[-1][0] + b"\ndata: " + sent[-1][1] + b"\n\n" == BROKEN_PROGRESS
+    assert sent[-3][0] + b"\ndata: " + sent[-3][1] + b"\n\n" == BROKEN_PROGRESS
+    # the body ended before a terminal event: the response failed (its newest snapshot that parses)
+    assert [orjson.loads(d)["type"] for _n, d in sent[-2:]] == ["error", "response.failed"]
+    assert orjson.loads(sent[-1][1])["response"]["id"] == "resp_2"
     sent = asyncio.run(run([body + BROKEN_PROGRESS], "resp_0"))
     assert [orjson.loads(d)["type"] for _n, d in sent[-2:]] == ["error", "response.failed"]
     for extra in (b"", BROKEN_PROGRESS):  # the connection breaks
