@@ -144,7 +144,7 @@ _DELTA_INPUT = frozenset(("input_tokens", "cache_creation_input_tokens", "cache_
 # One regex pass checks it (fewer instructions than a split at every newline and its checks); then
 # a line that is exactly an event name can only be a name line (data lines start `data: `, blank
 # lines are empty), so the few events the watch reads are found by their name lines with `find`.
-_NAMED_EVENTS = re.compile(rb"(?:event: [^\n]*\ndata: [^\n]*\n\n)+")
+_NAMED_EVENTS = re.compile(rb"(?:event: [^\n]*\ndata: \{[^\n]*\}\n\n)+")
 # The events whose bodies the watch reads (their name lines, then the same after a newline: one
 # at a line start); every other event is counted (or ignored) by its name.
 _READ_NAMES = tuple((kind, b"event: %s\n" % kind.encode(), b"\nevent: %s\n" % kind.encode())
@@ -152,7 +152,7 @@ _READ_NAMES = tuple((kind, b"event: %s\n" % kind.encode(), b"\nevent: %s\n" % ki
 _READ_KINDS = frozenset(kind for kind, _line, _after in _READ_NAMES)
 _CONTENT_LINE = b"event: content_block_delta\n"
 _CONTENT_AFTER = b"\n" + _CONTENT_LINE
-_CONTENT_HEAD = b"event: content_block_delta\ndata: "  # how a token's read begins
+_CONTENT_HEAD = b"event: content_block_delta\ndata: {"  # how a token's read begins
 _STOP_LINE = b"event: message_stop\n"
 _STOP_AFTER = b"\n" + _STOP_LINE
 
@@ -167,6 +167,7 @@ class UsageWatch:
         self.started = False
         self.done = False
         self.errored = False  # the upstream ended the stream with its own `error` event
+        self.garbled = False  # an event's data was not a JSON object
         self.content_events = 0
         self.stop_reason: str | None = None  # message_delta's delta.stop_reason
 
@@ -178,7 +179,7 @@ class UsageWatch:
         event by event through `see`)."""
         name_end = block.find(b"\n")
         if block.find(b"\n", name_end + 1) == len(block) - 2 and block[:7] == b"event: " and \
-                block.startswith(b"data: ", name_end + 1) and block[-1] == 10:  # (10: a newline)
+                block.startswith(b"data: {", name_end + 1) and block[-3:] == b"}\n\n":
             return self._see_one(block, name_end)  # one event, as a paced stream's reads are
         if _NAMED_EVENTS.fullmatch(block) is None:
             return None
@@ -220,8 +221,9 @@ class UsageWatch:
         try:
             parsed: Any = orjson.loads(data)
         except orjson.JSONDecodeError:
-            return None
+            parsed = None
         if not isinstance(parsed, dict):
+            self.garbled = True  # not an event of the API: the stream is broken there
             return None
         kind = parsed.get("type", event)
         if kind == "message_start":
@@ -269,7 +271,25 @@ class NativeEventStream(HeldStream[bytes]):
         self._decoder = SSEDecoder()
         # Read bytes after the last whole event (None: the decoder reads everything from now on)
         self._carry: bytes | None = b""
+        # Read bytes not relayed yet: an event's beginning waits for its end, so that a stream cut
+        # inside an event, and the error event then added, reach the client as whole events
+        self._held = b""
         self.watch = UsageWatch()
+
+    def _whole(self, raw: bytes) -> bytes:
+        """Of the bytes held and this read (just fed), those up to the last whole event; the rest
+        is held. A read holding an event that is not a JSON object raises instead."""
+        if self.watch.garbled:
+            self._release()
+            raise invalid_response(self._target, "a stream event is not a JSON object")
+        data = self._held + raw if self._held else raw
+        # carried bytes: an event's beginning; with the decoder, all of it until the decoder is at an end
+        keep = len(self._carry) if self._carry is not None else 0 if self._decoder.idle else len(data)
+        if keep:
+            self._held = data[len(data) - keep:]
+            return data[:len(data) - keep]
+        self._held = b""
+        return data
 
     def _feed(self, raw: bytes) -> tuple[str, Body | None] | None:
         """Watch the events of a read (usage, the end); the first event it completes (its name and,
@@ -299,8 +319,8 @@ class NativeEventStream(HeldStream[bytes]):
         first, an overloaded or silent upstream) fails here, while another deployment can still
         be tried."""
         while raw := await self._chunk():
-            self._head.append(raw)
             first = self._feed(raw)
+            self._head.append(self._whole(raw))
             if first is not None:
                 event, parsed = first
                 if parsed is not None and parsed.get("type", event) == "error":
@@ -318,7 +338,8 @@ class NativeEventStream(HeldStream[bytes]):
     async def _rest(self) -> AsyncGenerator[bytes, None]:
         while raw := await self._chunk():
             self._feed(raw)
-            yield raw
+            if whole := self._whole(raw):
+                yield whole
         if not self.watch.done and not self.watch.errored:
             raise invalid_response(self._target, "the event stream ended before message_stop")
 
@@ -341,7 +362,7 @@ class NativeEventStream(HeldStream[bytes]):
                     # A token's read: one content_block_delta event, one data line (nothing carried
                     # over, no carriage return): counted by its head alone, where _feed would split
                     # it and look up every name the watch reads in what it split
-                    if raw[:33] == _CONTENT_HEAD and raw.find(b"\n", 33) == len(raw) - 2 and raw[-1] == 10 \
+                    if raw[:34] == _CONTENT_HEAD and raw.find(b"\n", 34) == len(raw) - 2 and raw[-3:] == b"}\n\n" \
                             and 13 not in raw and self._carry == b"" and not watch.errored:
                         watch.content_events += 1
                         if not counts.content_chunks:
@@ -350,6 +371,9 @@ class NativeEventStream(HeldStream[bytes]):
                         yield raw
                         continue
                     self._feed(raw)
+                    raw = self._whole(raw)
+                    if not raw:
+                        continue
                 if watch.content_events and not counts.content_chunks:
                     counts.first_token_at = time.perf_counter()
                 counts.content_chunks = watch.content_events
