@@ -17,7 +17,7 @@ from urllib.parse import unquote_plus
 
 import orjson
 
-from shieldes.providers.anthropic_translate import usage_from_anthropic
+from shieldes.providers.anthropic_translate import reported, usage_from_anthropic
 from shieldes.providers.base import OVERLOADED, Body, StreamCounts, Target, TokenUsage, UpstreamFailure
 from shieldes.providers.http import (
     invalid_response,
@@ -119,7 +119,7 @@ async def post_native(client: UpstreamClient, target: Target, url: str, payload:
     data, raw = await post_for_object(client, target, url, payload, headers, timeout)
     if listing is not None and not isinstance(data.get(listing), list):
         raise invalid_response(target, f"an answer without `{listing}`")
-    usage = usage_from_anthropic(data["usage"]) if isinstance(data.get("usage"), dict) else None
+    usage = usage_from_anthropic(data["usage"]) if reported(data.get("usage")) else None
     return NativeAnswer(raw, data, usage)
 
 
@@ -258,7 +258,9 @@ class UsageWatch:
     def usage(self) -> TokenUsage | None:
         if not self.started:
             return None
-        return usage_from_anthropic({**self.input, "output_tokens": self.output})
+        # a stream cut short: its last count may predate what was relayed since (one token per delta)
+        output = self.output if self.done else max(self.output, self.content_events)
+        return usage_from_anthropic({**self.input, "output_tokens": output})
 
 
 class NativeEventStream(HeldStream[bytes]):

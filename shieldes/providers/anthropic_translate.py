@@ -54,6 +54,7 @@ __all__ = [
     "messages_response_to_chat",
     "openai_chunks_to_message_events",
     "openai_response_to_messages",
+    "reported",
     "stop_reason_to_finish",
     "stream_error_event",
     "usage_from_anthropic",
@@ -273,12 +274,19 @@ def usage_from_anthropic(usage: Any) -> TokenUsage:
                       web_search_requests=searches, service_tier=from_anthropic(usage))
 
 
+def reported(usage: Any) -> bool:
+    """Whether an answer's `usage` reports its counts (input and output tokens, whole numbers):
+    usage of the wrong types is none at all, and the gateway bills its estimate instead of 0."""
+    return isinstance(usage, dict) and type(usage.get("input_tokens")) is int \
+        and type(usage.get("output_tokens")) is int
+
+
 def _count(value: Any) -> int:
     # (a decoded JSON number is an int or a float, never a subclass: the type is the check, bools out)
     return value if type(value) is int and value > 0 else 0
 
 
-def messages_response_to_chat(resp: Body, model: str, created: int) -> tuple[Body, TokenUsage]:
+def messages_response_to_chat(resp: Body, model: str, created: int) -> tuple[Body, TokenUsage | None]:
     """An Anthropic message as an OpenAI chat.completion (and its token usage)."""
     texts: list[str] = []
     tool_calls: list[Body] = []
@@ -307,7 +315,7 @@ def messages_response_to_chat(resp: Body, model: str, created: int) -> tuple[Bod
     with_reasoning(message, "".join(reasoning), thinking)
     if tool_calls:
         message["tool_calls"] = tool_calls
-    usage = usage_from_anthropic(resp.get("usage"))
+    usage = usage_from_anthropic(resp.get("usage"))  # (its `usage` replaced by the estimate when not reported)
     body: Body = {
         "id": resp.get("id") or "msg",
         "object": "chat.completion",
@@ -326,6 +334,9 @@ def messages_response_to_chat(resp: Body, model: str, created: int) -> tuple[Bod
     sequence = _stop_sequence(resp)
     if sequence is not None:  # which stop sequence ended it, where vLLM puts it
         body["choices"][0]["stop_reason"] = sequence
+    if not reported(resp.get("usage")):  # the gateway's estimate, billed and said in its place
+        del body["usage"]
+        return stamped(body, from_anthropic(resp.get("usage"))), None
     return stamped(body, from_anthropic(resp.get("usage"))), usage
 
 

@@ -285,19 +285,31 @@ def _text_format(response_format: Any) -> Body | None:
     return {"type": "json_schema", "structure": {"jsonSchema": definition}}
 
 
+def bedrock_reported(usage: Any) -> bool:
+    """Whether a Converse `usage` reports its counts (input and output tokens, whole numbers): one
+    of the wrong types is none at all, and the gateway bills its estimate instead."""
+    return isinstance(usage, dict) and type(usage.get("inputTokens")) is int \
+        and type(usage.get("outputTokens")) is int
+
+
 def usage_from_bedrock(usage: Any, tier: str | None = None) -> tuple[TokenUsage, Body]:
     """Cache reads and writes are input tokens too (billed at their own rates upstream); `tier`:
     the one the response says served it (from_bedrock)."""
     usage = usage if isinstance(usage, dict) else {}
-    cached = int(usage.get("cacheReadInputTokens") or 0)
-    written = int(usage.get("cacheWriteInputTokens") or 0)
-    prompt = int(usage.get("inputTokens") or 0) + cached + written
+    cached = _count(usage.get("cacheReadInputTokens"))
+    written = _count(usage.get("cacheWriteInputTokens"))
+    prompt = _count(usage.get("inputTokens")) + cached + written
     details = usage.get("cacheDetails")  # the writes by TTL, when a cachePoint asked for 1h
-    hour = sum(int(d.get("inputTokens") or 0) for d in details if isinstance(d, dict) and d.get("ttl") == "1h") \
+    hour = sum(_count(d.get("inputTokens")) for d in details if isinstance(d, dict) and d.get("ttl") == "1h") \
         if isinstance(details, list) else 0
-    tokens = TokenUsage(prompt, int(usage.get("outputTokens") or 0), cache_read_tokens=cached,
+    tokens = TokenUsage(prompt, _count(usage.get("outputTokens")), cache_read_tokens=cached,
                         cache_write_tokens=written, cache_write_1h_tokens=min(hour, written), service_tier=tier)
     return tokens, usage_dict(tokens)
+
+
+def _count(value: Any) -> int:
+    # (a decoded JSON number is an int or a float, never a subclass: the type is the check, bools out)
+    return value if type(value) is int and value > 0 else 0
 
 
 def stop_sequences(request: Body) -> tuple[str, ...]:
@@ -308,7 +320,7 @@ def stop_sequences(request: Body) -> tuple[str, ...]:
 
 
 def converse_to_chat(resp: Body, model: str, created: int, stops: tuple[str, ...] = (),
-                     rid: str = "bedrock") -> tuple[Body, TokenUsage]:
+                     rid: str = "bedrock") -> tuple[Body, TokenUsage | None]:
     content = resp["output"]["message"]["content"]  # (an answer without them is the upstream's fault)
     texts = [b["text"] for b in content if isinstance(b.get("text"), str)]
     thinking = [_thinking(b["reasoningContent"]) for b in content if isinstance(b.get("reasoningContent"), dict)]
@@ -327,6 +339,9 @@ def converse_to_chat(resp: Body, model: str, created: int, stops: tuple[str, ...
     sequence = matched_stop(resp, stops)
     if sequence is not None:
         chat["choices"][0]["stop_reason"] = sequence
+    if not bedrock_reported(resp.get("usage")):  # the gateway's estimate, billed and said in its place
+        del chat["usage"]
+        return stamped(chat, from_bedrock(resp)), None
     return stamped(chat, from_bedrock(resp)), usage
 
 
@@ -440,11 +455,13 @@ class ConverseStreamTranslator:
         if kind == "metadata":
             self.done = True
             tier = from_bedrock(event)
-            self.usage, shown = usage_from_bedrock(event.get("usage"), tier)
+            reported = bedrock_reported(event.get("usage"))
+            usage, shown = usage_from_bedrock(event.get("usage"), tier)
+            self.usage = usage if reported else None  # (None: the gateway's estimate)
             if self._malformed is not None:  # the turn ends in error, its usage known (and billed)
                 raise self._malformed
             closing = [] if self._closing is None else [stamped(self._closing, tier)]
-            return [*closing, stamped(self.chunks.usage(shown), tier)]
+            return [*closing, *([stamped(self.chunks.usage(shown), tier)] if reported else [])]
         if kind == "contentBlockStop" and self._without_args(int(event.get("contentBlockIndex") or 0)):
             # a call without arguments streams none (or ""): OpenAI's text for it is "{}", which
             # clients parse as JSON

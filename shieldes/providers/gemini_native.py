@@ -19,7 +19,7 @@ import orjson
 from shieldes.errors import InvalidRequest
 from shieldes.providers.anthropic_native import NativeAnswer
 from shieldes.providers.base import Body, Target, TokenUsage, UpstreamFailure
-from shieldes.providers.gemini_translate import usage_from_gemini
+from shieldes.providers.gemini_translate import gemini_reported, usage_from_gemini
 from shieldes.providers.hosted_tools import gemini_grounding, with_searches
 from shieldes.providers.http import invalid_response, retryable_status
 from shieldes.providers.native_stream import HeldStream
@@ -101,7 +101,7 @@ def answer_usage(data: Body) -> TokenUsage | None:
     """The usage an answer reports (usageMetadata, billed as the translated route bills it:
     thoughts as output, cached content as cache reads), or None when it reports none."""
     meta = data.get("usageMetadata")
-    return with_searches(usage_from_gemini(meta)[0], gemini_grounding(data)) if isinstance(meta, dict) else None
+    return with_searches(usage_from_gemini(meta)[0], gemini_grounding(data)) if gemini_reported(meta) else None
 
 
 def failure_of(error: Body, target: Target) -> UpstreamFailure:
@@ -133,7 +133,7 @@ class GoogleWatch:
             return None
         if not isinstance(parsed, dict):
             return None
-        if isinstance(parsed.get("usageMetadata"), dict):
+        if gemini_reported(parsed.get("usageMetadata")):
             self.meta = parsed["usageMetadata"]
         self.searches = max(self.searches, gemini_grounding(parsed))
         candidates = parsed.get("candidates")

@@ -174,12 +174,23 @@ def usage_from_gemini(meta: Any) -> tuple[TokenUsage, Body]:
     """Thinking tokens are output tokens (billed as such); cached tokens are part of the prompt; audio
     and image tokens by modality (providers/modalities.py)."""
     meta = meta if isinstance(meta, dict) else {}
-    prompt = int(meta.get("promptTokenCount") or 0) + int(meta.get("toolUsePromptTokenCount") or 0)
-    thoughts = int(meta.get("thoughtsTokenCount") or 0)
-    cached = min(int(meta.get("cachedContentTokenCount") or 0), prompt)
-    usage = TokenUsage(prompt, int(meta.get("candidatesTokenCount") or 0) + thoughts, cache_read_tokens=cached,
+    prompt = _count(meta.get("promptTokenCount")) + _count(meta.get("toolUsePromptTokenCount"))
+    thoughts = _count(meta.get("thoughtsTokenCount"))
+    cached = min(_count(meta.get("cachedContentTokenCount")), prompt)
+    usage = TokenUsage(prompt, _count(meta.get("candidatesTokenCount")) + thoughts, cache_read_tokens=cached,
                        service_tier=from_vertex(meta), modal=gemini_modal(meta), reasoning_tokens=thoughts or None)
     return usage, usage_dict(usage)
+
+
+def gemini_reported(meta: Any) -> bool:
+    """Whether a usageMetadata reports counts (its prompt's, a whole number): one of the wrong types
+    is none at all, and the gateway bills its estimate instead of 0."""
+    return isinstance(meta, dict) and type(meta.get("promptTokenCount")) is int
+
+
+def _count(value: Any) -> int:
+    # (a decoded JSON number is an int or a float, never a subclass: the type is the check, bools out)
+    return value if type(value) is int and value > 0 else 0
 
 
 def blocked(resp: Body) -> UpstreamFailure | None:
@@ -219,7 +230,7 @@ def malformed(reasons: Any) -> UpstreamFailure | None:
                            "well-formed); send the request again", status=None, retryable=True, code=MALFORMED_OUTPUT)
 
 
-def gemini_to_chat(resp: Body, model: str, created: int) -> tuple[Body, TokenUsage]:
+def gemini_to_chat(resp: Body, model: str, created: int) -> tuple[Body, TokenUsage | None]:
     failure = blocked(resp) or malformed(reason for _, _, reason in _candidates(resp, False))
     if failure is not None:
         raise failure
@@ -233,6 +244,9 @@ def gemini_to_chat(resp: Body, model: str, created: int) -> tuple[Body, TokenUsa
     rid = given or answer_id()
     body = chat_answer(rid, str(resp.get("modelVersion") or model), created,
                        choices or [_choice(0, [], None, given)], shown)
+    if not gemini_reported(resp.get("usageMetadata")):  # the gateway's estimate, billed and said in its place
+        del body["usage"]
+        return stamped(body, from_vertex(resp.get("usageMetadata"))), None
     return stamped(body, from_vertex(resp.get("usageMetadata"))), usage
 
 
@@ -317,7 +331,7 @@ class GeminiStreamTranslator:
     def end(self) -> list[Body]:
         if not self._started:
             return []
-        if self._meta is not None:
+        if gemini_reported(self._meta):
             self.usage, self._shown = usage_from_gemini(self._meta)
             self.usage = with_searches(self.usage, self._searches)
         failure = malformed(self._finish.values())

@@ -131,6 +131,7 @@ def _inject(k: Kind, fault: str) -> None:
 async def _call(h: Harness, secret: str, client: str, model: str, stream: bool) -> Outcome:
     """One request the way `client`'s API makes it; what came back."""
     timeout = 15.0
+    events: list[Any] = []  # a stream's, as they came (kept when the client raises at its error)
     try:
         if client == "chat":
             oai = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0, timeout=timeout)
@@ -139,12 +140,13 @@ async def _call(h: Harness, secret: str, client: str, model: str, stream: bool) 
                     {"role": "user", "content": "say hello"}])).model_dump())
             got = await oai.chat.completions.create(model=model, messages=[{"role": "user", "content": "say hello"}],
                                                     stream=True, stream_options={"include_usage": True})
-            return Outcome(events=[c.model_dump() async for c in got])
+            async for c in got:
+                events.append(c.model_dump())
+            return Outcome(events=events)
         if client == "responses":
             oai = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0, timeout=timeout)
             if not stream:
                 return Outcome(body=(await oai.responses.create(model=model, input="say hello")).model_dump())
-            events = []
             async for e in await oai.responses.create(model=model, input="say hello", stream=True):
                 events.append(e.model_dump())
             last = events[-1] if events else {}
@@ -157,13 +159,15 @@ async def _call(h: Harness, secret: str, client: str, model: str, stream: bool) 
                     {"role": "user", "content": "say hello"}])).model_dump())
             got = await claude.messages.create(model=model, max_tokens=64, stream=True,
                                                messages=[{"role": "user", "content": "say hello"}])
-            return Outcome(events=[e.model_dump() async for e in got])
+            async for e in got:
+                events.append(e.model_dump())
+            return Outcome(events=events)
     except (openai.APIStatusError, anthropic.APIStatusError) as exc:
-        return Outcome(status=exc.status_code, body=exc.body, error=str(exc.message))
+        return Outcome(status=exc.status_code, body=exc.body, error=str(exc.message), events=events)
     except (openai.APIError, anthropic.APIError) as exc:  # an error event in a stream
-        return Outcome(events=[], body=exc.body, error=str(exc.message))
+        return Outcome(events=events, body=exc.body, error=str(exc.message))
     except ValueError as exc:  # the client could not parse what it got
-        return Outcome(status=-1, error=f"the client could not parse the answer: {exc}")
+        return Outcome(status=-1, error=f"the client could not parse the answer: {exc}", events=events)
     # the Gemini API, over HTTP
     method = "streamGenerateContent?alt=sse" if stream else "generateContent"
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http, http.post(
@@ -220,6 +224,36 @@ def _problems(client: str, stream: bool, fault: str, k: Kind, got: Outcome) -> l
     return problems
 
 
+def _name(client: str, stream: bool, fault: str) -> str:
+    return f"{client}/{'stream' if stream else 'json'}/{fault}"
+
+
+def _content_events(client: str, got: Outcome) -> int:
+    """How many events with generated text the client got before the error."""
+    kinds = {"chat": lambda e: any((c.get("delta") or {}).get("content") for c in e.get("choices") or []),
+             "messages": lambda e: e.get("type") == "content_block_delta",
+             "responses": lambda e: e.get("type") == "response.output_text.delta",
+             "gemini": lambda e: bool(e.get("candidates"))}
+    return sum(1 for e in got.events or [] if kinds[client](e))
+
+
+def _billing_problems(name: str, relayed: int, row: tuple[int, int, int, int] | None) -> list[str]:
+    """What the usage log holds of a case against docs/gateway.md (Usage accounting): nothing for an
+    answer that never came, an estimate for a readable answer with usage of the wrong types (output
+    never 0 when text came back) or for a stream broken after it began (one token per chunk relayed,
+    or what the upstream had reported if more)."""
+    fault = name.rsplit("/", 1)[1]
+    requests, prompt, completion, _cost = row or (0, 0, 0, 0)
+    if fault == "bad_usage":
+        return [] if requests == 1 and prompt > 0 and completion > 0 else [f"billed {row} for a readable answer"]
+    if fault in ANSWERS or (row is None and not relayed):  # (a stream broken before it began: as no answer)
+        return [] if completion == 0 else [f"billed {row} for no answer"]
+    # (the estimate counts the opening chunk a translation sends before any text, too)
+    if requests == 1 and relayed <= completion <= relayed + 1:
+        return []
+    return [f"billed {row} after {relayed} content events"]
+
+
 PROVIDERS = ("openai", "anthropic", "azure", "bedrock", "gemini", "vertex", "vertex-claude")
 
 
@@ -232,22 +266,27 @@ async def test_a_misbehaving_upstream_gets_each_client_a_clear_error(
         nodes = _node(database_url, kind, google, bedrock, account)
         h, k = await anext(nodes)
         try:
-            secret = await h.create_key("app")
+            cases = [(client, stream, fault) for client in CLIENTS for stream in (False, True)
+                     for fault in (*ANSWERS, *(k.mangles if stream else ("bad_usage",)))]
+            keys = {case: await h.create_key(_name(*case)) for case in cases}  # one key a case: its usage apart
+            healthy_key = await h.create_key("healthy")
             await h.sync()
-            report = []
-            for client in CLIENTS:
-                for stream in (False, True):
-                    for fault in (*ANSWERS, *(k.mangles if stream else ("bad_usage",))):
-                        _inject(k, fault)
-                        got = await _call(h, secret, client, k.model, stream)
-                        report += [f"{client} {'stream' if stream else 'json'} {fault}: {p}"
-                                   for p in _problems(client, stream, fault, k, got)]
-                        assert h.node.meter is not None
-                        if any(v for v in h.node.meter.reserved().values()):
-                            report.append(f"{client} {stream} {fault}: a reservation is left")
-                        healthy = await _call(h, secret, client, k.model, stream)
-                        if healthy.status is not None or healthy.error:
-                            report.append(f"{client} {stream} {fault}: the next call failed: {healthy.error}")
+            report, relayed = [], {}
+            for client, stream, fault in cases:
+                _inject(k, fault)
+                got = await _call(h, keys[client, stream, fault], client, k.model, stream)
+                relayed[_name(client, stream, fault)] = _content_events(client, got)
+                report += [f"{_name(client, stream, fault)}: {p}" for p in _problems(client, stream, fault, k, got)]
+                assert h.node.meter is not None
+                if any(v for v in h.node.meter.reserved().values()):
+                    report.append(f"{_name(client, stream, fault)}: a reservation is left")
+                healthy = await _call(h, healthy_key, client, k.model, stream)
+                if healthy.status is not None or healthy.error:
+                    report.append(f"{_name(client, stream, fault)}: the next call failed: {healthy.error}")
+            await h.flush()
+            usage = h.usage_totals()
+            for name, events in relayed.items():
+                report += [f"{name}: {p}" for p in _billing_problems(name, events, usage.get(name))]
             assert not report, "\n".join(report)
         finally:
             await nodes.aclose()
