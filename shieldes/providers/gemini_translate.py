@@ -182,10 +182,17 @@ def usage_from_gemini(meta: Any) -> tuple[TokenUsage, Body]:
     return usage, usage_dict(usage)
 
 
+_COUNTS = ("promptTokenCount", "candidatesTokenCount", "thoughtsTokenCount", "cachedContentTokenCount",
+           "toolUsePromptTokenCount")
+
+
 def gemini_reported(meta: Any) -> bool:
-    """Whether a usageMetadata reports counts (its prompt's, a whole number): one of the wrong types
-    is none at all, and the gateway bills its estimate instead of 0."""
-    return isinstance(meta, dict) and type(meta.get("promptTokenCount")) is int
+    """Whether a usageMetadata reports counts (the prompt's or the answer's, each count it holds a
+    whole number): one with a count of the wrong type is none at all, and the gateway bills its
+    estimate instead of 0."""
+    if not isinstance(meta, dict) or ("promptTokenCount" not in meta and "candidatesTokenCount" not in meta):
+        return False
+    return all(type(meta[k]) is int for k in _COUNTS if k in meta)
 
 
 def _count(value: Any) -> int:
