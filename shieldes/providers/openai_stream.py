@@ -99,9 +99,10 @@ class OpenAIChunkStream(BlockStream):
                     if at >= 0 and (out[at + 16:at + 20] != b"null" or (
                             at + 36 <= len(out) and out.find(_FINISH_KEY, at + 20) >= 0)):
                         counts.finish_reasons += finish_reasons(out)
-                    if not finished:
-                        at = out.find(_FINISH_KEY)
-                        finished = at >= 0 and (out[at + 16:at + 20] != b"null" or bool(finish_reasons(out)))
+                    if not finished:  # (a token's read: one key, its null: one rfind and a compare)
+                        at = out.rfind(_FINISH_KEY)
+                        if (at >= 0 and out[at + 16:at + 20] != b"null") or out.find(_FINISH_KEY) != at:
+                            finished = out[at + 16:at + 17] == b'"' or bool(finish_reasons(out))
                     yield out
                 if failure is not None:
                     raise failure

@@ -288,5 +288,9 @@ async def test_a_misbehaving_upstream_gets_each_client_a_clear_error(
             for name, events in relayed.items():
                 report += [f"{name}: {p}" for p in _billing_problems(name, events, usage.get(name))]
             assert not report, "\n".join(report)
+            if kind == "bedrock":  # a Bedrock API key goes as a bearer token, and nothing is signed
+                assert bedrock.requests and all(
+                    {k.lower(): v for k, v in r.headers.items()}.get("authorization") == "Bearer " + bedrock.api_key
+                    and not any(k.lower() == "x-amz-date" for k in r.headers) for r in bedrock.requests)
         finally:
             await nodes.aclose()
