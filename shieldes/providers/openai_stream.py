@@ -41,6 +41,10 @@ _EVENT_HEAD = b"data: {"
 # A body that ended cleanly before any choice finished and without [DONE]: cut short (a proxy's
 # timeout, a server that died after flushing): an answer that would look complete but is not
 _UNFINISHED = "the event stream ended before any finish_reason or [DONE]"
+# A reason's key followed by a string, as a finish chunk has it (compact or json.dumps's spacing);
+# other `..._reason` keys (vLLM's stop_reason) only cost the finish chunk's parse
+_REASON_STRING = b'_reason":"'
+_REASON_STRING_SPACED = b'_reason": "'
 
 
 class OpenAIChunkStream(BlockStream):
@@ -99,10 +103,9 @@ class OpenAIChunkStream(BlockStream):
                     if at >= 0 and (out[at + 16:at + 20] != b"null" or (
                             at + 36 <= len(out) and out.find(_FINISH_KEY, at + 20) >= 0)):
                         counts.finish_reasons += finish_reasons(out)
-                    if not finished:  # (a token's read: one key, its null: one rfind and a compare)
-                        at = out.rfind(_FINISH_KEY)
-                        if (at >= 0 and out[at + 16:at + 20] != b"null") or out.find(_FINISH_KEY) != at:
-                            finished = out[at + 16:at + 17] == b'"' or bool(finish_reasons(out))
+                    # (a token's read holds a null reason: two substring tests, no parse)
+                    if not finished and (_REASON_STRING in out or _REASON_STRING_SPACED in out):
+                        finished = any(finish_reasons(out))
                     yield out
                 if failure is not None:
                     raise failure
