@@ -36,3 +36,19 @@ def test_the_local_key_file_is_named_not_called_set(tmp_path: Path, monkeypatch:
 
     settings = Settings(data_dir=tmp_path, encryption_key=generate_key())
     assert _encryption(settings).endswith("(set)")
+
+
+def test_a_local_key_made_after_the_node_started_is_no_mismatch(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The quickstart's first `provider add --api-key` makes the local key while a node runs: until
+    its next heartbeat the node publishes no key, and doctor must not call that a mismatch."""
+    for name in ("SHIELDES_ENCRYPTION_KEY", "SHIELDES_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(data_dir=tmp_path)
+    local_key_path(tmp_path).write_text(generate_key() + "\n")
+    [finding] = [f for f in secret_findings([_node(None)], settings) if f.subject == "SHIELDES_ENCRYPTION_KEY"]
+    assert finding.ok and "their next heartbeat" in finding.detail, finding
+    # a key set in the environment that the nodes lack is still a mismatch
+    settings = Settings(data_dir=tmp_path, encryption_key=generate_key())
+    [finding] = [f for f in secret_findings([_node(None)], settings) if f.subject == "SHIELDES_ENCRYPTION_KEY"]
+    assert not finding.ok
