@@ -25,7 +25,8 @@ import orjson
 
 from shieldes.providers.anthropic_translate import StreamTranslator, chat_request_to_anthropic
 from shieldes.providers.base import Target
-from shieldes.providers.bedrock_translate import ConverseStreamTranslator, chat_to_converse
+from shieldes.providers.bedrock_answers import ConverseStreamTranslator
+from shieldes.providers.bedrock_translate import chat_to_converse
 from shieldes.providers.gemini_translate import GeminiStreamTranslator, chat_to_gemini
 from shieldes.providers.registry import build_providers, open_client
 from shieldes.providers.sse import SSEDecoder

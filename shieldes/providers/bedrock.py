@@ -17,14 +17,13 @@ import orjson
 from shieldes.errors import InvalidRequest
 from shieldes.providers import bedrock_betas
 from shieldes.providers.base import Body, InputTokenCounter, JsonResult, Operation, Target, UpstreamFailure
-from shieldes.providers.bedrock_translate import (
+from shieldes.providers.bedrock_answers import (
     ConverseStreamTranslator,
-    converse_request,
     converse_to_chat,
     stop_sequences,
     stream_exception,
-    titan_requests,
 )
+from shieldes.providers.bedrock_translate import converse_request, titan_requests
 from shieldes.providers.chat_answers import answer_id, embeddings_response
 from shieldes.providers.dropped import Outbound
 from shieldes.providers.http import (

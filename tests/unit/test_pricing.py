@@ -8,7 +8,7 @@ from shieldes.projections.config import apply_config
 from shieldes.projections.state import ConfigState, LongContext, Price
 from shieldes.providers.anthropic_translate import usage_from_anthropic
 from shieldes.providers.base import TokenUsage
-from shieldes.providers.bedrock_translate import usage_from_bedrock
+from shieldes.providers.bedrock_answers import usage_from_bedrock
 from shieldes.providers.gemini_translate import usage_from_gemini
 from shieldes.providers.http import parse_usage
 from shieldes.usage.pricing import (

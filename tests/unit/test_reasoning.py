@@ -12,12 +12,8 @@ from shieldes.errors import InvalidRequest
 from shieldes.providers.anthropic_inbound import reasoning_effort
 from shieldes.providers.anthropic_replies import openai_chunks_to_message_events, openai_response_to_messages
 from shieldes.providers.anthropic_translate import StreamTranslator, anthropic_request, chat_request_to_anthropic
-from shieldes.providers.bedrock_translate import (
-    ConverseStreamTranslator,
-    chat_to_converse,
-    converse_request,
-    converse_to_chat,
-)
+from shieldes.providers.bedrock_answers import ConverseStreamTranslator, converse_to_chat
+from shieldes.providers.bedrock_translate import chat_to_converse, converse_request
 from shieldes.providers.chat_parts import read_messages
 from shieldes.providers.dropped import dropped_fields
 from shieldes.providers.gemini_translate import GeminiStreamTranslator, chat_to_gemini, gemini_to_chat

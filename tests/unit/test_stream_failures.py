@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shieldes.providers.base import CONTEXT_LENGTH, THROTTLED, UpstreamFailure
-from shieldes.providers.bedrock_translate import stream_exception
+from shieldes.providers.bedrock_answers import stream_exception
 from shieldes.providers.stream_failures import (
     BROKEN_STREAM,
     INVALID_STREAM,
