@@ -32,9 +32,13 @@ class ClusterBreaker(CircuitBreaker):
         super().success(name, seconds)
         self._observe(name, False)
         if seconds is not None:
-            ms = seconds * 1000.0
-            old = self._latency_ms.get(name)
-            self._latency_ms[name] = ms if old is None else old + ALPHA * (ms - old)
+            self.opened(name, seconds)
+
+    def opened(self, name: str, seconds: float) -> None:
+        """A call's answer (a stream's head) arrived: the moving latency of the deployment."""
+        ms = seconds * 1000.0
+        old = self._latency_ms.get(name)
+        self._latency_ms[name] = ms if old is None else old + ALPHA * (ms - old)
 
     def first_token(self, name: str, seconds: float) -> None:
         """A stream relayed its first content: the time from the request to it."""

@@ -30,6 +30,7 @@ from shieldes.gateway.middleware import REQUEST_ID
 from shieldes.gateway.model_routes import get_model, list_models
 from shieldes.gateway.routes import GATEWAY, Call, authenticate, read_body, read_json
 from shieldes.gateway.top_level import GEMINI_HISTORY, TopLevel
+from shieldes.gateway.upstream_calls import each_a_stream
 from shieldes.projections.state import Deployment
 from shieldes.providers import gemini_inbound as inbound
 from shieldes.providers import gemini_native
@@ -175,7 +176,7 @@ async def _generate(request: web.Request, streaming: bool) -> web.StreamResponse
 
     if call.rec is not None:
         call.rec.stream = True
-    stream, served = await call.run(open_stream)
+    stream, served = await call.run(open_stream, each_a_stream)
     headers = {**call.res.headers, **stream.headers}
     if not framing.sse:  # Google's default: one JSON array, its elements written as they come
         headers["Content-Type"] = "application/json"

@@ -286,7 +286,7 @@ async def handle(request: web.Request, op: MediaOp) -> web.StreamResponse:
         return await _open(op, asked, provider, target, dep)
 
     try:
-        opened, target = await gw.attempts(op, route, attempt, rec)
+        opened, target = await gw.attempts(op, route, attempt, rec, lambda o: o.resp is not None)
     except BaseException:
         gw.meter.release(res)
         raise

@@ -33,6 +33,7 @@ from shieldes.gateway.routes import (
     read_body,
 )
 from shieldes.gateway.top_level import MESSAGES_HISTORY, TopLevel
+from shieldes.gateway.upstream_calls import each_a_stream
 from shieldes.projections.state import Deployment
 from shieldes.providers import anthropic_inbound as inbound
 from shieldes.providers import anthropic_replies as replies
@@ -296,7 +297,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
     if call.rec is not None:
         call.rec.stream = True
-    stream, served = await call.run(open_stream)
+    stream, served = await call.run(open_stream, each_a_stream)
     return await call.pump_stream(request, stream, stream.frames, served,
                                   {ANTHROPIC_REQUEST_ID: call.rid, **call.res.headers,
                                    **with_named(stream.headers, foreign), **call.fallback_headers(served)}, "error")

@@ -21,7 +21,7 @@ from aiohttp import web
 from shieldes.gateway.client_watch import STREAM_WATCH
 from shieldes.gateway.middleware import REQUEST_ID
 from shieldes.providers.base import Body, ChunkStream, TokenUsage, UpstreamFailure
-from shieldes.providers.stream_failures import classify
+from shieldes.providers.stream_failures import classify, request_at_fault
 
 log = logging.getLogger(__name__)
 DONE_FRAME = b"data: [DONE]\n\n"
@@ -41,6 +41,7 @@ class Tally:
     # why the upstream broke the stream (scrubbed, as the client was told): log and request log
     failure = ""
     failure_code: str | None = None  # its UpstreamFailure.code
+    request_at_fault = False  # the failure was the request's doing, not the deployment's (note_failure)
     # whether the finish reasons are noted: only a traced stream's attempt span reads them, and
     # finding them in a chat read of several events costs a walk of its bytes and a loop
     wants_reasons = True
@@ -50,6 +51,14 @@ class Tally:
         # stop_reason, Gemini finishReason, a Responses status): the attempt span's
         # gen_ai.response.finish_reasons
         self.finish_reasons: list[str] = []
+
+
+def note_failure(tally: Tally, failure: UpstreamFailure, scrub: Callable[[str], str]) -> None:
+    """The upstream broke the stream with `failure` (its message scrubbed, as the client is told)."""
+    tally.outcome = "upstream_error"
+    tally.failure = scrub(failure.message)
+    tally.failure_code = failure.code
+    tally.request_at_fault = request_at_fault(failure)
 
 
 def frame(event: str | None, data: object) -> bytes:
@@ -238,9 +247,7 @@ async def pump(request: web.Request, resp: web.StreamResponse, frames: AsyncIter
                 tally.outcome = "done"
                 await sink.write_eof()
             else:
-                tally.outcome = "upstream_error"
-                tally.failure = scrub(failure.message)
-                tally.failure_code = failure.code
+                note_failure(tally, failure, scrub)
                 await sink.write(ending(failure) if ending else error_frame(failure, error_event, scrub))
         except ConnectionError:
             if tally.outcome == "open":

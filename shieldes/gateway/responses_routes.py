@@ -418,8 +418,7 @@ async def stream(request: web.Request, rid: str, turn: Turn, served: RouteTarget
         turn.finish(served, final, usage)
         broke = events.broke
         if broke is not None and tally.outcome == "done":  # (its `response.failed` went out as the last event)
-            tally.outcome, tally.failure_code = "upstream_error", broke.code
-            tally.failure = turn.gw.scrub(broke.message)
+            relay.note_failure(tally, broke, turn.gw.scrub)
         note_stream_end(turn.gw, turn.rec, rid, served.deployment, tally, usage)
         await events.aclose()
 

@@ -260,10 +260,11 @@ class Call:
                                       tools=body.get("tools") if tools is None else tools)
         self.headers = self.res.headers  # the answer's own headers: the limits', what was dropped
 
-    async def run(self, attempt: Attempt[T]) -> tuple[T, RouteTarget]:
-        """Run `attempt` over the route's deployments; the reservation is released if none answers."""
+    async def run(self, attempt: Attempt[T], streamed: Callable[[T], bool] | None = None) -> tuple[T, RouteTarget]:
+        """Run `attempt` over the route's deployments; the reservation is released if none answers.
+        `streamed`: which of its results are streams (UpstreamCalls._attempt)."""
         try:
-            return await self.gw.attempts(self.op, self.route, attempt, self.rec)
+            return await self.gw.attempts(self.op, self.route, attempt, self.rec, streamed)
         except BaseException:
             self.gw.meter.release(self.res)
             raise
@@ -360,12 +361,15 @@ class Call:
 def note_stream_end(gw: Gateway, rec: RequestRecord | None, rid: str, dep: Deployment, tally: relay.Tally,
                     usage: TokenUsage) -> None:
     """A relayed stream's end, on every streaming route: time to first token and tokens per second
-    (metrics and the request-log record), and how it ended (client gone, upstream failed)."""
+    (metrics and the request-log record), how it ended (client gone, upstream failed), and the
+    attempt's outcome for the deployment's health and circuit breaker (a stream broken by its
+    upstream is a failed attempt; its opening counted none: UpstreamCalls._attempt)."""
     now = time.perf_counter()
     first = tally.first_token_at
     ttft = (first - (rec.t0 if rec is not None else now)) if first else None
     gw.metrics.stream_ended(dep.name, tally.outcome, ttft, usage.completion_tokens, now - first if first else 0.0,
                             rec.trace_id if rec is not None else None)
+    gw.breaker.stream_ended(dep.name, tally.outcome == "upstream_error" and not tally.request_at_fault)
     if ttft is not None:
         gw.breaker.first_token(dep.name, ttft)
     if rec is not None:

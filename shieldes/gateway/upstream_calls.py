@@ -70,6 +70,11 @@ JSON_DROPS = frozenset({"stream_options"})
 _NO_SPAN = nullcontext()  # an attempt's span when tracing is off (reusable: it holds nothing)
 
 
+def each_a_stream(_result: object) -> bool:
+    """`streamed` of calls whose every answer is a stream."""
+    return True
+
+
 class AttemptSpans(Protocol):
     """Tracing of upstream attempts (shieldes/tracing.py implements it)."""
 
@@ -325,7 +330,7 @@ class UpstreamCalls:
                                                lambda c: provider.stream(op, target, c), _limit_field(whole))
             return LoweredStream(chunks, lowered) if lowered else chunks
 
-        return await self._with_failover(op, route, out.fields, attempt, rec, out.fallback_fields)
+        return await self._with_failover(op, route, out.fields, attempt, rec, out.fallback_fields, each_a_stream)
 
     async def responses(self, route: Route, body: Body, ctx: ContextOf, streaming: bool,
                         raw: bytes | None = None, *, rec: RequestRecord | None = None,
@@ -341,7 +346,8 @@ class UpstreamCalls:
                                  history if same or sent.get("input") is body.get("input") else None,
                                  self.output_caps)
 
-        return await self._with_failover("responses", route, body, attempt, rec)
+        return await self._with_failover("responses", route, body, attempt, rec,
+                                         streamed=each_a_stream if streaming else None)
 
     async def responses_input_tokens(self, route: Route, body: Body) -> int:
         """The upstream's count of a Responses request's input tokens (native deployments)."""
@@ -351,18 +357,20 @@ class UpstreamCalls:
         count, _served = await self._with_failover("responses", route, body, attempt)
         return count
 
-    async def attempts(self, op: str, route: Route, attempt: Attempt[T],
-                       rec: RequestRecord | None = None) -> tuple[T, RouteTarget]:
-        """`attempt` (which builds its own request per deployment) through the same failover."""
+    async def attempts(self, op: str, route: Route, attempt: Attempt[T], rec: RequestRecord | None = None,
+                       streamed: Callable[[T], bool] | None = None) -> tuple[T, RouteTarget]:
+        """`attempt` (which builds its own request per deployment) through the same failover;
+        `streamed`: which of its results are streams (see _attempt)."""
         async def each(provider: Provider, target: Target, dep: Deployment, _sent: Body) -> T:
             return await attempt(provider, target, dep)
 
-        return await self._with_failover(op, route, {"model": route.model}, each, rec)
+        return await self._with_failover(op, route, {"model": route.model}, each, rec, streamed=streamed)
 
     async def _with_failover(self, op: str, route: Route, body: Body,
                              attempt: Callable[[Provider, Target, Deployment, Body], Awaitable[T]],
                              rec: RequestRecord | None = None,
-                             per_group: Mapping[str, Body] | None = None) -> tuple[T, RouteTarget]:
+                             per_group: Mapping[str, Body] | None = None,
+                             streamed: Callable[[T], bool] | None = None) -> tuple[T, RouteTarget]:
         """Try the route's targets in plan order (weights, retries with backoff, circuit breakers),
         then each fallback group in order. A prompt too long for one model moves straight on to the
         next group, if there is one. `per_group`: by fallback name, the fields its attempts send
@@ -398,7 +406,7 @@ class UpstreamCalls:
                 tried += 1
                 self.quotas.sent(name)
                 try:
-                    return await self._attempt(op, rt, sent, attempt, rec, tried), rt
+                    return await self._attempt(op, rt, sent, attempt, rec, tried, streamed), rt
                 except ProviderMisconfigured as exc:  # a deterministic configuration error: no retry
                     misconfigured[name] = exc
                 except UpstreamFailure as failure:
@@ -472,9 +480,11 @@ class UpstreamCalls:
 
     async def _attempt(self, op: str, rt: RouteTarget, body: Body,
                        attempt: Callable[[Provider, Target, Deployment, Body], Awaitable[T]],
-                       rec: RequestRecord | None = None, n: int = 1) -> T:
+                       rec: RequestRecord | None = None, n: int = 1,
+                       streamed: Callable[[T], bool] | None = None) -> T:
         """One call to one target; an UpstreamFailure is recorded (metrics, breaker, the request
-        log's failover path, the attempt's span) and re-raised."""
+        log's failover path, the attempt's span) and re-raised. A result `streamed` says is a stream
+        is no success yet: the upstream may still break it, and its end counts (note_stream_end)."""
         dep = rt.deployment
         started = time.perf_counter()
         if rec is not None:
@@ -508,5 +518,8 @@ class UpstreamCalls:
         else:
             rec.t_first_byte = now  # the upstream's answer (a stream's: its head) is in, on every route
             self.metrics.upstream_seconds(dep.name, now - started, rec.trace_id)
-        self.breaker.success(dep.name, now - started)
+        if streamed is not None and streamed(result):
+            self.breaker.opened(dep.name, now - started)
+        else:
+            self.breaker.success(dep.name, now - started)
         return result

@@ -59,6 +59,13 @@ def _names(body: Any) -> tuple[set[str], int | None]:
     return names, _status(err.get("code"))
 
 
+def request_at_fault(failure: UpstreamFailure) -> bool:
+    """Whether what broke a stream was the request's doing (a prompt too long, a request refused or
+    filtered): then the deployment did its job, as with a 400 answered before a stream opens.
+    Anything else (a cut connection, garbage, an overloaded or failing upstream) is the deployment's."""
+    return classify(failure).status == 400
+
+
 def classify(failure: UpstreamFailure) -> StreamFailure:
     """The kind of failure that ended a stream: its code (set by the provider that understood it),
     the upstream's own names for it, then the status it stands for; a broken stream otherwise."""

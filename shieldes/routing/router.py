@@ -175,6 +175,19 @@ class CircuitBreaker:
         if name in self._states:
             del self._states[name]
 
+    def opened(self, name: str, seconds: float) -> None:
+        """A stream's head arrived `seconds` after the request (feeds health views). Whether the
+        attempt succeeded is known only when the stream ends (`stream_ended`)."""
+
+    def stream_ended(self, name: str, broke: bool) -> None:
+        """A stream ended: one the upstream broke is a failed attempt, as an answered 500 is (a
+        deployment that opens streams and cuts them is rested and loses weight); one that completed,
+        or whose client left, a success."""
+        if broke:
+            self.failure(name)
+        else:
+            self.success(name)
+
     def first_token(self, name: str, seconds: float) -> None:
         """A stream's first content arrived `seconds` after the request (feeds health views)."""
 

@@ -24,3 +24,22 @@ def test_a_peer_resting_a_deployment_rests_it_here_too() -> None:
     breaker = ClusterBreaker(failures=5, cooldown=10.0, remote_open=lambda name: name == "b")
     assert breaker.is_open("b") and not breaker.is_open("a")
     assert not breaker.locally_open("b")
+
+
+def test_a_stream_counts_when_it_ends_and_broken_ones_in_a_row_rest_the_deployment() -> None:
+    """A stream's opening feeds the latency only; its end is its one outcome. Streams that open and
+    are then broken are failures in a row: the breaker rests the deployment as it would one
+    answering 500s (each opening would otherwise have closed it again)."""
+    breaker = ClusterBreaker(failures=3, cooldown=10.0, clock=lambda: 0.0)
+    for n in range(3):
+        breaker.opened("cut", 0.050)
+        seen = breaker.health()
+        assert (seen["cut"].requests if "cut" in seen else 0) == n  # (the opening is no outcome)
+        breaker.stream_ended("cut", broke=True)
+    h = breaker.health()["cut"]
+    assert h.open and h.requests == 3 and h.error_rate > 0.4 and h.latency_ms == 50.0
+    for _ in range(3):  # completed streams, or ones whose client left: successes
+        breaker.opened("fine", 0.020)
+        breaker.stream_ended("fine", broke=False)
+    h = breaker.health()["fine"]
+    assert not h.open and h.requests == 3 and h.error_rate == 0.0
