@@ -3,16 +3,15 @@ the Responses API (`--responses native`) at the v1 surface `/openai/v1/responses
 deployment in the body's `model` instead of the path. The upstream model name of a target is the
 Azure deployment name. Authentication is the `api-key`
 header (default), a bearer token given as the key (`--auth bearer`), or Entra ID tokens from
-azure-identity's default credential chain (`--auth entra`, extra `shieldes[azure]`)."""
+azure-identity's default credential chain (`--auth entra`, extra `shieldes[azure]`: providers/entra.py)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from shieldes.providers.base import Body, JsonResult, MediaOp, Operation, Target, UpstreamFailure
+from shieldes.providers.base import Body, JsonResult, MediaOp, Operation, Target
+from shieldes.providers.entra import EntraTokens
 from shieldes.providers.openai import OpenAIProvider, op_path
 from shieldes.providers.openai_responses import ResponsesEventStream
 from shieldes.providers.openai_stream import OpenAIChunkStream
@@ -20,7 +19,6 @@ from shieldes.providers.transport import UpstreamClient, UpstreamResponse
 from shieldes.providers.upstream_connection import Payload
 from shieldes.settings import Settings
 
-ENTRA_SCOPE = "https://cognitiveservices.azure.com/.default"
 V1_OPS = frozenset({"responses", "input_tokens"})  # served only by Azure's v1 surface
 
 
@@ -37,35 +35,6 @@ def deployment_url(base_url: str, deployment: str, op: Operation, api_version: s
     return urlunsplit((parts.scheme, parts.netloc, path, "api-version=" + quote(api_version, safe=""), ""))
 
 
-class _EntraTokens:
-    """Bearer tokens from azure-identity, fetched lazily and renewed five minutes before expiry."""
-
-    def __init__(self) -> None:
-        self._credential: Any = None
-        self._token = ""
-        self._expires = 0.0
-
-    async def token(self, target: Target) -> str:
-        if self._token and time.time() < self._expires - 300:
-            return self._token
-        if self._credential is None:
-            try:
-                from azure.identity.aio import DefaultAzureCredential
-            except ImportError:
-                raise UpstreamFailure(
-                    "provider type 'azure' with --auth entra needs azure-identity: pip install 'shieldes[azure]'",
-                    status=None, retryable=False) from None
-            self._credential = DefaultAzureCredential()
-        try:
-            got = await self._credential.get_token(ENTRA_SCOPE)
-        except Exception as exc:  # azure-identity raises its own ClientAuthenticationError tree
-            raise UpstreamFailure(
-                f"upstream deployment {target.deployment!r}: no Entra ID token ({type(exc).__name__}: {exc}); "
-                "check the Azure credentials of this node", status=None, retryable=True) from None
-        self._token, self._expires = str(got.token), float(got.expires_on)
-        return self._token
-
-
 class AzureProvider(OpenAIProvider):
     kind = "azure"
     # Azure OpenAI has no moderations endpoint (its content filters run on every call instead) and no
@@ -75,7 +44,7 @@ class AzureProvider(OpenAIProvider):
     def __init__(self, client: UpstreamClient, settings: Settings) -> None:
         super().__init__(client, settings)
         self._azure_urls: dict[tuple[str, str, str, str], str] = {}
-        self._entra = _EntraTokens()
+        self._entra = EntraTokens()
 
     def _endpoint(self, target: Target, op: Operation) -> tuple[str, bool]:
         version = target.options.get("api_version", "")
@@ -93,7 +62,7 @@ class AzureProvider(OpenAIProvider):
         """Under `--auth entra` the key is the current Entra ID token, sent as a bearer token."""
         if target.options.get("auth") != "entra":
             return target
-        token = await self._entra.token(target)
+        token = await self._entra.token(target.deployment)
         return Target(target.deployment, target.base_url, target.model, token, target.options)
 
     async def call(self, op: Operation, target: Target, body: Body) -> JsonResult:

@@ -20,11 +20,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @contextmanager
 def serving(database_url: str, node_id: str, *, env: dict[str, str] | None = None,
-            preexec_fn: Callable[[], None] | None = None) -> Iterator[tuple[subprocess.Popen[str], list[str], int]]:
-    """The node process, its stderr lines as they come, and its port."""
+            preexec_fn: Callable[[], None] | None = None, inherit: Callable[[str], bool] = lambda name: True,
+            ) -> Iterator[tuple[subprocess.Popen[str], list[str], int]]:
+    """The node process, its stderr lines as they come, and its port. It inherits the variables
+    of this process that `inherit` keeps, then `env` over them."""
+    inherited = {k: v for k, v in os.environ.items() if inherit(k)}
     proc = subprocess.Popen([sys.executable, "-m", "shieldes", "serve", "--host", "127.0.0.1", "--port", "0",
                              "--node-id", node_id], cwd=ROOT, preexec_fn=preexec_fn, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONPATH": str(ROOT),
+                            text=True, env={**inherited, "PYTHONPATH": str(ROOT),
                                             "SHIELDES_DATABASE_URL": database_url, **(env or {})})
     lines: list[str] = []
 
