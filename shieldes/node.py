@@ -52,7 +52,7 @@ from shieldes.log_poller import DB_CALL_TIMEOUT, LogPoller, database_answers
 from shieldes.loop_lag import LoopLagProbe
 from shieldes.projections.keytable import warm
 from shieldes.projections.projector import Projection, Projector
-from shieldes.providers.registry import build_providers, open_client
+from shieldes.providers.registry import build_providers, close_providers, open_client
 from shieldes.providers.transport import UpstreamClient
 from shieldes.requestlog.capture import Capture
 from shieldes.requestlog.writer import RequestLogWriter, upkeep_loop
@@ -392,6 +392,8 @@ class Node:
             await self.db_read_wait.stop()
             if self.upstream is not None:
                 await self.upstream.close()
+            if self.gateway is not None:
+                await close_providers(self.gateway.providers)
             if self.request_log is not None:  # every drained request has its record by now
                 side.append(asyncio.create_task(
                     self.request_log.stop(timeout=max(5.0, self.settings.shutdown_grace))))

@@ -46,6 +46,10 @@ class AzureProvider(OpenAIProvider):
         self._azure_urls: dict[tuple[str, str, str, str], str] = {}
         self._entra = EntraTokens()
 
+    async def close(self) -> None:
+        """Releases the Entra ID credential's HTTP sessions (at the node's stop)."""
+        await self._entra.close()
+
     def _endpoint(self, target: Target, op: Operation) -> tuple[str, bool]:
         version = target.options.get("api_version", "")
         key = (target.base_url, target.model, op, version)

@@ -127,4 +127,7 @@ class EntraTokens:
         """Stops a fetch under way and closes the credential's HTTP sessions (at the node's stop)."""
         await cancel_and_wait(self._fetch)
         if self._credential is not None:
-            await self._credential.close()
+            try:
+                await self._credential.close()
+            except Exception as exc:  # (a stop goes on whatever the credential's sessions do)
+                log.warning("closing the Entra ID credential failed: %s", one_line(exc))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from shieldes.providers.anthropic import AnthropicProvider
 from shieldes.providers.azure import AzureProvider
@@ -26,6 +26,14 @@ def build_providers(client: UpstreamClient, settings: Settings) -> dict[str, Pro
         "gemini": GeminiProvider(client, settings),
         "vertex": VertexProvider(client, settings),
     }
+
+
+async def close_providers(providers: Mapping[str, Provider]) -> None:
+    """What adapters hold besides the shared client (azure's Entra ID credential), released at the
+    node's stop."""
+    azure = providers.get("azure")
+    if isinstance(azure, AzureProvider):
+        await azure.close()
 
 
 def open_client(on_request: Callable[[dict[str, str]], None] | None = None) -> UpstreamClient:

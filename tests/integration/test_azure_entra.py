@@ -180,6 +180,7 @@ async def test_entra_tokens_from_a_managed_identity_shared_renewed_and_recovered
         assert up.last(CHAT).headers["authorization"] == "Bearer " + identity.issued[-1]
         assert len(identity.issued) == 3
     assert sum("no Entra ID token" in x for x in log) == 1, log
+    assert "IDENTITY_ENDPOINT" not in os.environ  # (the identity was the node process's only)
     assert not [x for x in log if "Traceback" in x or "Unclosed" in x], log
 
 
@@ -201,4 +202,3 @@ async def test_entra_without_azure_identity_says_which_extra_to_install(
                 "deployment 'az' cannot be used on this node: --auth entra needs azure-identity, which is not "
                 "installed here; pip install 'shieldes[azure]' on every node")
         assert not up.requests_to(CHAT)
-    assert os.environ.get("IDENTITY_ENDPOINT") is None  # (the identity was set in the node process only)
