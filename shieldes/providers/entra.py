@@ -24,7 +24,8 @@ MARGIN = 5.0  # a token this close to expiry is sent only if a fetch gives no ne
 # again sooner, after a renewal that got the same token or none, would only get the same answer
 RETRY_AFTER = 30.0
 FETCH_TIMEOUT = 30.0  # the longest a fetch may take (the chain's tries and their retries included)
-MISSING = "--auth entra needs azure-identity, which is not installed here; pip install 'shieldes[azure]' on every node"
+MISSING = ("--auth entra needs azure-identity, which is not installed here; pip install 'shieldes[azure]' on every "
+           "node and restart it")
 FIX = ("check this node's Azure identity (a managed identity, AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET, "
        "or `az login`) and its role on the Azure OpenAI resource (Cognitive Services OpenAI User); "
        "the next request asks for a token again")
@@ -60,6 +61,13 @@ def one_line(exc: BaseException, limit: int = 600) -> str:
     """azure-identity's messages span lines (one per credential of the chain): one line, bounded."""
     text = " ".join(str(exc).split()) or "no detail"
     return f"{type(exc).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
+
+
+def default_credential() -> Any:
+    """azure-identity's default credential chain, its asyncio flavour. Raises ImportError without the extra."""
+    from azure.identity.aio import DefaultAzureCredential
+
+    return DefaultAzureCredential()
 
 
 class EntraTokens:
@@ -98,13 +106,12 @@ class EntraTokens:
         if self._credential is None:
             if self._missing:
                 return MISSING
-            try:
-                from azure.identity.aio import DefaultAzureCredential
+            try:  # (in a thread: importing azure-identity takes a tenth of a second or more)
+                self._credential = await asyncio.to_thread(default_credential)
             except ImportError:
                 self._missing = True
                 log.error("the azure deployments using %s", MISSING)
                 return MISSING
-            self._credential = DefaultAzureCredential()
         before = self._held
         try:
             async with asyncio.timeout(FETCH_TIMEOUT):
