@@ -28,10 +28,12 @@ def test_vertex_without_google_auth_names_the_extra(monkeypatch: pytest.MonkeyPa
 
 
 async def test_azure_entra_without_azure_identity_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    from shieldes.providers.azure import _EntraTokens
-    from shieldes.providers.base import Target
+    from shieldes.errors import ProviderMisconfigured
+    from shieldes.providers.entra import EntraTokens
 
     monkeypatch.setitem(sys.modules, "azure.identity.aio", None)
-    with pytest.raises(UpstreamFailure) as err:
-        await _EntraTokens().token(Target("az", "https://r.openai.azure.com", "d", None, {"auth": "entra"}))
-    assert "pip install 'shieldes[azure]'" in err.value.message
+    with pytest.raises(ProviderMisconfigured) as err:
+        await EntraTokens().token("az")
+    assert err.value.message == ("deployment 'az' cannot be used on this node: --auth entra needs azure-identity, "
+                                 "which is not installed here; pip install 'shieldes[azure]' on every node and "
+                                 "restart it")
