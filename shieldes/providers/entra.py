@@ -1,6 +1,6 @@
 """Entra ID access tokens for `azure` deployments under `--auth entra`: azure-identity's default
-credential chain (extra `shieldes[azure]`) through its asyncio API, so a fetch never blocks the
-event loop. One fetch at a time, shared by every request that waits for it. A token is renewed in
+credential chain (extra `shieldes[azure]`) through its asyncio API, so that a fetch does not hold
+up the event loop. One fetch at a time, shared by every request that waits for it. A token is renewed in
 the background five minutes before it expires while requests go on sending it; a request waits for
 a fetch only when the node holds no token or one about to expire."""
 
@@ -103,20 +103,19 @@ class EntraTokens:
 
     async def _fetch_one(self) -> Held | str:
         """The new token, or why there is none (the held one kept, asked for again RETRY_AFTER later)."""
-        if self._credential is None:
-            if self._missing:
-                return MISSING
-            try:  # (in a thread: importing azure-identity takes a tenth of a second or more)
-                self._credential = await asyncio.to_thread(default_credential)
-            except ImportError:
-                self._missing = True
-                log.error("the azure deployments using %s", MISSING)
-                return MISSING
+        if self._missing:
+            return MISSING
         before = self._held
         try:
+            if self._credential is None:  # (in a thread: importing azure-identity takes a tenth of a second)
+                self._credential = await asyncio.to_thread(default_credential)
             async with asyncio.timeout(FETCH_TIMEOUT):
                 got = await self._credential.get_token(ENTRA_SCOPE)
-        except Exception as exc:  # azure-identity's ClientAuthenticationError tree, a timeout
+        except ImportError:
+            self._missing = True
+            log.error("no Entra ID tokens: %s", MISSING)
+            return MISSING
+        except Exception as exc:  # azure-identity's ClientAuthenticationError tree, its ValueErrors, a timeout
             why = f"timed out after {FETCH_TIMEOUT:.0f} s" if isinstance(exc, TimeoutError) else one_line(exc)
             if not self._failing:
                 self._failing = True
@@ -126,7 +125,7 @@ class EntraTokens:
             return why
         if self._failing:
             self._failing = False
-            log.warning("Entra ID tokens are coming again for the azure deployments using --auth entra")
+            log.info("Entra ID tokens are coming again for the azure deployments using --auth entra")
         self._held = fetched(str(got.token), float(got.expires_on), before, time.time())
         return self._held
 

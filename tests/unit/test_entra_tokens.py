@@ -3,7 +3,10 @@ lifetime (an hour), which the end-to-end test's two-second tokens cannot show.""
 
 from __future__ import annotations
 
-from shieldes.providers.entra import MARGIN, RENEW_BEFORE, RETRY_AFTER, Held, fetched, one_line, step
+import pytest
+
+from shieldes.errors import ProviderMisconfigured
+from shieldes.providers.entra import MARGIN, RENEW_BEFORE, RETRY_AFTER, EntraTokens, Held, fetched, one_line, step
 
 T0 = 1_800_000_000.0
 HOUR = 3600.0
@@ -43,3 +46,18 @@ def test_azure_identitys_messages_come_on_one_bounded_line() -> None:
     assert line.startswith("ValueError: DefaultAzureCredential failed to retrieve a token. Attempted credentials: "
                            "EnvironmentCredential: not configured ManagedIdentityCredential: xxx")
     assert one_line(TimeoutError()) == "TimeoutError: no detail"
+
+
+async def test_a_chain_the_environment_breaks_is_a_clear_error_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """azure-identity refuses to build its chain when AZURE_TOKEN_CREDENTIALS names no credential of
+    it: the request is told so (ProviderMisconfigured, a 502), the node does not answer a 500."""
+    monkeypatch.setenv("AZURE_TOKEN_CREDENTIALS", "nonsense")
+    tokens = EntraTokens()
+    try:
+        with pytest.raises(ProviderMisconfigured) as err:
+            await tokens.token("az")
+    finally:
+        await tokens.close()
+    assert err.value.message.startswith("deployment 'az' cannot be used on this node: no Entra ID token (ValueError: "
+                                        "Invalid value for AZURE_TOKEN_CREDENTIALS: nonsense.")
+    assert "check this node's Azure identity" in err.value.message
