@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import anthropic
 import openai
 import pytest
 from aiohttp import web
@@ -170,6 +171,15 @@ async def test_entra_tokens_from_a_managed_identity_shared_renewed_and_recovered
         assert message.startswith("deployment 'az' cannot be used on this node: no Entra ID token (")
         assert "No managed identity is assigned" in message and "\n" not in message
         assert "check this node's Azure identity" in message
+        # (a Messages client is told the same in Anthropic's shape)
+        claude = anthropic.AsyncAnthropic(base_url=str(client.base_url).removesuffix("/v1/"),
+                                          api_key=client.api_key, max_retries=0)
+        with pytest.raises(anthropic.APIStatusError) as in_anthropic_shape:
+            await claude.messages.create(model="prod-gpt4o", max_tokens=20, messages=HELLO)
+        assert in_anthropic_shape.value.status_code == 502
+        assert in_anthropic_shape.value.body["type"] == "error"  # type: ignore[index]
+        assert in_anthropic_shape.value.body["error"]["message"].startswith(  # type: ignore[index]
+            "deployment 'az' cannot be used on this node: no Entra ID token (")
         # the node's log says so, once for the outage
         await until(lambda: asyncio.sleep(0.01, any("no Entra ID token" in x for x in log)), "the node's log line")
 
