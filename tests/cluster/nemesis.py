@@ -146,11 +146,16 @@ def sender_of(envelope: gossip_pb2.Envelope) -> str:
 
 class Links:
     """Which pairs of nodes cannot gossip, and how: `blackhole` (messages vanish, the sender times out)
-    or `refuse` (the sender's push fails at once, as if nothing listened)."""
+    or `refuse` (the sender's push fails at once, as if nothing listened). `blocked` cuts a pair both
+    ways; `one_way` cuts only (sender, receiver), the answers to the other way's pushes still flow."""
 
     def __init__(self) -> None:
         self.blocked: dict[frozenset[str], str] = {}
+        self.one_way: dict[tuple[str, str], str] = {}
         self.dropped = 0
+
+    def mode(self, sender: str, receiver: str) -> str | None:
+        return self.blocked.get(frozenset((sender, receiver))) or self.one_way.get((sender, receiver))
 
 
 class RelayLoop:
@@ -168,6 +173,10 @@ class RelayLoop:
     async def run(self, coro: Any) -> Any:
         """Run `coro` on the relays' loop; awaited from the harness's."""
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
+
+    def call(self, coro: Any) -> Any:
+        """Run `coro` on the relays' loop from blocking code."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)
 
     def close(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -195,7 +204,7 @@ class GossipRelay(gossip_pb2_grpc.GossipServicer):
             await self._channel.close()
 
     async def Push(self, request: gossip_pb2.Envelope, context: Any) -> gossip_pb2.Ack:
-        mode = self.links.blocked.get(frozenset((sender_of(request), self.receiver)))
+        mode = self.links.mode(sender_of(request), self.receiver)
         if mode is not None:
             self.links.dropped += 1
             if mode == "blackhole":

@@ -5,7 +5,6 @@ usage it served while Postgres was cut (gossip does not need the database)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -24,8 +23,8 @@ import pytest
 from shieldes.projections.shared_commands import AddProvider
 from tests import pg
 from tests.cluster.harness import ROOT, SECRET, UPSTREAM_KEY_ENV, Cluster, NodeProc, get_json, until
+from tests.cluster.pg_proxy import ProxyThread
 from tests.cluster.test_churn import HEARTBEAT_INTERVAL, NODE_TIMEOUT, SLACK, chat
-from tests.resilience.support import TcpProxy
 
 pytestmark = pytest.mark.cluster
 ADMIN = "usage-durability-admin-token"
@@ -201,36 +200,6 @@ def test_usage_a_killed_node_had_gossiped_is_appended_by_the_leader(duo: Cluster
 
 
 # --- Postgres cut ----------------------------------------------------------------------------------
-
-
-class ProxyThread:
-    """tests.resilience.support.TcpProxy on an event loop of its own thread, for tests that drive
-    real node processes from plain (blocking) code: `cut()` drops every connection to Postgres and
-    closes new ones until `restore()`."""
-
-    def __init__(self, database_url: str) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="pg-proxy", daemon=True)
-        self._thread.start()
-        self.proxy = self._call(TcpProxy(database_url).start())
-
-    def _call(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)
-
-    def url_for(self, database_url: str) -> str:
-        return self.proxy.url_for(database_url)
-
-    def cut(self) -> None:
-        self._loop.call_soon_threadsafe(self.proxy.cut)
-
-    def restore(self) -> None:
-        self._loop.call_soon_threadsafe(self.proxy.restore)
-
-    def stop(self) -> None:
-        self._call(self.proxy.stop())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import contextlib
 import os
 import re
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,8 +104,7 @@ class TcpProxy:
             return
         self.accepted += 1
         self._writers.update((writer, up_writer))
-        pumps = [asyncio.create_task(self._pump(reader, up_writer)),
-                 asyncio.create_task(self._pump(up_reader, writer))]
+        pumps = [asyncio.create_task(p) for p in self._pumps(reader, writer, up_reader, up_writer)]
         self._tasks.update(pumps)
         await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
         for w in (writer, up_writer):
@@ -114,6 +113,11 @@ class TcpProxy:
         for p in pumps:
             p.cancel()
             self._tasks.discard(p)
+
+    def _pumps(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up_reader: asyncio.StreamReader,
+               up_writer: asyncio.StreamWriter) -> list[Coroutine[Any, Any, None]]:
+        """The client's bytes to Postgres and Postgres's back (a subclass may edit them)."""
+        return [self._pump(reader, up_writer), self._pump(up_reader, writer)]
 
     async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError, ConnectionError):
