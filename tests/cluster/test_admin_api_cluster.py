@@ -159,7 +159,12 @@ def test_a_console_session_revoked_on_one_node_is_refused_by_every_node_within_t
     assert status == 200, session
     status, me = api(a.base, "GET", "/whoami", session)
     assert status == 200 and me["kind"] == "oidc", me
-    until_status(b.base, "/whoami", session, 200)  # b applied the sign-in
+    import psycopg
+
+    with psycopg.connect(cluster.database_url) as conn:
+        signed_in = conn.execute("SELECT config_position FROM log_head").fetchone()
+    assert signed_in is not None
+    cluster.wait_position(int(signed_in[0]))  # b applied the sign-in (before, it takes the signed token alone)
     status, out = api(b.base, "POST", f"/sessions/{me['session']}/revoke", BOOT)
     assert status == 200 and out["data"][0]["status"] == "revoked", out
     revoked = time.monotonic()
