@@ -103,7 +103,7 @@ def listener(node: NodeProc) -> str:
     return str((ready(node).get("cluster") or {}).get("listener"))
 
 
-def one_minute_ahead(need: float = 25.0) -> None:
+def one_minute_ahead(need: float = 15.0) -> None:
     """Limits count a sliding minute: keep a test's requests inside one fixed window, so that what
     a node says is left is exactly the limit less what the cluster admitted."""
     left = 60 - time.time() % 60
