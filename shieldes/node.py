@@ -36,7 +36,7 @@ from shieldes.cluster.meter import ClusterMeter
 from shieldes.cluster.runtime import ClusterRuntime
 from shieldes.dbwait import DbWait
 from shieldes.events.pg_store import PostgresEventStore, open_pool
-from shieldes.gateway import ops_metrics
+from shieldes.gateway import client_trace, ops_metrics
 from shieldes.gateway.admin.context import AdminContext
 from shieldes.gateway.admin.oidc import OidcLogin
 from shieldes.gateway.admin.sign_in_limit import SignInCollector, SignInLimit
@@ -222,7 +222,8 @@ class Node:
         await self.cluster.start()
         for part in self.extra_parts:
             await part.start()
-        self.upstream = open_client(self.tracing.inject_headers if self.tracing else None)
+        # trace context upstream: the attempt span's with tracing on, else the client's own as it came
+        self.upstream = open_client(self.tracing.inject_headers if self.tracing else client_trace.inject)
         self.gateway = Gateway(s, self.projector, self.meter, build_providers(self.upstream, s), self.metrics,
                                keyring=self.keyring)
         self.gateway.tracing = self.tracing

@@ -21,6 +21,7 @@ import aiohttp
 from aiohttp import web
 
 from shieldes.errors import BodyTooLarge, NotFound, PermissionDenied, RateLimited, ShieldesError, retry_after_seconds
+from shieldes.gateway import client_trace
 from shieldes.gateway.client_watch import WATCH_INTERVAL, client_gone
 from shieldes.gateway.middleware import REQUEST_ID, record_of, request_id
 from shieldes.gateway.routes import GATEWAY, read_json
@@ -250,6 +251,7 @@ class McpRoute:
         headers.update(self.upstream.headers(server))
         tracing = self.gateway.tracing
         if tracing is None:
+            client_trace.inject(headers)  # the client's own trace context, as it came
             return await self._call(server, posted, key, headers)
         method = posted.method if posted is not None and posted.method else request.method
         with tracing.mcp_span(server.name, server.url, method, posted.tool if posted is not None else None) as span:

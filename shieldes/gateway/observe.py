@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from shieldes.client_address import Network, client_address
+from shieldes.gateway import client_trace
 from shieldes.gateway.metrics import Metrics
 from shieldes.gateway.middleware import RECORD_KEY, ROUTE_LABELS, Handler, handle_errors, request_id
 from shieldes.logformat import AccessLog
@@ -120,8 +121,12 @@ class Observer:
         resp: web.StreamResponse | None = None
         gone = False  # the client left before its answer could be written
         try:
-            if tracing is None:
-                resp = await handle_errors(request, handler)
+            if tracing is None:  # the client's own trace context goes upstream as it came
+                held = client_trace.take(request.headers)
+                try:
+                    resp = await handle_errors(request, handler)
+                finally:
+                    client_trace.release(held)
                 gone = left_unanswered(request, resp, rec)
             else:
                 with tracing.server_span(request, rec) as span:
