@@ -173,7 +173,7 @@ def test_promtool_accepts_rules_config_and_dashboard_queries(tmp_path: Path) -> 
         done = subprocess.run([tool, *args], capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stdout + done.stderr
     # the dashboard's queries, with Grafana's variables filled in, as recording rules: promtool parses them
-    records = [{"record": f"dashboard:q{i}", "expr": expr.replace("$__rate_interval", "1m").replace("$job", "shieldes")}
+    records = [{"record": f"dashboard:q{i}", "expr": grafana_to_promql(expr)}
                for i, expr in enumerate(dashboard_exprs().values())]
     path = tmp_path / "dashboard-rules.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": records}]}))
@@ -187,6 +187,44 @@ def test_promtool_rule_tests_pass() -> None:
     tool = promtool()
     done = subprocess.run([tool, "test", "rules", str(RULES.parent / "alerts_test.yml")], capture_output=True,
                           text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def grafana_to_promql(expr: str, rate_interval: str = "1m") -> str:
+    """A dashboard query as Prometheus runs it for Grafana (its variables filled in)."""
+    return expr.replace("$__rate_interval", rate_interval).replace("$job", "shieldes")
+
+
+def test_deployment_panels_show_nothing_for_a_deployment_no_longer_called(tmp_path: Path) -> None:
+    """A deployment's moving error rate and latency stand still once no call goes to it: the
+    panels show them only for the nodes that called it in the window, and nothing once none does
+    (not the last value forever, nor a frozen value of a node that stopped over the live one)."""
+    tool = promtool()
+    exprs = dashboard_exprs()
+    panels = {"shieldes_deployment_error_rate": grafana_to_promql(exprs["Error rate by deployment [A]"]),
+              "shieldes_deployment_latency_seconds": grafana_to_promql(exprs["Latency by deployment [A]"])}
+    tests = []
+    for metric, expr in panels.items():
+        def series(instance: str, deployment: str, values: str, name: str = metric) -> dict[str, str]:
+            return {"series": f'{name}{{job="shieldes",instance="{instance}",deployment="{deployment}"}}',
+                    "values": values}
+        calls = "shieldes_deployment_requests_60s"
+        tests.append({"interval": "1m", "input_series": [
+            # node a calls openai throughout; its azure calls stop after 5 minutes
+            series("a:8080", "openai", "0.6x40"), series("a:8080", "openai", "4x40", calls),
+            series("a:8080", "azure", "0.8x40"), series("a:8080", "azure", "3x5 0x35", calls),
+            # node b called openai long ago: its value stands still, higher than a's live one
+            series("b:8080", "openai", "0.9x40"), series("b:8080", "openai", "0x40", calls),
+        ], "promql_expr_test": [
+            {"expr": expr, "eval_time": "3m", "exp_samples": [
+                {"labels": "{deployment=\"azure\"}", "value": 0.8},
+                {"labels": "{deployment=\"openai\"}", "value": 0.6}]},
+            {"expr": expr, "eval_time": "20m", "exp_samples": [
+                {"labels": "{deployment=\"openai\"}", "value": 0.6}]},
+        ]})
+    path = tmp_path / "panels_test.yml"
+    path.write_text(yaml.safe_dump({"evaluation_interval": "1m", "tests": tests}))
+    done = subprocess.run([tool, "test", "rules", str(path)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
