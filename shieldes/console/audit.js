@@ -1,6 +1,6 @@
 // The audit trail: config changes (who, what, when), the config as it was at any change (step back
 // and forth in time), and a diff between two points.
-import { api, h, fmt, table, heading, field, qs, errorBox, plainJson } from "./core.js";
+import { api, h, fmt, table, heading, field, qs, errorBox, plainJson, breakable } from "./core.js";
 
 const KEYS_SHOWN = 50;
 
@@ -73,14 +73,14 @@ export async function auditPage(root) {
         h("button", { type: "button", disabled: position === null, onclick: () => showAsOf(null) }, "Now")),
       // (this column is two fifths of the page: names wrap sooner, long cells wrap, so it fits 1280 px)
       table("Keys", [
-        { label: "Key", header: true, cls: "name narrow", cell: (k) => k.name },
+        { label: "Key", header: true, cls: "name narrow ident", cell: (k) => h("span", { title: k.name }, breakable(k.name)) },
         { label: "Status", cell: (k) => h(`span.badge.${k.revoked ? "bad" : "ok"}`, k.revoked ? "revoked" : "active") },
         { label: "RPM", num: true, cell: (k) => fmt.num(k.rpm) },
         { label: "Budget", num: true, cls: "fit", cell: (k) => (k.budget ? `${fmt.usd(k.budget.amount_usd)}/${k.budget.period}` : "–") },
       ], cfg.keys, { empty: "No keys at this point." }),
       ...(cfg.keys_total > cfg.keys.length ? [h("p.muted.small.keys-shown", `The first ${cfg.keys.length} of ${fmt.num(cfg.keys_total)} keys by name.`)] : []),
       table("Providers", [
-        { label: "Provider", header: true, cls: "name narrow", cell: (p) => p.name },
+        { label: "Provider", header: true, cls: "name narrow ident", cell: (p) => h("span", { title: p.name }, breakable(p.name)) },
         { label: "Models", cls: "fit", cell: (p) => p.models.join(", ") },
         { label: "Weight", num: true, cell: (p) => String(p.weight) },
       ], cfg.providers, { empty: "No providers at this point." }),
@@ -100,9 +100,11 @@ export async function auditPage(root) {
       h("h2#diff-title", `Changes from #${d.from.position} to #${d.to.position}`),
       h("p.muted.small", `${d.events} events; pick “As of” on a row to move the end point, “Diff from” to move the start.`),
       table("Changed entities", [
-        // who changed it under the entity, so the fields have the room (their values wrap anywhere)
-        { label: "Entity", header: true, cls: "name narrow", cell: (c) => h("span", `${c.kind} ${c.name}`,
-          h("span.sub", "by ", c.events.map((e) => `#${e.position} ${e.actor}`).join(", "))) },
+        // who changed it under the entity, so the fields have the room (their values wrap anywhere);
+        // the name wraps between its parts, never inside a word
+        { label: "Entity", header: true, cls: "name narrow ident", cell: (c) => h("span",
+          h("span", { title: `${c.kind} ${c.name}` }, breakable(`${c.kind} ${c.name}`)),
+          h("span.sub", "by ", c.events.map((e, i) => [i ? ", " : "", `#${e.position} `, breakable(e.actor)]))) },
         { label: "Change", cell: (c) => h(`span.badge.${c.change === "removed" ? "bad" : c.change === "added" ? "ok" : "warn"}`, c.change) },
         { label: "Fields", cls: "fit", cell: (c) => h("ul.fields", Object.entries(c.fields).map(([f, v]) =>
           h("li", h("code", f), `: ${plainJson(v.from)} → ${plainJson(v.to)}`))) },

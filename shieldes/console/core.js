@@ -197,6 +197,17 @@ export function table(caption, columns, rows, { empty = "Nothing here yet." } = 
     h("table", h("caption", caption), h("thead", head), h("tbody", body)));
 }
 
+// A name (a key, team, deployment, model: up to 128 characters, often no space) as text that
+// wraps only between its parts: after a dot, underscore, slash, colon or @ (a hyphen already is a
+// break), and every 12 characters of a run without any, so a narrow column never cuts a word in two
+// and a name without parts still fits.
+const NAME_PART = /[^-_./:@\s]{1,12}[-_./:@]*|[-_./:@\s]+/g;
+export function breakable(name) {
+  const text = String(name);
+  const parts = text.match(NAME_PART) || [text];
+  return parts.flatMap((part, i) => (i ? [h("wbr"), part] : [part]));
+}
+
 export function field(label, input, hint) {
   const id = input.id || `f-${Math.random().toString(36).slice(2, 9)}`;
   input.id = id;

@@ -46,13 +46,13 @@ export async function overviewPage(root) {
     const maxLag = Math.max(0, ...alive.map((n) => n.lag));
     const applies = alive.map((n) => n.config_apply_ms).filter((v) => v !== null && v !== undefined);
     const leader = data.leader;
-    const cards = h("div.cards",
-      card("Leader", leader.node_id || "none", `epoch ${leader.epoch}`),
+    const cards = h("div.cards.overview-cards",
+      card("Leader", leader.node_id || "none", `epoch ${leader.epoch}`, null, "wide"),
       card("Nodes alive", `${alive.length} / ${data.nodes.length}`, `answered by ${data.answered_by}`),
       card("Log head", fmt.num(data.log_head), `max lag ${fmt.num(maxLag)} events`),
       card("Propagation", applies.length ? fmt.ms(Math.max(...applies)) : "–", "last config change, commit to applied (slowest node)"),
       card("Convergence", fmt.ms(data.convergence_ms), "gossip: sent to acknowledged by every peer (longest, last 10 s)"),
-      card("Requests", rates.size ? fmt.rate(sum("rps")) : "…", null, sparkline(history.rps, { title: "requests per second, last 2 minutes" })),
+      card("Requests", rates.size ? fmt.rate(sum("rps")) : "…", "all answers, every node", sparkline(history.rps, { title: "requests per second, last 2 minutes" })),
       card("Errors", rates.size ? fmt.rate(sum("eps")) : "…", "4xx and 5xx answers", sparkline(history.eps, { title: "errors per second, last 2 minutes" })));
     const nodes = table("Nodes", [
       { label: "Node", header: true, cell: (n) => h("span", n.node_id, n.leader ? [" ", h("span.badge.ok", { title: "leader" }, "leader")] : null) },
@@ -95,8 +95,8 @@ export async function overviewPage(root) {
   return { stop() { stopped = true; clearTimeout(timer); } };
 }
 
-function card(title, value, sub, extra) {
-  return h("section.card", { "aria-label": title }, h("h2", title), h("p.big", value), sub ? h("p.muted.small", sub) : null, extra || null);
+function card(title, value, sub, extra, size) {
+  return h(`section.card${size ? `.${size}` : ""}`, { "aria-label": title }, h("h2", title), h("p.big", value), sub ? h("p.muted.small", sub) : null, extra || null);
 }
 
 function gossipHealth(n) {
