@@ -33,6 +33,28 @@ function budgetFields(amountText, period) {
   return budget === null ? { budget: null } : { budget, budget_period: period };
 }
 
+// What a write says besides its result (the admin API's `unpriced_models` and `warnings` of one or
+// more answers), each in words that say what to do.
+function writeNotes(...answers) {
+  const unpriced = [...new Set(answers.flatMap((a) => (a && a.unpriced_models) || []))];
+  const notes = [];
+  if (unpriced.length) {
+    const them = unpriced.length === 1 ? "it" : "them";
+    const model = unpriced.length === 1 ? unpriced[0] : "MODEL";
+    notes.push(`No price for ${unpriced.join(", ")}: while a budget applies to this key (its own or its team's), `
+      + `requests for ${them} are refused (403 model_not_priced). Have an admin set a price for ${them} `
+      + `(\`shieldes pricing set ${model} --input USD_PER_1M --output USD_PER_1M\`, or PUT /admin/v1/pricing/${model}), `
+      + `or leave ${them} out of the key's models.`);
+  }
+  for (const w of answers.flatMap((a) => (a && a.warnings) || [])) notes.push(w.charAt(0).toUpperCase() + w.slice(1));
+  return [...new Set(notes)];
+}
+
+// each note with what it quotes in `backticks` (a command, a field) as code
+function notesList(notes) {
+  return h("ul.notes", notes.map((n) => h("li", n.split("`").map((part, i) => (i % 2 ? h("code", part) : part)))));
+}
+
 function splitList(text) {
   const items = text.split(",").map((v) => v.trim()).filter(Boolean);
   return items.length ? items : null;
@@ -114,6 +136,7 @@ export async function keysPage(root) {
   const canKeys = session.can("keys:write");
   const canAdmin = session.can("admin");
   const secretArea = h("div");
+  const notesArea = h("div");  // what the last save said besides "saved", until dismissed
   const keysArea = h("div");
   const teamsArea = h("div");
   const editArea = h("div");
@@ -168,7 +191,17 @@ export async function keysPage(root) {
     }
   }
 
+  function showNotes(title, notes) {
+    if (!notes.length) { notesArea.replaceChildren(); return; }
+    const head = h("h2#notes-title", { tabindex: -1 }, title);
+    notesArea.replaceChildren(h("section.panel.notes-panel", { role: "alert", "aria-labelledby": "notes-title" },
+      head, notesList(notes),
+      h("button", { type: "button", onclick: () => notesArea.replaceChildren() }, "Dismiss")));
+    head.focus();
+  }
+
   function showSecret(title, row) {
+    const notes = writeNotes(row);
     const code = h("code.secret", { tabindex: 0 }, row.key);
     const copy = h("button", { type: "button", onclick: async () => {
       try { await navigator.clipboard.writeText(row.key); toast("Copied to the clipboard."); } catch { toast("Select the key and copy it.", "warn"); }
@@ -177,7 +210,8 @@ export async function keysPage(root) {
     secretArea.replaceChildren(h("section.panel.secret-panel", { role: "alert", "aria-labelledby": "secret-title" },
       h("h2#secret-title", title),
       h("p", "This is the only time the key is shown. Store it now: only its hash is kept."),
-      h("div.secret-row", code, copy), done));
+      h("div.secret-row", code, copy),
+      ...(notes.length ? [h("div.notes-panel.inline", h("h3", "Warning"), notesList(notes))] : []), done));
     done.focus();
   }
 
@@ -341,15 +375,17 @@ export async function keysPage(root) {
       if (numberOrNull(tpm.value) !== k.tpm) patch.tpm = numberOrNull(tpm.value);
       if ((team.value() || null) !== k.team) patch.team = team.value() || null;
       const newBudget = numberOrNull(budget.value);
+      const answers = [];  // their unpriced models and warnings are said once saved
       try {
-        if (Object.keys(patch).length) await api("PATCH", `/keys/${ref}`, patch);
+        if (Object.keys(patch).length) answers.push(await api("PATCH", `/keys/${ref}`, patch));
         if (newBudget === null && k.budget_usd !== null) await api("DELETE", `/budgets/key/${ref}`);
         else if (newBudget !== null && (newBudget !== k.budget_usd || period.value !== k.budget_period)) {
-          await api("PUT", `/budgets/key/${ref}`, { amount_usd: newBudget, period: period.value });
+          answers.push(await api("PUT", `/budgets/key/${ref}`, { amount_usd: newBudget, period: period.value }));
         }
         editArea.replaceChildren();
         toast(`Saved ${k.name}.`);
         await load();
+        showNotes(`Saved ${k.name}, but note:`, writeNotes(...answers));
       } catch (err) {
         error.textContent = err.message;
       }
@@ -375,7 +411,7 @@ export async function keysPage(root) {
   const readOnly = canKeys ? null : h("p.role-note", { role: "note" },
     `Read only: your role (${session.me.role}) lists keys and teams; creating, editing, rotating and revoking keys `
     + "needs the operator or admin role. Sign out and sign in with such a token to change them.");
-  root.replaceChildren(heading("Keys & teams", newKey), readOnly || "", secretArea, editArea, keysArea, teamsArea);
+  root.replaceChildren(heading("Keys & teams", newKey), readOnly || "", secretArea, notesArea, editArea, keysArea, teamsArea);
   await load();
   if (canKeys) root.insertBefore(createForm(), keysArea);
   return null;
