@@ -100,10 +100,10 @@ export async function auditPage(root) {
       h("h2#diff-title", `Changes from #${d.from.position} to #${d.to.position}`),
       h("p.muted.small", `${d.events} events; pick “As of” on a row to move the end point, “Diff from” to move the start.`),
       table("Changed entities", [
-        // who changed it under the entity, so the fields have the room (their values wrap anywhere);
-        // the name wraps between its parts, never inside a word
+        // its kind over its name and who changed it under, so the fields have the room (their values
+        // wrap anywhere); the name wraps between its parts, never inside a word
         { label: "Entity", header: true, cls: "name narrow ident", cell: (c) => h("span",
-          h("span", { title: `${c.kind} ${c.name}` }, breakable(`${c.kind} ${c.name}`)),
+          h("span.sub.kind", c.kind), h("span", { title: `${c.kind} ${c.name}` }, breakable(c.name)),
           h("span.sub", "by ", c.events.map((e, i) => [i ? ", " : "", `#${e.position} `, breakable(e.actor)]))) },
         { label: "Change", cell: (c) => h(`span.badge.${c.change === "removed" ? "bad" : c.change === "added" ? "ok" : "warn"}`, c.change) },
         { label: "Fields", cls: "fit", cell: (c) => h("ul.fields", Object.entries(c.fields).map(([f, v]) =>
