@@ -5,20 +5,25 @@ upstream call as it came (so an app and an upstream that both trace share one tr
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import anthropic
 import openai
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shieldes.gateway.client_trace import trace_headers, valid_traceparent
 from shieldes.projections.shared_commands import AddProvider
 from tests.fake_bedrock import FakeBedrock, aws_credentials
+from tests.fake_google import FakeGoogle, service_account
 from tests.integration.gateway_harness import harness
 
 PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 STATE = "vendor=abc,other=x:y"
 CLAUDE_ON_BEDROCK = "anthropic.claude-3-5-sonnet-20240620-v1:0"
+GEMINI_ON_VERTEX = "gemini-2.5-pro"
 TRACE_HEADERS = ("traceparent", "tracestate")
 
 
@@ -51,11 +56,18 @@ def test_repeated_traceparent_is_dropped_and_tracestates_are_joined() -> None:
     assert of(("tracestate", "a=1")) is None
 
 
-async def test_client_trace_context_reaches_every_upstream_call_with_tracing_off(database_url: str) -> None:
+async def test_client_trace_context_reaches_every_upstream_call_with_tracing_off(
+        database_url: str, tmp_path: Path) -> None:
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     with aws_credentials():
-        async with FakeBedrock(region="eu-west-1") as bedrock, harness(database_url, upstream_retries=0) as h:
+        async with FakeBedrock(region="eu-west-1") as bedrock, FakeGoogle(public_key=private.public_key()) as google, \
+                harness(database_url, upstream_retries=0) as h:
             await h.admin(AddProvider("br", "bedrock", bedrock.url, None, (CLAUDE_ON_BEDROCK,),
                                       options={"region": "eu-west-1"}))
+            account = tmp_path / "sa.json"  # a service account whose tokens come from the fake's /token
+            account.write_text(json.dumps(service_account(private, google.url + "/token")))
+            await h.admin(AddProvider("vtx", "vertex", google.url, None, (GEMINI_ON_VERTEX,), options={
+                "project": "proj-1", "location": "us-east5", "credentials_file": str(account)}))
             secret = await h.create_key("traced")
             await h.sync()
             up = h.upstream
@@ -72,11 +84,14 @@ async def test_client_trace_context_reaches_every_upstream_call_with_tracing_off
             await ac.messages.create(model="claude-3-5-haiku-latest", max_tokens=50, messages=messages)
             await ac.messages.create(model="gpt-4o", max_tokens=50, messages=messages)  # translated
             await oa.chat.completions.create(model=CLAUDE_ON_BEDROCK, messages=messages)
+            await oa.chat.completions.create(model=GEMINI_ON_VERTEX, messages=messages)
             routes = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/messages"]
             calls = [rq.headers for rq in up.requests if rq.path in routes] + \
-                [{k.lower(): v for k, v in seen.headers.items()} for seen in bedrock.requests]
-            assert len(calls) == 8
-            assert [{k: c.get(k) for k in TRACE_HEADERS} for c in calls] == [sent] * 8
+                [{k.lower(): v for k, v in seen.headers.items()} for seen in bedrock.requests] + \
+                [{k.lower(): v for k, v in seen.headers.items()} for seen in google.requests
+                 if "/publishers/" in seen.path]  # (not google-auth's token request: its own client)
+            assert len(calls) == 9
+            assert [{k: c.get(k) for k in TRACE_HEADERS} for c in calls] == [sent] * 9
 
             # a malformed traceparent is dropped, its tracestate with it; none sent, none forwarded
             count = len(up.requests)
