@@ -43,7 +43,7 @@ def test_traceparent_format(value: str, valid: bool) -> None:
     assert valid_traceparent(value) is valid
 
 
-def test_repeated_traceparent_is_dropped_and_tracestates_are_joined() -> None:
+def test_repeated_traceparent_is_dropped_tracestates_joined_and_a_huge_one_left_out() -> None:
     from multidict import CIMultiDict, CIMultiDictProxy
 
     def of(*pairs: tuple[str, str]) -> Any:
@@ -54,6 +54,7 @@ def test_repeated_traceparent_is_dropped_and_tracestates_are_joined() -> None:
         (("traceparent", PARENT), ("tracestate", "a=1,b=2"))
     assert of(("traceparent", PARENT)) == (("traceparent", PARENT),)
     assert of(("tracestate", "a=1")) is None
+    assert of(("traceparent", PARENT), ("tracestate", "a=" + "x" * 9000)) == (("traceparent", PARENT),)  # too long
 
 
 async def test_client_trace_context_reaches_every_upstream_call_with_tracing_off(
