@@ -263,14 +263,15 @@ def unpriced_for_key(state: ConfigState, key: VirtualKey) -> list[str]:
 
 
 # the most keys of a team a team budget's write reads for the models they may use (the team column
-# finds them; each read is a key materialised): past it, the warning names what those keys allow
+# finds them; each read is a key materialised, a revoked one too): past it, the warning names what
+# those keys allow: `budget set`'s answer waits on that many reads at most, however large the team
 TEAM_KEYS_READ = 10_000
 
 
-def unpriced_for_team(state: ConfigState, team: Team) -> list[str]:
+def unpriced_for_team(state: ConfigState, team: Team, most: int = TEAM_KEYS_READ) -> list[str]:
     """Models the keys of `team` may use that have no price, when the team has a budget: as
     unpriced_for_key, for the team's unrevoked keys. Served models without a price are found first
-    (usually none: no key is read); then up to TEAM_KEYS_READ keys, found by the team column."""
+    (usually none: no key is read); then up to `most` keys, found by the team column."""
     if team.budget is None:
         return []
     served = _unpriced_served(state)
@@ -280,14 +281,16 @@ def unpriced_for_team(state: ConfigState, team: Team) -> list[str]:
     found: set[str] = set()
     read = 0
     for key_id in key_ids_in_teams(state.keys, {team.id}):
+        if read >= most:
+            break
+        read += 1
         key = state.keys.get(key_id)
         if key is None or key.revoked:
             continue
         if key.models is None:  # every model
             return sorted(every)
         found |= {billed for asked, billed in served if key.allows_model(asked)}
-        read += 1
-        if found == every or read >= TEAM_KEYS_READ:
+        if found == every:
             break
     return sorted(found)
 
