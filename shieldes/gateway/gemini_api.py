@@ -138,7 +138,7 @@ async def _generate(request: web.Request, streaming: bool) -> web.StreamResponse
         checked, _ = inbound.translate_generate_request(top.decoded(), model)
         max_tokens, choices = checked.get("max_tokens") or checked.get("max_completion_tokens"), 1
     thoughts = inbound.include_thoughts(top.small)
-    call = Call(gw, request, key, "chat", {"model": model}, prompt_bytes(top.raw), max_tokens, route, cap=True,
+    call = Call(gw, request, key, "chat", {"model": model}, prompt_bytes(top.raw), max_tokens, route,
                 choices=choices, tools=top.fields.get("tools"))
     translation = _Translation(top, call.cap)
 

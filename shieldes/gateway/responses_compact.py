@@ -2,7 +2,7 @@
 openai SDK's `client.responses.compact()`): its user messages, then one `compaction` item that
 later turns send in place of the history. It runs as a turn whose input ends with the compaction
 trigger (responses/compaction.py), so every deployment can serve it: OpenAI compacts natively,
-any other by the model's summary. Billed as a turn; nothing is stored."""
+any other by the model's summary. Admitted, bounded and billed as a turn; nothing is stored."""
 
 from __future__ import annotations
 
@@ -45,8 +45,10 @@ async def compact_response(request: web.Request) -> web.StreamResponse:
     size = prompt_bytes(raw) + history.size
     now = int(time.time())
     ctx = ContextOf(body, False, now, req.model)
-    res, _ = gw.admit(key, route, size, req.max_output_tokens, "responses",
-                      service_tier=body.get("service_tier"))
+    res, cap = gw.admit(key, route, size, req.max_output_tokens, "responses", service_tier=body.get("service_tier"),
+                        tools=body.get("tools"), max_tool_calls=body.get("max_tool_calls"))
+    if cap is not None:  # a budgeted compaction naming no max_output_tokens: the bound its hold was made for
+        sent = {**sent, "max_output_tokens": cap}
     turn = Turn(gw, request.app[RESPONSES], key, route, res, size, req.input, None, False, rec)
     try:
         outcome, served = await gw.responses(route, sent, ctx, False, None, rec=rec)

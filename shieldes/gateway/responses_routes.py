@@ -317,7 +317,7 @@ async def prepare(request: web.Request) -> Prepared:
     size = (prompt_bytes(raw) if size < 0 else size) + history.size
     if req.store:
         store.check_room()  # (the writer's backlog in bytes: before the upstream call and the reservation)
-    res, cap = gw.admit(key, route, size, req.max_output_tokens, "responses", cap=True,
+    res, cap = gw.admit(key, route, size, req.max_output_tokens, "responses",
                         service_tier=body.get("service_tier"), tools=body.get("tools"),
                         max_tool_calls=body.get("max_tool_calls"))
     if cap is not None:  # a budgeted turn naming no max_output_tokens gets the bound its hold was made for,

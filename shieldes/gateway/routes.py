@@ -237,10 +237,10 @@ class Call:
     route, the deployments tried, timings and usage on the request-log record."""
 
     def __init__(self, gw: Gateway, request: web.Request, key: VirtualKey, op: Operation, body: Body,
-                 size: int, max_tokens: int | None, route: Route | None = None, *, cap: bool = False,
+                 size: int, max_tokens: int | None, route: Route | None = None, *,
                  choices: int = 1, tools: object = None) -> None:
         """`route`: the key's route for the body's model, when the caller already resolved it.
-        `cap`: a budgeted request naming no max_tokens gets one, in `self.cap` (Gateway.admit).
+        A budgeted request naming no max_tokens gets one, in `self.cap`, to send (Gateway.admit).
         `tools`: the request's tools as JSON bytes, where `body` does not hold them decoded (a
         budget holds the hosted tools they offer)."""
         self.gw = gw
@@ -255,7 +255,7 @@ class Call:
         self.op = op
         self.size = size
         self.res: Reservation
-        self.res, self.cap = gw.admit(self.key, self.route, size, max_tokens, op, cap=cap, choices=choices,
+        self.res, self.cap = gw.admit(self.key, self.route, size, max_tokens, op, choices=choices,
                                       service_tier=body.get("service_tier"),
                                       tools=body.get("tools") if tools is None else tools)
         self.headers = self.res.headers  # the answer's own headers: the limits', what was dropped
@@ -463,14 +463,17 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
     max_tokens = _max_tokens(body)
     choices = 1 if op == "embeddings" else _choices(body, op)
     route = gw.with_fallbacks(key, gw.route(key, requested), asked)
-    call = Call(gw, request, key, op, body, size, max_tokens, route, cap=True, choices=choices)
+    call = Call(gw, request, key, op, body, size, max_tokens, route, choices=choices)
     cap = call.cap
     # a budget needs a bound on the completion: the request gets one (added to the client's bytes)
     if cap is not None:
         body = dict(body, **{"max_completion_tokens" if op == "chat" else "max_tokens": cap})
     per_fallback = None
     if asked.overrides:  # LiteLLM's per-fallback settings, for the attempts of each fallback
-        per_fallback, over = fallback_fields(asked, body, cap)
+        # under a budget every attempt is held to the bound the hold was made for: the gateway's
+        # cap, or the client's own max_tokens (a fallback's higher limit would spend past the hold)
+        held = cap if cap is not None or not gw.budgeted(key) else max_tokens
+        per_fallback, over = fallback_fields(asked, body, held)
         named = (*named, *over)
     if not streaming:
         result = await call.json(Outgoing(top, body, ids, foreign, named, per_fallback))

@@ -340,21 +340,24 @@ class Gateway(UpstreamCalls):
         return team is not None and team.budget is not None
 
     def admit(self, key: VirtualKey, route: Route, prompt_bytes: int, max_tokens: int | None,
-              op: Operation, *, cap: bool = False, choices: int = 1, service_tier: object = None,
+              op: Operation, *, choices: int = 1, service_tier: object = None,
               tools: object = None, max_tool_calls: object = None) -> tuple[Reservation, int | None]:
         """Admit one request: limits, budgets, and a hold on its estimate. Estimate: prompt bytes / 4
         tokens at the input price, plus max_tokens for each of the `choices` completions asked for
         (`n`) at the output price. Fails closed on money: a model without a price cannot be held to
         a budget, so it is refused under one.
 
-        `cap`: a budgeted request naming no max_tokens gets one (returned with the reservation, to
-        send upstream), so its estimate bounds its completion cost instead of guessing it; the cap
-        is decided on the same counters admission reads (see completion_cap), and shared by the
-        choices, each of which may run to it. `service_tier`: the body's; `priority` is held at the
-        model's priority multiplier (flex at the list price: a flex request refused for capacity and
-        sent on to another deployment is served at its default tier). `tools`: the body's (decoded,
-        or its JSON bytes): a budget also holds the hosted tools it offers (held_uses, bounded by
-        a Responses request's `max_tool_calls`), and the completion cap leaves room for them."""
+        A budgeted request naming no max_tokens gets one (returned with the reservation; the caller
+        must send it upstream), so its estimate bounds its completion cost instead of guessing it:
+        decided here, for every route that admits a completion, so that none can spend past the
+        budget by leaving it out. The cap is decided on the same counters admission reads (see
+        completion_cap), and shared by the choices, each of which may run to it.
+
+        `service_tier`: the body's; `priority` is held at the model's priority multiplier (flex at
+        the list price: a flex request refused for capacity and sent on to another deployment is
+        served at its default tier). `tools`: the body's (decoded, or its JSON bytes): a budget also
+        holds the hosted tools it offers (held_uses, bounded by a Responses request's
+        `max_tool_calls`), and the completion cap leaves room for them."""
         config = self.state.config
         budgeted = self.budgeted(key)
         prompt = prompt_bytes // 4
@@ -364,7 +367,7 @@ class Gateway(UpstreamCalls):
         seen = self.meter.look(config, usage, key, position)
         capped = None
         web, files, containers = _held_uses(tools, route.model, max_tool_calls) if budgeted else (0, 0, 0)
-        if cap and budgeted and max_tokens is None and op != "embeddings":
+        if budgeted and max_tokens is None and op != "embeddings":
             left = seen.budget_left(key)
             if left is not None and (web or files or containers):
                 left -= cost_nusd(rate, TokenUsage(0, 0, web_search_requests=web, file_search_calls=files,

@@ -93,7 +93,8 @@ def fallback_fields(asked: Asked, body: Body, cap: int | None) -> tuple[dict[str
     """(per fallback name, the top-level fields its attempts send over the request's `body`; the
     x-shieldes-dropped names of the overrides not applied). An output limit goes in the field the
     request bounds its output with (OpenAI refuses both at once), and under a budget's bound `cap`
-    only at or below it (a budget reserves for that bound: a fallback never spends past it)."""
+    (the gateway's, or the request's own limit) only at or below it (a budget reserves for that
+    bound: a fallback never spends past it)."""
     out: dict[str, Body] = {}
     unused: list[str] = []
     limit = next((f for f in LIMITS if body.get(f) is not None), None)
