@@ -6,6 +6,7 @@ several times over."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import anthropic
@@ -16,6 +17,7 @@ from google.genai import errors, types
 
 from shieldes.projections.shared_commands import UpdateProvider
 from tests.integration.gateway_harness import Harness, harness
+from tests.integration.test_responses_compaction import _socket
 
 CHAT = "/v1/chat/completions"
 RESPONSES = "/v1/responses"
@@ -138,6 +140,11 @@ async def test_every_billed_route_is_refused_when_the_budget_cannot_pay(database
                                          messages=[{"role": "user", "content": "hi"}])
         assert "budget exceeded" in str(refused.value.message)
         assert refused.value.response.headers["x-should-retry"] == "false"
+        async with _socket(h, broke) as ws:  # a WebSocket turn, as Codex sends it: an error event
+            await ws.send_json({"type": "response.create", "model": "gpt-4o", "input": "hi", "store": False})
+            event = json.loads(await ws.receive_str(timeout=10))
+            assert event["type"] == "error" and event["status"] == 429, event
+            assert event["error"]["code"] == "budget_exceeded", event
         gemini = _gemini(h, broke)
         for name, google in (("generate", lambda: gemini.aio.models.generate_content(model="gpt-4o-mini",
                                                                                       contents="hi")),
