@@ -50,6 +50,9 @@ async def test_every_route_that_bills_a_completion_sends_the_bound_upstream(data
         assert h.upstream.last(CHAT).body["max_tokens"] == 321
         await client.responses.compact(model="gpt-4o", input=CONVERSATION)
         assert h.upstream.last(CHAT).body["max_tokens"] == 321
+        await client.responses.create(model="gpt-4o", input=[*CONVERSATION, {"type": "compaction_trigger"}],
+                                      store=False)  # a compaction as Codex asks for it: the summary's bound
+        assert h.upstream.last(CHAT).body["max_tokens"] == 321
         await client.close()
         gemini = _gemini(h, secret)
         await gemini.aio.models.generate_content(model="gpt-4o-mini", contents="hi")
