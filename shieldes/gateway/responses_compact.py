@@ -12,7 +12,7 @@ from aiohttp import web
 
 from shieldes.errors import InvalidRequest, UpstreamError
 from shieldes.gateway.middleware import record_of, request_id
-from shieldes.gateway.responses_routes import RESPONSES, Turn, history_of, token_usage
+from shieldes.gateway.responses_routes import RESPONSES, Turn, budget_bounds, history_of, token_usage
 from shieldes.gateway.routes import GATEWAY, authenticate, json_response, read_json
 from shieldes.responses.compaction import TRIGGER, compacted_output
 from shieldes.responses.objects import ContextOf, ResponsesUsage
@@ -47,8 +47,7 @@ async def compact_response(request: web.Request) -> web.StreamResponse:
     ctx = ContextOf(body, False, now, req.model)
     res, cap = gw.admit(key, route, size, req.max_output_tokens, "responses", service_tier=body.get("service_tier"),
                         tools=body.get("tools"), max_tool_calls=body.get("max_tool_calls"))
-    if cap is not None:  # a budgeted compaction naming no max_output_tokens: the bound its hold was made for
-        sent = {**sent, "max_output_tokens": cap}
+    sent = {**sent, **budget_bounds(gw, key, route, body, cap)}  # (as a turn's: its hold is a real bound)
     turn = Turn(gw, request.app[RESPONSES], key, route, res, size, req.input, None, False, rec)
     try:
         outcome, served = await gw.responses(route, sent, ctx, False, None, rec=rec)

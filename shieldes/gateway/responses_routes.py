@@ -259,6 +259,18 @@ def _input_turn(gw: Gateway, key_id: str, raw: bytes) -> tuple[InputTurn, TurnRe
     return None if found is None else (found, read)
 
 
+def budget_bounds(gw: Gateway, key: VirtualKey, route: Route, body: Body, cap: int | None) -> Body:
+    """The fields a budget adds to a Responses request (a turn, a compaction) so that its answer
+    cannot spend past its hold: the output bound admission decided for one naming no
+    max_output_tokens (`cap`; as chat gets one: held at a guess and sent unbounded, one answer
+    could spend the budget many times), and the tool calls held for the searches it offers."""
+    out: Body = {} if cap is None else {"max_output_tokens": cap}
+    calls = gw.tool_calls_bound(key, route, body.get("tools"), body.get("max_tool_calls"))
+    if calls is not None:
+        out["max_tool_calls"] = calls
+    return out
+
+
 async def prepare(request: web.Request) -> Prepared:
     """Everything before the upstream call: parse, route, history, admission (limits, budget)."""
     gw, key = _key(request)
@@ -320,9 +332,8 @@ async def prepare(request: web.Request) -> Prepared:
     res, cap = gw.admit(key, route, size, req.max_output_tokens, "responses",
                         service_tier=body.get("service_tier"), tools=body.get("tools"),
                         max_tool_calls=body.get("max_tool_calls"))
-    if cap is not None:  # a budgeted turn naming no max_output_tokens gets the bound its hold was made for,
-        # as chat gets one: held at a guess and sent unbounded, one answer could spend the budget many times
-        capped = {"max_output_tokens": cap}
+    capped = budget_bounds(gw, key, route, body, cap)
+    if capped:
         body, sent, top = {**body, **capped}, {**sent, **capped}, top.changed(capped)
         raw = top.raw
     ctx = ContextOf(body, req.store, int(time.time()), req.model)

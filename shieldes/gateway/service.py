@@ -35,7 +35,7 @@ from shieldes.providers.base import (
     TokenUsage,
 )
 from shieldes.providers.chat_history import Found
-from shieldes.providers.hosted_tools import held_uses, may_offer
+from shieldes.providers.hosted_tools import USES_HELD, held_uses, may_offer
 from shieldes.requestlog.record import RequestRecord
 from shieldes.responses import input_turns
 from shieldes.responses.input_turns import InputTurn
@@ -384,6 +384,16 @@ class Gateway(UpstreamCalls):
         res = self.meter.admit(config, usage, key, estimate, position,
                                estimate_tokens=prompt + completion, seen=seen)
         return res, capped
+
+    def tool_calls_bound(self, key: VirtualKey, route: Route, tools: object, max_tool_calls: object) -> int | None:
+        """The `max_tool_calls` a budgeted Responses request that offers searches billed per use
+        (web_search, file_search) and names none is sent with: the uses admission held for each
+        (USES_HELD), as a request naming no max_tokens gets the tokens held, so that no answer
+        searches past its hold. None otherwise (a code interpreter's container is held whole)."""
+        if tools is None or max_tool_calls is not None or not self.budgeted(key):
+            return None
+        web, files, _ = _held_uses(tools, route.model, None)
+        return USES_HELD if web or files else None
 
     def _held_rate(self, key: VirtualKey, route: Route, budgeted: bool, tier: str | None, prompt: int) -> Rate:
         """The rates a request is held at: the dearest place it may be served (a priority tier asked

@@ -186,3 +186,32 @@ async def test_a_fallbacks_own_output_limit_stays_within_a_budgeted_requests_own
             assert raw.headers.get("x-shieldes-dropped") == named, (secret == free, limit)
             first, second = up.requests_to(CHAT)[-2:]
             assert first.body["max_tokens"] == 50 and second.body["max_tokens"] == sent, (secret == free, limit)
+
+
+async def test_a_budgeted_turn_offering_searches_is_sent_the_tool_calls_held(database_url: str) -> None:
+    """A budget holds 5 uses of a web or file search a Responses request offers; naming no
+    max_tool_calls, an answer could run more and spend past the hold. A budgeted request is sent
+    max_tool_calls = 5 (a turn, a compaction); its own bound is kept; an unbudgeted one, or one
+    offering no per-use search, gets none."""
+    async with harness(database_url) as h:
+        await h.admin(UpdateProvider("openai", responses="native"))
+        budgeted = await h.create_key("budgeted", budget_usd=5.0)
+        free = await h.create_key("free")
+        await h.sync()
+        search: Any = [{"type": "web_search"}]
+        files: Any = [{"type": "file_search", "vector_store_ids": ["vs_1"]}]
+        function: Any = [{"type": "function", "name": "ls", "parameters": {"type": "object", "properties": {}}}]
+        code: Any = [{"type": "code_interpreter", "container": {"type": "auto"}}]
+        for secret, tools, extra, held in ((budgeted, search, {}, 5), (budgeted, files, {}, 5),
+                                           (budgeted, [*function, *search], {"max_tool_calls": 2}, 2),
+                                           (budgeted, function, {}, None), (budgeted, code, {}, None),
+                                           (free, search, {}, None)):
+            client = _client(h, secret)
+            await client.responses.create(model="gpt-4o", input="what changed?", tools=tools, extra_body=extra)
+            await client.close()
+            sent = h.upstream.last(RESPONSES).body
+            assert sent.get("max_tool_calls") == held, (secret == free, tools, sent)
+        client = _client(h, budgeted)
+        await client.responses.compact(model="gpt-4o", input=CONVERSATION, extra_body={"tools": search})
+        await client.close()
+        assert h.upstream.last(RESPONSES).body["max_tool_calls"] == 5
