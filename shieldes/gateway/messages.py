@@ -241,6 +241,9 @@ async def messages(request: web.Request) -> web.StreamResponse:
     if asked or FALLBACKS in foreign or DISABLE in foreign:
         foreign = [*(name for name in foreign if name not in ASKED), *asked.unused]
     max_tokens = _validate(top)
+    searches = gw.searches_bound(key, top.fields.get("tools"))
+    if searches is not None:  # under a budget a web search's uses are bounded as its tokens are
+        top = TopLevel(top.with_fields({"tools": searches}), MESSAGES_HISTORY)
     small = top.small
     model = str(small["model"])
     streaming = _stream_flag(small)

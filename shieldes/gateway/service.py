@@ -9,7 +9,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import orjson
@@ -35,7 +35,7 @@ from shieldes.providers.base import (
     TokenUsage,
 )
 from shieldes.providers.chat_history import Found
-from shieldes.providers.hosted_tools import USES_HELD, held_uses, may_offer
+from shieldes.providers.hosted_tools import USES_HELD, bounded_searches, held_uses, may_offer
 from shieldes.requestlog.record import RequestRecord
 from shieldes.responses import input_turns
 from shieldes.responses.input_turns import InputTurn
@@ -394,6 +394,19 @@ class Gateway(UpstreamCalls):
             return None
         web, files, _ = _held_uses(tools, route.model, None)
         return USES_HELD if web or files else None
+
+    def searches_bound(self, key: VirtualKey, tools: object) -> list[Any] | None:
+        """A budgeted Messages request's `tools` (its JSON bytes) with each web search naming no
+        `max_uses` given the uses admission holds for it (bounded_searches); None: nothing to bound."""
+        if tools is None or not self.budgeted(key):
+            return None
+        raw = bytes(memoryview(tools))  # type: ignore[arg-type]  # msgspec.Raw
+        if b"web_search" not in raw:
+            return None
+        try:
+            return bounded_searches(orjson.loads(raw))
+        except orjson.JSONDecodeError:
+            return None  # the body's own checks refuse it
 
     def _held_rate(self, key: VirtualKey, route: Route, budgeted: bool, tier: str | None, prompt: int) -> Rate:
         """The rates a request is held at: the dearest place it may be served (a priority tier asked

@@ -89,6 +89,21 @@ def _bound(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
+def bounded_searches(tools: Any) -> list[Any] | None:
+    """`tools` with `max_uses` = USES_HELD on each of Anthropic's web search tools that names none:
+    the uses a budget holds for it, sent as their bound so that no answer searches past the hold.
+    None when there is nothing to bound."""
+    if not isinstance(tools, list):
+        return None
+    out, changed = [], False
+    for tool in tools:
+        if isinstance(tool, dict) and isinstance(tool.get("type"), str) and tool["type"].startswith("web_search_2") \
+                and tool.get("max_uses") is None:
+            tool, changed = {**tool, "max_uses": USES_HELD}, True
+        out.append(tool)
+    return out if changed else None
+
+
 def held_uses(tools: Any, model: str, max_tool_calls: Any = None) -> tuple[int, int, int]:
     """(web searches, file searches, containers) a budget holds for the hosted tools `tools`
     offers, on every API's wording: OpenAI's `web_search*` and Anthropic's `web_search_*` tools

@@ -215,3 +215,24 @@ async def test_a_budgeted_turn_offering_searches_is_sent_the_tool_calls_held(dat
         await client.responses.compact(model="gpt-4o", input=CONVERSATION, extra_body={"tools": search})
         await client.close()
         assert h.upstream.last(RESPONSES).body["max_tool_calls"] == 5
+
+
+async def test_a_budgeted_messages_web_search_is_sent_the_uses_held(database_url: str) -> None:
+    """Claude's web search without `max_uses` is held at 5 searches; the answer could run more and
+    spend past the hold. A budgeted request is sent `max_uses: 5` on each such tool (the rest of the
+    body as it came); its own bound is kept; an unbudgeted request is sent as it came."""
+    async with harness(database_url) as h:
+        budgeted = await h.create_key("budgeted", budget_usd=5.0)
+        free = await h.create_key("free")
+        await h.sync()
+        search: Any = {"type": "web_search_20250305", "name": "web_search"}
+        ls: Any = {"name": "ls", "description": "list files", "input_schema": {"type": "object", "properties": {}}}
+        for secret, tools, uses in ((budgeted, [ls, search], [None, 5]), (budgeted, [{**search, "max_uses": 2}], [2]),
+                                    (free, [search], [None]), (budgeted, [ls], [None])):
+            claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+            await claude.messages.create(model="claude-3-5-haiku-latest", max_tokens=100, tools=tools,
+                                         messages=[{"role": "user", "content": "what is new?"}])
+            await claude.close()
+            sent = h.upstream.last("/v1/messages").body
+            assert [tool.get("max_uses") for tool in sent["tools"]] == uses, (secret == free, sent["tools"])
+            assert sent["messages"] == [{"role": "user", "content": "what is new?"}]
