@@ -2,13 +2,17 @@
 
 1. Cost per row, in-process against a real Postgres: the request path's share (open a record,
    fill it as a successful call does, append it to the buffer) and the writer's share (turn the
-   batch into rows and COPY them), in CPU microseconds of this process.
+   batch into rows and COPY them), in CPU microseconds of this process. And the longest the writer
+   holds the event loop while it writes a batch (every request on the node waits that long): the
+   most CPU time the loop's thread spends between two of its turns, read by a task that only
+   yields, during a batch of each size (CPU time, so the other work on the machine does not count).
 2. A real node (`shieldes serve`) under load with the request log on and off, taking turns
    (SHIELDES_ACCESS_LOG=false in both): node CPU per request, median of the rounds.
 3. Retention under steady load: simulated days of N rows each with a 3-day retention; after each
    day the leader's upkeep runs; the table's total size per day.
 
     python bench/bench_request_log.py [--rows 50000] [--duration 5] [--rounds 3] [--connections 16]
+    python bench/bench_request_log.py --stall-only [--stall-rows 500,5000] [--rounds 3]
 
 Needs Postgres: SHIELDES_BENCH_DATABASE_URL (a server URL), else an embedded Postgres.
 """
@@ -69,6 +73,40 @@ async def per_row_cost(url: str, rows: int) -> tuple[float, float]:
         return hot, write
     finally:
         await pool.close()
+
+
+async def _turns(longest: list[float], stop: asyncio.Event) -> None:
+    """Yield to the loop until stopped, keeping the most thread CPU time spent between two turns."""
+    last = time.thread_time()
+    while not stop.is_set():
+        await asyncio.sleep(0)
+        now = time.thread_time()
+        longest[0] = max(longest[0], now - last)
+        last = now
+
+
+async def loop_stall(url: str, batch: int, rounds: int) -> list[float]:
+    """The longest hold of the event loop (ms of CPU) while the writer writes `batch` records, per round."""
+    pool = open_pool(url, size=1, name="bench-requestlog-stall")
+    await pool.open(wait=True)
+    held = []
+    try:
+        for _ in range(rounds):
+            writer = RequestLogWriter(pool, "bench", capacity=2 * batch + 1, interval=3600)
+            now = time.time()
+            for i in range(batch):
+                fill(i, now, writer.add)
+            longest, stop = [0.0], asyncio.Event()
+            turns = asyncio.create_task(_turns(longest, stop))
+            await asyncio.sleep(0.01)
+            longest[0] = 0.0
+            assert await writer.flush_all(120)
+            stop.set()
+            await turns
+            held.append(longest[0] * 1000)
+    finally:
+        await pool.close()
+    return held
 
 
 def node_cpu(db_url: str, secret: str, args: argparse.Namespace) -> dict[str, list[float]]:
@@ -141,6 +179,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--per-day", type=int, default=20_000)
     parser.add_argument("--days", type=int, default=8)
+    parser.add_argument("--stall-rows", default="500,5000", help="batch sizes for the loop-hold figure")
+    parser.add_argument("--stall-only", action="store_true", help="only the loop-hold figure")
     args = parser.parse_args()
     db_url, secret = asyncio.run(bg.prepare_database())
     try:
@@ -149,7 +189,17 @@ def main() -> None:
         bg.drop_scratch(db_url)
 
 
+def report_stall(db_url: str, args: argparse.Namespace) -> None:
+    for batch in (int(n) for n in args.stall_rows.split(",")):
+        held = asyncio.run(loop_stall(db_url, batch, args.rounds))
+        print(f"a batch of {batch:5d} records: the event loop held at most {max(held):6.2f} ms of CPU "
+              f"(rounds: {', '.join(f'{h:.2f}' for h in held)})", flush=True)
+
+
 def report(db_url: str, secret: str, args: argparse.Namespace) -> None:
+    report_stall(db_url, args)
+    if args.stall_only:
+        return
     hot, write = asyncio.run(per_row_cost(db_url, args.rows))
     print(f"per row: request path {hot:.2f} us, writer (rows + COPY) {write:.2f} us, total {hot + write:.2f} us",
           flush=True)

@@ -37,3 +37,13 @@ def expired(days: Iterable[date], today: date, retention_days: int) -> list[date
 
 def day_of(unix_seconds: float) -> date:
     return date(1970, 1, 1) + timedelta(days=int(unix_seconds // 86400))
+
+
+def day_number(unix_seconds: float) -> float:
+    """The day (since 1970) a time falls in, cheaply: a batch's rows keep the set of these and
+    turn only its few members into dates (day_of per row took ~0.7 us, 3.5 ms a batch of 5,000)."""
+    return unix_seconds // 86400
+
+
+def days_of(day_numbers: set[float]) -> set[date]:
+    return {date(1970, 1, 1) + timedelta(days=int(d)) for d in day_numbers}

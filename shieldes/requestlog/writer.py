@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 from shieldes.requestlog import store
 from shieldes.requestlog.buffer import Buffer
 from shieldes.requestlog.capture import Capture
-from shieldes.requestlog.partitions import day_of, days_to_prepare, expired
+from shieldes.requestlog.partitions import day_number, days_of, days_to_prepare, expired
 from shieldes.requestlog.record import RequestRecord
 from shieldes.tasks import Wake, stop_task
 
@@ -53,6 +53,21 @@ class RequestLogWriter:
     def dropped(self) -> int:
         return self.buffer.dropped
 
+    async def _rows(self, batch: list[RequestRecord]) -> tuple[list[tuple[Any, ...]], set[date]]:
+        """The batch's rows and the days they fall in, a slice at a time with a turn of the event
+        loop between: a batch's rows at once held every request on the node for ~2 us a row (11 ms
+        at 5,000)."""
+        node_id = self.node_id
+        rows: list[tuple[Any, ...]] = []
+        days: set[float] = set()
+        for start in range(0, len(batch), store.ROWS_PER_TURN):
+            if start:
+                await asyncio.sleep(0)
+            part = batch[start:start + store.ROWS_PER_TURN]
+            rows += [r.row(node_id) for r in part]
+            days.update([day_number(r.started) for r in part])
+        return rows, days_of(days)
+
     def _bodies(self, batch: list[RequestRecord]) -> list[tuple[Any, ...]]:
         capture = self.capture
         if capture is None:
@@ -70,9 +85,9 @@ class RequestLogWriter:
             self.buffer.written()
             return True
         try:
-            rows = [r.row(self.node_id) for r in batch]
+            rows, days = await self._rows(batch)
+            days -= self._days
             bodies = self._bodies(batch)
-            days = {day_of(r.started) for r in batch} - self._days
             async with asyncio.timeout(WRITE_TIMEOUT), self.pool.connection() as conn:
                 if days:
                     await store.ensure_partitions(conn, days)

@@ -268,6 +268,66 @@ async def test_the_deployments_tried_are_written_as_they_were(database_url: str)
         await pool.close()
 
 
+class _NotedPath(list[str]):
+    """A deployments list that notes when the COPY's dumper first reads it (row() never indexes it)."""
+
+    def __init__(self, items: list[str], notes: list[str]) -> None:
+        super().__init__(items)
+        self.notes, self.read = notes, False
+
+    def __getitem__(self, i: Any) -> Any:
+        if not self.read:
+            self.read = True
+            self.notes.append("copied")
+        return super().__getitem__(i)
+
+
+def _longest_run(notes: list[str], kind: str) -> int:
+    longest = run = 0
+    for note in notes:
+        run = run + 1 if note == kind else (run if note != "turn" else 0)
+        longest = max(longest, run)
+    return longest
+
+
+async def test_a_batch_is_written_a_slice_at_a_time_with_the_loop_turning_between(database_url: str) -> None:
+    """A batch's rows are made and COPYed at most ROWS_PER_TURN between two turns of the event loop:
+    a batch at once held every request on the node for its whole length (11 ms at 5,000 rows)."""
+    notes: list[str] = []
+
+    class NotedRecord(RequestRecord):
+        def row(self, node_id: str) -> tuple[Any, ...]:
+            notes.append("row")
+            return super().row(node_id)
+
+    pool = open_pool(database_url, size=1, name="test-slices")
+    await pool.open(wait=True)
+    stop = asyncio.Event()
+
+    async def turns() -> None:
+        while not stop.is_set():
+            notes.append("turn")
+            await asyncio.sleep(0)
+
+    try:
+        size = 3 * store.ROWS_PER_TURN + 1
+        writer = RequestLogWriter(pool, "n1", capacity=2 * size, interval=3600)
+        for i in range(size):
+            rec = NotedRecord(f"slice{i}", datetime.now(UTC).timestamp(), 1.0, "POST", "/v1/chat/completions")
+            rec.t_end, rec.status, rec.tried = 1.1, 200, _NotedPath(["fake"], notes)
+            writer.add(rec)
+        ticking = asyncio.create_task(turns())
+        await asyncio.sleep(0)
+        assert await writer.flush_once()
+        stop.set()
+        await ticking
+        assert (notes.count("row"), notes.count("copied"), writer.written) == (size, size, size)
+        assert _longest_run(notes, "row") == store.ROWS_PER_TURN
+        assert _longest_run(notes, "copied") == store.ROWS_PER_TURN
+    finally:
+        await pool.close()
+
+
 async def test_a_row_the_database_refuses_is_dropped_and_counted_not_retried_forever(database_url: str) -> None:
     pool = open_pool(database_url, size=1, name="test-poison")
     await pool.open(wait=True)
