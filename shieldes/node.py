@@ -325,7 +325,7 @@ class Node:
         s, pool, projector = self.settings, self.pool, self.projector
         assert pool is not None and projector is not None
         leader.add_leader_task("snapshots", lambda: SnapshotScheduler(
-            pool, lambda: projector.projection, settings=s, node_id=self.node_id, leader_epoch=leader.epoch,
+            pool, lambda: projector, settings=s, node_id=self.node_id, leader_epoch=leader.epoch,
             moved=projector.wait_for).run())
         leader.add_leader_task("compaction", lambda: CompactionScheduler(
             pool, settings=s, node_id=self.node_id, leader_epoch=leader.epoch).run())

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from shieldes.errors import ShieldesError, UnknownEvent
@@ -276,6 +277,14 @@ class Projector:
             self.known_head = max(self.known_head, events[-1].position)
             async with self._advanced:
                 self._advanced.notify_all()
+
+    @contextlib.asynccontextmanager
+    async def still(self) -> AsyncIterator[Projection]:
+        """The projection, unchanged while the block runs (no event applied, no reload): a reader
+        that awaits inside (a snapshot reading the usage a slice at a time) sees one position's
+        state. Events wait meanwhile: hold it briefly."""
+        async with self._lock:
+            yield self.projection
 
     async def replace(self, projection: Projection) -> None:
         """Start over from `projection` (a reload after the log diverged)."""

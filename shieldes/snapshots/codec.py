@@ -16,9 +16,11 @@ teams-only read fetches and decodes that instead of the whole state.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields, replace
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -68,6 +70,7 @@ UNITS_SCHEMA = "0017"
 TOOLS_SCHEMA = "0024"  # the same for the hosted tool uses (format 5)
 ZSTD_LEVEL = 3  # level 3 is ~10x faster than 19 and within ~15% of its size on this data
 Plain = dict[str, Any]
+TOTALS_FIELDS = tuple(f.name for f in fields(Totals))  # a snapshot's order: format 4 has the first 7
 
 
 @dataclass(frozen=True)
@@ -271,19 +274,40 @@ def _int_keys(d: dict[str, Any]) -> dict[int, int]:
 
 
 def usage_to_plain(u: UsageState, fmt: int = FORMAT) -> Plain:
+    *_, plain = usage_to_plain_steps(u, fmt)
+    assert plain is not None  # (the last step is the plain usage)
+    return plain
+
+
+USAGE_SLICE = 2_000  # entries turned plain between two turns of the event loop (ms of work at most)
+
+
+def usage_to_plain_steps(u: UsageState, fmt: int = FORMAT) -> Iterator[Plain | None]:
+    """usage_to_plain's work a slice at a time: None after each slice, then the plain usage (a
+    snapshot of a serving node turns the loop at each None, its projector held still meanwhile:
+    100,000 keys with usage took 0.6-0.9 s in one go)."""
+    fields = (attrgetter("requests", "prompt_tokens", "completion_tokens", "cost_nusd")
+              if fmt < 4 else attrgetter(*TOTALS_FIELDS[:7]) if fmt < 5 else attrgetter(*TOTALS_FIELDS))
+    totals: Plain = {}
+    for part in _slices(list(u.totals.items())):
+        totals.update([(k, list(fields(t))) for k, t in part])
+        yield None
     # JSON object keys are strings: day and epoch numbers are written as decimal strings.
-    return {
-        "totals": {
-            k: [t.requests, t.prompt_tokens, t.completion_tokens, t.cost_nusd,
-                *((t.images, t.audio_seconds, t.characters) if fmt >= 4 else ()),
-                *((t.web_searches, t.file_searches, t.containers, t.tools_nusd) if fmt >= 5 else ())]
-            for k, t in u.totals.items()
-        },
-        "key_daily_cost": {k: {str(d): c for d, c in v.items()} for k, v in u.key_daily_cost.items()},
-        "team_daily_cost": {k: {str(d): c for d, c in v.items()} for k, v in u.team_daily_cost.items()},
-        "node_seqs": {n: {str(e): s for e, s in v.items()} for n, v in u.node_seqs.items()},
-        "latest_day": u.latest_day,
-    }
+    daily: list[Plain] = []
+    for table in (u.key_daily_cost, u.team_daily_cost):
+        costs: Plain = {}
+        for part in _slices(list(table.items())):
+            costs.update([(k, {str(d): c for d, c in v.items()}) for k, v in part])
+            yield None
+        daily.append(costs)
+    yield {"totals": totals, "key_daily_cost": daily[0], "team_daily_cost": daily[1],
+           "node_seqs": {n: {str(e): s for e, s in v.items()} for n, v in u.node_seqs.items()},
+           "latest_day": u.latest_day}
+
+
+def _slices(items: list[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(items), USAGE_SLICE):
+        yield items[start:start + USAGE_SLICE]
 
 
 def usage_from_plain(p: Plain) -> UsageState:
@@ -300,32 +324,110 @@ def usage_from_plain(p: Plain) -> UsageState:
 # --- whole projection --------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class StateParts:
+    """What a snapshot holds, read at one position: the config (a persistent value: the fold makes a
+    new state for each event and never changes one, so it can be encoded later, in a thread) and the
+    usage already turned plain (the projector changes the usage state in place)."""
+
+    config: ConfigState
+    usage: Plain
+    position: int
+    config_tip: tuple[int, str]
+
+
+def parts_of(projection: Projection, fmt: int = FORMAT) -> StateParts:
+    """The parts, read in one go (a projection nothing else changes meanwhile)."""
+    return StateParts(projection.config, usage_to_plain(projection.usage, fmt), projection.position,
+                      projection.config_tip)
+
+
+async def parts_in_slices(projection: Projection, fmt: int = FORMAT) -> StateParts:
+    """The parts, the usage read a slice at a time with the event loop turning between: the caller
+    holds the projection still meanwhile (Projector.still)."""
+    config, position, tip = projection.config, projection.position, projection.config_tip
+    usage: Plain | None = None
+    for usage in usage_to_plain_steps(projection.usage, fmt):
+        if usage is None:
+            await asyncio.sleep(0)
+    assert usage is not None
+    return StateParts(config, usage, position, tip)
+
+
 def projection_to_json(projection: Projection, fmt: int = FORMAT) -> bytes:
-    """Synchronous on purpose: the usage state is mutated by the projector between awaits, so the
-    plain copy must be taken in one step of the event loop. Compression can then run in a thread.
-    `fmt`: an older layout this release still reads (for tests and benchmarks of old snapshots)."""
-    plain = {
-        "format": fmt,
-        "position": projection.position,
-        "config": config_to_plain(projection.config, fmt),
-        "usage": usage_to_plain(projection.usage, fmt),
-        "config_tip": list(projection.config_tip),
-    }
-    return orjson.dumps(plain, option=orjson.OPT_SORT_KEYS)
+    """The snapshot's JSON. `fmt`: an older layout this release still reads (for tests and benchmarks
+    of old snapshots)."""
+    return b"".join(_state_chunks(parts_of(projection, fmt), fmt))
 
 
-def seal(raw_json: bytes, position: int, key: bytes | None = None, fmt: int = FORMAT,
+JSON_SLICE = 20_000  # list items orjson encodes in one call
+
+
+def _state_chunks(parts: StateParts, fmt: int) -> list[bytes]:
+    """The snapshot's JSON as chunks in order, never joined: orjson holds the GIL for a whole call,
+    and a serving node encodes a snapshot in a thread, so one call over a million keys' columns (or
+    one join of them) would hold the event loop, waiting for the GIL, for its whole length. The
+    long lists of the key columns are encoded a slice per call; the rest in one call around them,
+    each list's place marked by a NUL byte and its number (JSON's own text never holds a NUL)."""
+    config = config_to_plain(parts.config, fmt)
+    lists: list[list[bytes]] = []
+    if "key_columns" in config:
+        config["key_columns"] = _set_aside(config["key_columns"], lists)
+    around = orjson.dumps({"format": fmt, "position": parts.position, "config": config, "usage": parts.usage,
+                           "config_tip": list(parts.config_tip)}, option=orjson.OPT_SORT_KEYS)
+    chunks: list[bytes] = []
+    for i, text in enumerate(around.split(b"\0")):
+        if i % 2:
+            chunks += lists[int(text)]
+        elif text:
+            chunks.append(text)
+    return chunks
+
+
+def _set_aside(value: Any, lists: list[list[bytes]]) -> Any:
+    """`value` with each long list encoded apart, a slice per call, into `lists`, and a marker in its
+    place (a sparse field's [rows, values] is a short list of two long ones)."""
+    if isinstance(value, dict):
+        return {k: _set_aside(v, lists) for k, v in value.items()}
+    if not isinstance(value, list | tuple):
+        return value
+    if len(value) <= JSON_SLICE:
+        return [_set_aside(v, lists) for v in value]
+    chunks = [b"["]
+    for start in range(0, len(value), JSON_SLICE):
+        chunks += (b"," if start else b"", orjson.dumps(value[start:start + JSON_SLICE],
+                                                        option=orjson.OPT_SORT_KEYS)[1:-1])
+    chunks.append(b"]")
+    lists.append(chunks)
+    return orjson.Fragment(b"\0%d\0" % (len(lists) - 1))
+
+
+def seal(raw_json: bytes | Sequence[bytes], position: int, key: bytes | None = None, fmt: int = FORMAT,
          teams_json: bytes | None = None) -> EncodedSnapshot:
-    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
-    state = compressor.compress(raw_json)
-    teams = None if teams_json is None else compressor.compress(teams_json)
+    state = _compressed([raw_json] if isinstance(raw_json, bytes) else raw_json)
+    teams = None if teams_json is None else _compressed([teams_json])
     return EncodedSnapshot(position, db.SCHEMA_HEAD, fmt, state, seal_of(state, key),
                            teams, None if teams is None else seal_of(teams, key))
 
 
+def _compressed(chunks: Sequence[bytes]) -> bytes:
+    """One zstd frame of the chunks in order, its content size in the header (as decompress() needs
+    it), fed a chunk at a time (zstd works without the GIL)."""
+    compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compressobj(size=sum(len(c) for c in chunks))
+    out = [compressor.compress(chunk) for chunk in chunks]
+    out.append(compressor.flush())
+    return b"".join(out)
+
+
 def encode(projection: Projection, key: bytes | None = None, fmt: int = FORMAT) -> EncodedSnapshot:
-    return seal(projection_to_json(projection, fmt), projection.position, key, fmt,
-                teams_to_json(projection.config, projection.position, projection.config_tip))
+    return encode_parts(parts_of(projection, fmt), key, fmt)
+
+
+def encode_parts(parts: StateParts, key: bytes | None = None, fmt: int = FORMAT) -> EncodedSnapshot:
+    """The snapshot of `parts`: a serving node runs it in a thread (at a million keys the config's
+    encoding took 3.6-5 s of CPU, all of it held on the event loop before)."""
+    return seal(_state_chunks(parts, fmt), parts.position, key, fmt,
+                teams_to_json(parts.config, parts.position, parts.config_tip))
 
 
 def decode_config(state: bytes, checksum: str, position: int,

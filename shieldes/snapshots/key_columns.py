@@ -30,10 +30,12 @@ class Dense(list[Any]):
 
 
 def _plain_value(field: str, value: Any) -> Any:
+    """(Tuples, encoded as the same arrays: the cyclic collector stops tracking a tuple of plain
+    values at its first pass, a list it walks at every collection while the snapshot is encoded.)"""
     if field == "models":
-        return list(value)
+        return tuple(value)
     if field == "budget":
-        return [value.amount_usd, value.period]
+        return (value.amount_usd, value.period)
     return value
 
 

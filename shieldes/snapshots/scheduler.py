@@ -19,7 +19,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from shieldes.projections.projector import Projection
+from shieldes.projections.projector import Projection, Projector
 from shieldes.settings import Settings
 from shieldes.snapshots.codec import mac_key
 from shieldes.snapshots.compaction import CompactionReport, compact
@@ -46,7 +46,7 @@ class SnapshotScheduler:
     def __init__(
         self,
         pool: AsyncConnectionPool[Any],
-        projection: Callable[[], Projection],
+        projection: Callable[[], Projection | Projector],
         *,
         settings: Settings,
         node_id: str,

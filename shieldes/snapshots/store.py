@@ -12,7 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from shieldes.errors import ShieldesError
 from shieldes.events.log_reads import rollup_floor
-from shieldes.projections.projector import Projection
+from shieldes.projections.projector import Projection, Projector
 from shieldes.snapshots import codec
 from shieldes.snapshots.fencing import MAINTENANCE_LOCK, check_epoch
 
@@ -97,17 +97,7 @@ async def save_encoded(
     return SnapshotInfo(*row)
 
 
-async def save_snapshot(
-    pool: AsyncConnectionPool[Any],
-    projection: Projection,
-    *,
-    node_id: str | None,
-    keep: int,
-    leader_epoch: int | None = None,
-    key: bytes | None = None,
-) -> SnapshotInfo:
-    """Encode `projection` now (one loop step, consistent), compress off the loop, then store it
-    sealed with `key` (see codec.mac_key)."""
+def _refuse_unreadable(projection: Projection) -> None:
     if projection.unreadable:
         first = projection.unreadable[0]
         raise SnapshotRefused(
@@ -115,9 +105,29 @@ async def save_snapshot(
             f"v{first.version} at position {first.position}); a snapshot from it would hide them from nodes "
             "that can: upgrade it, or snapshot from an upgraded node"
         )
-    raw = codec.projection_to_json(projection)
-    teams = codec.teams_to_json(projection.config, projection.position, projection.config_tip)  # same loop step
-    snap = await asyncio.to_thread(codec.seal, raw, projection.position, key, codec.FORMAT, teams)
+
+
+async def save_snapshot(
+    pool: AsyncConnectionPool[Any],
+    source: Projection | Projector,
+    *,
+    node_id: str | None,
+    keep: int,
+    leader_epoch: int | None = None,
+    key: bytes | None = None,
+) -> SnapshotInfo:
+    """Encode the projection as it is now, then store it sealed with `key` (see codec.mac_key). A
+    serving node's (a Projector's) is held still while its usage is read a slice at a time, the loop
+    serving requests between slices, and encoded in a thread; a projection nothing else changes
+    is read in one go."""
+    if isinstance(source, Projector):
+        async with source.still() as projection:
+            _refuse_unreadable(projection)
+            parts = await codec.parts_in_slices(projection)
+    else:
+        _refuse_unreadable(source)
+        parts = codec.parts_of(source)
+    snap = await asyncio.to_thread(codec.encode_parts, parts, key)
     info = await save_encoded(pool, snap, node_id=node_id, keep=keep, leader_epoch=leader_epoch)
     log.info("snapshot %d written at position %d (%d bytes)", info.id, info.position, info.size_bytes)
     return info

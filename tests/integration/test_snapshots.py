@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -13,7 +16,9 @@ from psycopg_pool import AsyncConnectionPool
 from shieldes.config_writer import execute
 from shieldes.events.pg_store import PostgresEventStore
 from shieldes.projections.commands import RevokeKey
+from shieldes.projections.projector import Projector
 from shieldes.projections.shared_commands import SetPricing
+from shieldes.projections.state import VirtualKey
 from shieldes.settings import Settings
 from shieldes.snapshots import codec
 from shieldes.snapshots.fencing import Fenced
@@ -147,3 +152,52 @@ async def test_cli_snapshot_create_and_list(database_url: str, pg_store: Postgre
     assert created["built_from_snapshot"] is None
     listed = cli_json(database_url, "snapshot", "list")
     assert [s["id"] for s in listed] == [created["id"]] and listed[0]["compatible"] is True
+
+
+class _NotingKeys(Mapping[str, VirtualKey]):
+    """A key map that notes the thread each walk over it runs in."""
+
+    def __init__(self, keys: Mapping[str, VirtualKey], threads: list[int]) -> None:
+        self._keys, self._threads = keys, threads
+
+    def __getitem__(self, key_id: str) -> VirtualKey:
+        return self._keys[key_id]
+
+    def __iter__(self) -> Iterator[str]:
+        self._threads.append(threading.get_ident())
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+async def test_a_serving_nodes_snapshot_is_one_positions_state_encoded_off_the_event_loop(
+        pool: AsyncConnectionPool[Any], pg_store: PostgresEventStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From a Projector, the usage is read a slice at a time with the loop turning between (one key a
+    slice here), events that arrive meanwhile wait (the snapshot is the state of one position), and
+    the config is encoded in a thread, not on the event loop (a million keys held it 3.6-5 s)."""
+    monkeypatch.setattr(codec, "USAGE_SLICE", 1)
+    await seed_config(pg_store)
+    w = UsageWriter(pg_store)
+    await w.many(20)
+    projector = Projector(pg_store)
+    await projector.catch_up()
+    at, expected = projector.position, codec.usage_to_plain(projector.usage)
+    assert len(expected["totals"]) > 2  # several slices
+    await w.many(6)  # in the log, not applied yet
+    threads: list[int] = []
+    config = projector.projection.config
+    projector.projection.config = replace(config, keys=_NotingKeys(config.keys, threads), team_keys=config.team_keys)
+
+    saving = asyncio.create_task(save_snapshot(pool, projector, node_id="n1", keep=3))
+    catching = asyncio.create_task(projector.catch_up())  # runs at the save's first turn of the loop
+    info = await saving
+    await catching
+    assert info.position == at < projector.position
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT state, checksum FROM snapshots WHERE id = %s", (info.id,))
+        state, checksum = await cur.fetchone() or (None, None)
+    snapped = codec.decode(bytes(state), checksum, info.position)
+    assert codec.usage_to_plain(snapped.usage) == expected
+    assert sorted(snapped.config.keys) == sorted(config.keys)
+    assert threads and threading.get_ident() not in threads

@@ -152,3 +152,29 @@ def test_names_in_order_over_loaded_columns_and_later_keys_are_every_name_above_
     expected = sorted(n for n in loaded | later if after is None or n > after)
     assert list(names_in_order(by_name, after)) == expected
     assert list(names_in_order(dict(by_name.items()), after)) == expected  # any other map: sorted
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(commands, max_size=30), st.sampled_from([3, 5]))
+def test_a_snapshot_made_in_slices_is_the_same_bytes(cmds: list[Command], fmt: int) -> None:
+    """A serving node's snapshot sorts the keys, encodes their columns and reads the usage a slice
+    at a time (so no one call holds the GIL, or the event loop, for a million keys): slices of one
+    give the bytes one slice gives."""
+    from shieldes.projections import keytable
+    from shieldes.projections.usage import Totals
+
+    folded, _ = _fold(ConfigState(), SETUP + cmds)
+    projection = Projection(folded)
+    projection.position, projection.config_tip = 7, (7, "ab" * 32)
+    for i, key_id in enumerate(folded.keys):
+        projection.usage.totals[key_id] = Totals(i, 2 * i, 3 * i, 4 * i)
+        projection.usage.key_daily_cost[key_id] = {20400: i, 20401: i + 1}
+    whole = snapcodec.projection_to_json(projection, fmt)
+    saved = keytable.SORT_SLICE, snapcodec.JSON_SLICE, snapcodec.USAGE_SLICE
+    try:
+        keytable.SORT_SLICE = snapcodec.JSON_SLICE = snapcodec.USAGE_SLICE = 1
+        steps = list(snapcodec.usage_to_plain_steps(projection.usage, fmt))
+        assert steps.count(None) == 2 * len(folded.keys)  # a turn of the loop after each key's totals, each's costs
+        assert snapcodec.projection_to_json(projection, fmt) == whole
+    finally:
+        keytable.SORT_SLICE, snapcodec.JSON_SLICE, snapcodec.USAGE_SLICE = saved

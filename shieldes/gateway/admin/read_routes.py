@@ -310,7 +310,7 @@ async def snapshots(call: Call) -> Any:
 
 async def snapshot_create(call: Call) -> Any:
     # sealed as the scheduler's: an unsealed one is loaded by no node of a cluster with a secret
-    info = await save_snapshot(_pool(call), call.ctx.projector.projection, node_id=call.ctx.node_id,
+    info = await save_snapshot(_pool(call), call.ctx.projector, node_id=call.ctx.node_id,
                                keep=call.ctx.settings.snapshots_kept, key=mac_key(call.ctx.settings.cluster_secret))
     return 201, info.as_dict()
 
