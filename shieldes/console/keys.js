@@ -1,6 +1,7 @@
 // Keys and teams: create (the secret is shown once), revoke, rotate, edit limits and budgets, and
 // spend against budget bars.
 import { api, h, fmt, qs, table, heading, field, budgetBar, toast, errorBox, session } from "./core.js";
+import { expiryPicker } from "./expiry.js";
 
 const PERIODS = ["1d", "7d", "30d", "1mo"];
 // Keys are read a page at a time (by name, as GET /admin/v1/keys orders them): a cluster of a
@@ -34,25 +35,35 @@ function budgetFields(amountText, period) {
 }
 
 // What a write says besides its result (the admin API's `unpriced_models` and `warnings` of one or
-// more answers), each in words that say what to do.
-function writeNotes(...answers) {
+// more answers), each in words that say what to do. `team`: the answers are of that team's budget.
+function writeNotes(answers, team = null) {
   const unpriced = [...new Set(answers.flatMap((a) => (a && a.unpriced_models) || []))];
   const notes = [];
   if (unpriced.length) {
     const them = unpriced.length === 1 ? "it" : "them";
     const model = unpriced.length === 1 ? unpriced[0] : "MODEL";
-    notes.push(`No price for ${unpriced.join(", ")}: while a budget applies to this key (its own or its team's), `
-      + `requests for ${them} are refused (403 model_not_priced). Have an admin set a price for ${them} `
-      + `(\`shieldes pricing set ${model} --input USD_PER_1M --output USD_PER_1M\`, or PUT /admin/v1/pricing/${model}), `
-      + `or leave ${them} out of the key's models.`);
+    // prices are set with the CLI or the API: the console shows the overrides (Providers) but has no price form
+    const price = `Have an admin set a price for ${them} (\`shieldes pricing set ${model} --input USD_PER_1M `
+      + `--output USD_PER_1M\`, or PUT /admin/v1/pricing/${model}; the console lists prices on the Providers page `
+      + "but does not set them)";
+    notes.push(team
+      ? `No price for ${unpriced.join(", ")}: while team ${team}'s budget applies, its keys' requests for ${them} `
+        + `are refused (403 model_not_priced). ${price}, or leave ${them} out of those keys' models (Edit on each key).`
+      : `No price for ${unpriced.join(", ")}: while a budget applies to this key (its own or its team's), `
+        + `requests for ${them} are refused (403 model_not_priced). ${price}, or leave ${them} out of the key's `
+        + "models (Edit).");
   }
   for (const w of answers.flatMap((a) => (a && a.warnings) || [])) notes.push(w.charAt(0).toUpperCase() + w.slice(1));
   return [...new Set(notes)];
 }
 
-// each note with what it quotes in `backticks` (a command, a field) as code
+// a text with what it quotes in `backticks` (a command, a field) as code
+function withCode(text) {
+  return text.split("`").map((part, i) => (i % 2 ? h("code", part) : part));
+}
+
 function notesList(notes) {
-  return h("ul.notes", notes.map((n) => h("li", n.split("`").map((part, i) => (i % 2 ? h("code", part) : part)))));
+  return h("ul.notes", notes.map((n) => h("li", withCode(n))));
 }
 
 function splitList(text) {
@@ -200,8 +211,14 @@ export async function keysPage(root) {
     head.focus();
   }
 
-  function showSecret(title, row) {
-    const notes = writeNotes(row);
+  // `expired`: a rotated key whose expiry has passed. The rotation's only warning (its new secret is
+  // refused until the expiry moves) is said here in the console's words, with the Edit that moves it.
+  function showSecret(title, row, expired = false) {
+    const notes = expired ? [] : writeNotes([row]);
+    const extend = expired ? h("div.notes-panel.inline.expired-note", h("h3", "Warning"),
+      h("p", `${row.name} expired at ${fmt.time(row.expires_at)}: its new secret is refused (401) like the old one `
+        + "until its expiry is extended. Edit the key and extend its expiry, or clear it for a key that never expires."),
+      h("button", { type: "button", onclick: () => edit(row, true) }, `Edit ${row.name}`)) : null;
     const code = h("code.secret", { tabindex: 0 }, row.key);
     const copy = h("button", { type: "button", onclick: async () => {
       try { await navigator.clipboard.writeText(row.key); toast("Copied to the clipboard."); } catch { toast("Select the key and copy it.", "warn"); }
@@ -211,7 +228,7 @@ export async function keysPage(root) {
       h("h2#secret-title", title),
       h("p", "This is the only time the key is shown. Store it now: only its hash is kept."),
       h("div.secret-row", code, copy),
-      ...(notes.length ? [h("div.notes-panel.inline", h("h3", "Warning"), notesList(notes))] : []), done));
+      ...(notes.length ? [h("div.notes-panel.inline", h("h3", "Warning"), notesList(notes))] : []), extend, done));
     done.focus();
   }
 
@@ -237,15 +254,17 @@ export async function keysPage(root) {
       { label: "RPM", num: true, cell: (k) => fmt.num(k.rpm) },
       { label: "TPM", num: true, cell: (k) => fmt.num(k.tpm) },
       { label: "Spend / budget", cls: "stacked", cell: (k) => budgetBar(k.spend_usd_in_period, k.budget_usd, `Spend of ${k.name} this ${k.budget_period || ""} period`) },
+      ...(rows.some((k) => k.expires_at) ? [{ label: "Expires", cls: "fit", cell: (k) => (k.expires_at ? fmt.time(k.expires_at) : h("span.muted", "never")) }] : []),
     ];
     if (canKeys) {
       cols.push({ label: "Actions", cell: (k) => k.status === "revoked" ? h("span.muted", "–") : h("div.actions",
         h("button", { type: "button", "aria-label": `Edit ${k.name}`, onclick: () => edit(k) }, "Edit"),
         h("button", { type: "button", "aria-label": `Rotate ${k.name}`, onclick: async () => {
-          if (!confirm(`Rotate ${k.name}? The current secret stops working at once.`)) return;
+          if (!confirm(`Rotate ${k.name}? The current secret stops working at once.${k.status === "expired"
+            ? " The key has expired: the new secret is refused too until you extend its expiry (Edit)." : ""}`)) return;
           try {
             const row = await api("POST", `/keys/${encodeURIComponent(k.id)}/rotate`);
-            showSecret(`New secret for ${row.name}`, row);
+            showSecret(`New secret for ${row.name}`, row, row.status === "expired");
             await load();
           } catch (err) { toast(err.message, "error"); }
         } }, "Rotate"),
@@ -254,7 +273,7 @@ export async function keysPage(root) {
           act(`Revoked ${k.name}.`, () => api("POST", `/keys/${encodeURIComponent(k.id)}/revoke`));
         } }, "Revoke")) });
     }
-    const toggle = h("label.inline", h("input", { type: "checkbox", checked: showRevoked, onchange: (ev) => { showRevoked = ev.target.checked; load(); } }), " Show revoked keys");
+    const toggle = h("label.inline", h("input", { type: "checkbox", checked: showRevoked, onchange: (ev) => { showRevoked = ev.target.checked; load(); } }), " Show revoked and expired keys");
     const find = h("input", { name: "search", type: "search", value: search, placeholder: "part of a name", autocomplete: "off", spellcheck: "false" });
     const finder = h("form.toolbar.key-search", { role: "search", "aria-label": "Find keys" },
       field("Find a key", find), h("button", { type: "submit" }, "Find"), toggle);
@@ -266,8 +285,14 @@ export async function keysPage(root) {
     const empty = search ? `No key name holds \u201c${search}\u201d: check the spelling, or clear the search to list every key.`
       : canKeys ? "No keys yet: create one with the form above (\u201cNew key\u201d on a phone) or `shieldes key create`."
         : "No keys yet: an operator or admin creates them, here or with `shieldes key create`.";
+    // an expired key is refused (401) whatever its secret: say so, and who can extend it and where
+    const expired = rows.filter((k) => k.status === "expired").map((k) => k.name);
+    const expiredNote = !expired.length ? "" : h("p.role-note.expired-keys", { role: "note" }, withCode(
+      `Expired, refused (401) until its expiry is extended: ${expired.join(", ")}. `
+      + (canKeys ? "Edit the key and extend its expiry (or clear it: never expires)."
+        : `An operator or admin extends it (Edit on this page, or \`shieldes key update NAME --expires-in 30d\`); your role (${session.me.role}) cannot.`)));
     const count = h("p.muted.small.key-count", next ? `The first ${fmt.num(rows.length)} keys by name.` : `${fmt.num(rows.length)} ${rows.length === 1 ? "key" : "keys"}.`);
-    keysArea.replaceChildren(finder, table("Virtual keys", cols, rows, { empty }), count,
+    keysArea.replaceChildren(finder, expiredNote, table("Virtual keys", cols, rows, { empty }), count,
       ...(next ? [h("button.more-keys", { type: "button", onclick: more }, "More keys")] : []));
   }
 
@@ -280,10 +305,47 @@ export async function keysPage(root) {
       { label: "Active keys", num: true, cell: (t) => fmt.num(t.keys) },
       { label: "Spend / budget", cell: (t) => budgetBar(t.spend_usd_in_period, t.budget_usd, `Spend of team ${t.name}`) },
       { label: "Period", cell: (t) => t.budget_period || "–" },
+      ...(canKeys ? [{ label: "Actions", cell: (t) => h("button", { type: "button", "aria-label": `Edit the budget of ${t.name}`,
+        onclick: () => editTeamBudget(t) }, "Edit budget") }] : []),
     ], rows, { empty: canAdmin ? "No teams yet: create one with the form below, then put keys in it."
-      : "No teams yet: an admin creates them (`shieldes team create`)." }), count,
+      : "No teams yet: an admin creates them, on this page or with `shieldes team create`." }), count,
     ...(teamsNext ? [h("button.more-teams-listed", { type: "button", onclick: moreTeams }, "More teams")] : []),
     ...(canAdmin ? [teamForm()] : [h("p.muted.small.role-note", `Creating teams needs the admin role (this token's is ${session.me.role}).`)]));
+  }
+
+  // A team's budget (PUT /admin/v1/budgets/team/..., keys:write as a key's): its answer names the
+  // models the team's keys may use that have no price, refused under the budget, as a key's does.
+  function editTeamBudget(t) {
+    const budget = h("input", { name: "budget", type: "number", min: 0, step: "0.01", inputmode: "decimal", value: t.budget_usd ?? "" });
+    const period = select("budget_period", periods(t.budget_period), t.budget_period || "30d");
+    const error = h("p.error", { role: "alert" });
+    const form = h("form.panel.team-budget", { "aria-labelledby": "edit-title" },
+      h("h2#edit-title", `Budget of team ${t.name}`),
+      h("div.grid", field("Budget (USD)", budget, "per period, for all the team's keys; empty removes the budget"),
+        field("Budget period", period)),
+      error,
+      h("div.actions", h("button.primary", { type: "submit" }, "Save"),
+        h("button", { type: "button", onclick: () => editArea.replaceChildren() }, "Cancel")));
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      error.textContent = "";
+      const amount = numberOrNull(budget.value);
+      const ref = encodeURIComponent(t.id);
+      try {
+        const answers = [];
+        if (amount === null) { if (t.budget_usd !== null) await api("DELETE", `/budgets/team/${ref}`); }
+        else answers.push(await api("PUT", `/budgets/team/${ref}`, { amount_usd: amount, period: period.value }));
+        editArea.replaceChildren();
+        toast(`Saved the budget of team ${t.name}.`);
+        await load();
+        showNotes(`Saved the budget of team ${t.name}, but note:`, writeNotes(answers, t.name));
+      } catch (err) {
+        error.textContent = err.message;
+      }
+    });
+    editArea.replaceChildren(form);
+    editArea.scrollIntoView({ block: "start" });
+    budget.focus();
   }
 
   function teamForm() {
@@ -314,21 +376,26 @@ export async function keysPage(root) {
     const team = teamPicker(null);
     createPicker = team;
     const error = h("p.error", { role: "alert" });
+    const expires = expiryPicker(null, error);
     const form = h("form.panel.create-key#create-key", { "aria-labelledby": "create-title" },
       h("h2#create-title", "Create a key"),
       h("div.grid",
         field("Name", name), field("Models", models, "comma-separated; empty allows every model"),
         field("MCP servers and tools", mcp, "SERVER, SERVER/TOOL or *; empty: none"),
         field("Requests per minute", rpm, "cluster-wide; empty: no limit"), field("Tokens per minute", tpm),
-        field("Budget (USD)", budget, "per period; empty: no budget"), field("Budget period", period), ...team.fields),
+        field("Budget (USD)", budget, "per period; empty: no budget"), field("Budget period", period), ...team.fields,
+        ...expires.fields),
       error, h("button.primary", { type: "submit" }, "Create key"));
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
       error.textContent = "";
+      const expiry = expires.read();
+      if (expiry.error) { error.textContent = expiry.error; expires.input.focus(); return; }
       const body = { name: name.value.trim(), models: splitList(models.value), rpm: numberOrNull(rpm.value),
         tpm: numberOrNull(tpm.value), ...budgetFields(budget.value, period.value), team: team.value() || null };
       const access = splitList(mcp.value);  // (null when empty: no MCP access)
       if (access) body.mcp = access;
+      if (expiry.value) body.expires_at = expiry.value;
       try {
         const row = await api("POST", "/keys", body, { "Idempotency-Key": crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) });
         form.reset();
@@ -343,7 +410,8 @@ export async function keysPage(root) {
     return form;
   }
 
-  function edit(k) {
+  // `atExpiry`: opened to extend an expired key's expiry (from its rotation's warning)
+  function edit(k, atExpiry = false) {
     const models = h("input", { name: "models", value: k.models ? k.models.join(", ") : "", placeholder: "all models" });
     const mcp = h("input", { name: "mcp", value: k.mcp ? k.mcp.join(", ") : "", placeholder: "none" });
     const rpm = h("input", { name: "rpm", type: "number", min: 1, value: k.rpm ?? "" });
@@ -352,13 +420,14 @@ export async function keysPage(root) {
     const period = select("budget_period", periods(k.budget_period), k.budget_period || "30d");
     const team = teamPicker(k.team);
     const error = h("p.error", { role: "alert" });
+    const expires = expiryPicker(k.expires_at, error);
     const form = h("form.panel", { "aria-labelledby": "edit-title" },
       h("h2#edit-title", `Edit ${k.name}`),
       h("div.grid", field("Models", models, "empty allows every model"),
         field("MCP servers and tools", mcp, "SERVER, SERVER/TOOL or *; empty: none"),
         field("Requests per minute", rpm, "empty: no limit"),
         field("Tokens per minute", tpm, "empty: no limit"), ...team.fields,
-        field("Budget (USD)", budget, "empty removes the budget"), field("Budget period", period)),
+        field("Budget (USD)", budget, "empty removes the budget"), field("Budget period", period), ...expires.fields),
       error,
       h("div.actions", h("button.primary", { type: "submit" }, "Save"),
         h("button", { type: "button", onclick: () => editArea.replaceChildren() }, "Cancel")));
@@ -374,6 +443,11 @@ export async function keysPage(root) {
       if (numberOrNull(rpm.value) !== k.rpm) patch.rpm = numberOrNull(rpm.value);
       if (numberOrNull(tpm.value) !== k.tpm) patch.tpm = numberOrNull(tpm.value);
       if ((team.value() || null) !== k.team) patch.team = team.value() || null;
+      if (expires.changed()) {
+        const expiry = expires.read();
+        if (expiry.error) { error.textContent = expiry.error; expires.input.focus(); return; }
+        patch.expires_at = expiry.value;
+      }
       const newBudget = numberOrNull(budget.value);
       const answers = [];  // their unpriced models and warnings are said once saved
       try {
@@ -385,13 +459,13 @@ export async function keysPage(root) {
         editArea.replaceChildren();
         toast(`Saved ${k.name}.`);
         await load();
-        showNotes(`Saved ${k.name}, but note:`, writeNotes(...answers));
+        showNotes(`Saved ${k.name}, but note:`, writeNotes(answers));
       } catch (err) {
         error.textContent = err.message;
       }
     });
     editArea.replaceChildren(form);
-    models.focus();
+    if (atExpiry) { expires.input.scrollIntoView({ block: "center" }); expires.input.focus(); } else models.focus();
   }
 
   // On a phone an operator opens Keys for the list: the create form folds behind a "New key"

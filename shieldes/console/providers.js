@@ -30,7 +30,9 @@ export async function providersPage(root) {
           h("div.bar", { role: "meter", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": Math.round(d.traffic_share * 100), "aria-label": `Traffic share of ${d.name}` },
             h("span.fill.ok", { style: { width: `${Math.round(d.traffic_share * 100)}%` } })),
           h("span.budget-text", `${fmt.pct(d.traffic_share)} · ${fmt.num(d.requests_last_hour)} served`)) },
-      ], health.data, { empty: "No providers configured: add one with `shieldes provider add`." }));
+      ], health.data, { empty: "No providers configured: an admin adds one with `shieldes provider add` (or POST "
+        + "/admin/v1/providers; docs/providers.md). This page watches providers and does not change them: a "
+        + "provider's API key is given on the command line or as a variable set where the nodes run." }));
     } catch (err) {
       patch(healthArea, errorBox(err));
     }
@@ -76,7 +78,8 @@ export async function providersPage(root) {
       { label: "Route", cell: (m) => h("code", m.route) },
       { label: "URL", cell: (m) => m.url },
       { label: "Headers", cell: (m) => headerList(m.headers) },
-    ], servers.data, { empty: "No MCP servers: register one with `shieldes mcp add` (docs/mcp.md)." }));
+    ], servers.data, { empty: "No MCP servers: an admin registers one with `shieldes mcp add` (docs/mcp.md); this page "
+      + "lists them and does not change them. A key's access to them is set in its Edit form (Keys & teams)." }));
   } catch (err) {
     mcpArea.replaceChildren(errorBox(err));
   }
