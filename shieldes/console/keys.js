@@ -53,7 +53,15 @@ function writeNotes(answers, team = null) {
         + `requests for ${them} are refused (403 model_not_priced). ${price}, or leave ${them} out of the key's `
         + "models (Edit).");
   }
-  for (const w of answers.flatMap((a) => (a && a.warnings) || [])) notes.push(w.charAt(0).toUpperCase() + w.slice(1));
+  const warnings = answers.flatMap((a) => (a && a.warnings) || []);
+  for (const w of warnings) notes.push(w.charAt(0).toUpperCase() + w.slice(1));
+  // a key's write warns only of allowed models no provider serves (a rotation's warning is said
+  // apart): adding a provider is not done in the console, so say where it is done and why
+  if (warnings.length) {
+    notes.push("An admin adds providers with `shieldes provider add` (or POST /admin/v1/providers): the console's "
+      + "Providers page shows them but does not change them, as a provider's API key is given on the command line "
+      + "or as a variable set where the nodes run.");
+  }
   return [...new Set(notes)];
 }
 
@@ -310,7 +318,8 @@ export async function keysPage(root) {
     ], rows, { empty: canAdmin ? "No teams yet: create one with the form below, then put keys in it."
       : "No teams yet: an admin creates them, on this page or with `shieldes team create`." }), count,
     ...(teamsNext ? [h("button.more-teams-listed", { type: "button", onclick: moreTeams }, "More teams")] : []),
-    ...(canAdmin ? [teamForm()] : [h("p.muted.small.role-note", `Creating teams needs the admin role (this token's is ${session.me.role}).`)]));
+    ...(canAdmin ? [teamForm()] : [h("p.muted.small.role-note", withCode(`Creating teams needs the admin role (this token's is ${session.me.role}): `
+      + "an admin creates them, here or with `shieldes team create`."))]));
   }
 
   // A team's budget (PUT /admin/v1/budgets/team/..., keys:write as a key's): its answer names the
@@ -484,7 +493,7 @@ export async function keysPage(root) {
   // a role that reads keys but may not change them is told so, rather than left to wonder where the buttons are
   const readOnly = canKeys ? null : h("p.role-note", { role: "note" },
     `Read only: your role (${session.me.role}) lists keys and teams; creating, editing, rotating and revoking keys `
-    + "needs the operator or admin role. Sign out and sign in with such a token to change them.");
+    + "and setting team budgets needs the operator or admin role. Sign out and sign in with such a token to change them.");
   root.replaceChildren(heading("Keys & teams", newKey), readOnly || "", secretArea, notesArea, editArea, keysArea, teamsArea);
   await load();
   if (canKeys) root.insertBefore(createForm(), keysArea);

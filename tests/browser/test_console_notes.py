@@ -89,3 +89,31 @@ async def test_keys_page_says_what_a_budget_and_a_rotation_warn_of(chromium: Bro
         assert "expired at" in rotated and "refused (401)" in rotated, rotated
         assert "Edit the key and extend its expiry" in rotated, rotated  # (the console's form, not the API)
         assert seen["secret"].startswith("sk-shd-")
+
+
+def _unserved(chromium: Browsers, base: str) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    with chromium(*PHONE) as d:
+        sign_in(d, base, TOKEN)
+        go(d, "keys", "table caption")
+        button(d, "New key").click()
+        create = "form[aria-labelledby=create-title] "
+        wait(d, lambda d: by_css(d, create + "input[name=name]").is_displayed(), what="the create form")
+        by_css(d, create + "input[name=name]").send_keys("early")
+        by_css(d, create + "input[name=models]").send_keys("nobody-serves-this")
+        by_css(d, create + "button[type=submit]").click()
+        seen["notes"] = wait(d, lambda d: all_css(d, "code.secret") and _notes(d), what="the new key's notes")
+        _shot(d, "console-notes-unserved-phone.png")
+    return seen
+
+
+async def test_a_model_no_provider_serves_says_where_providers_are_added(chromium: Browsers,
+                                                                        database_url: str) -> None:
+    async with harness(database_url, admin_token=TOKEN) as h:
+        seen = await asyncio.to_thread(_unserved, chromium, h.base)
+
+    notes = seen["notes"]
+    assert "No provider serves model 'nobody-serves-this' yet" in notes, notes
+    # the console does not add providers: the note names the command and why it is not here
+    assert "An admin adds providers with shieldes provider add" in notes, notes
+    assert "the console's Providers page shows them but does not change them" in notes, notes
