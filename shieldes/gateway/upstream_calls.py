@@ -140,6 +140,15 @@ def fitted(provider: Provider, op: Operation, target: Target, out: Outgoing) -> 
     return found
 
 
+def _instead(left: Sequence[RouteTarget], targets: Sequence[RouteTarget],
+             misconfigured: Mapping[str, object]) -> list[RouteTarget]:
+    """The attempt a deployment unusable on this node gave up, on another deployment of the
+    route: none when the attempts left already go to one, or when every one is unusable here."""
+    if any(t.deployment.name not in misconfigured for t in left):
+        return []
+    return [t for t in targets if t.deployment.name not in misconfigured][:1]
+
+
 def _fit(body: Body, fit: Refit) -> Body:
     return {**{k: v for k, v in body.items() if k not in fit.drop}, **fit.changes}
 
@@ -393,7 +402,8 @@ class UpstreamCalls:
             if len(group.targets) > 1:
                 room = self._within_quota(group, at_quota)
                 order = self._order_for(room) if len(room.targets) > 1 else None
-            for i, rt in enumerate(plan(room, self.breaker, attempts, self.rng, order)):
+            todo = plan(room, self.breaker, attempts, self.rng, order)
+            for i, rt in enumerate(todo):  # (grows: a deployment unusable here takes no attempt)
                 name = rt.deployment.name
                 if name in misconfigured:
                     continue
@@ -409,6 +419,7 @@ class UpstreamCalls:
                     return await self._attempt(op, rt, sent, attempt, rec, tried, streamed), rt
                 except ProviderMisconfigured as exc:  # a deterministic configuration error: no retry
                     misconfigured[name] = exc
+                    todo.extend(_instead(todo[i + 1:], room.targets, misconfigured))
                 except UpstreamFailure as failure:
                     last = failed = (failure, rt)
                     if failure.code == CONTEXT_LENGTH and route.fallbacks:

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import orjson
 
-from shieldes.errors import InvalidRequest
+from shieldes.errors import InvalidRequest, ProviderMisconfigured
 from shieldes.providers import bedrock_betas
 from shieldes.providers.base import Body, InputTokenCounter, JsonResult, Operation, Target, UpstreamFailure
 from shieldes.providers.bedrock_answers import (
@@ -34,50 +34,94 @@ from shieldes.providers.http import (
     post_for_object,
     timeouts,
 )
+from shieldes.providers.node_credentials import Outages, one_line, unusable
 from shieldes.providers.streams import TranslatedChunkStream
 from shieldes.providers.transport import UpstreamClient, UpstreamResponse
 from shieldes.settings import Settings
 
-MISSING_EXTRA = "provider type 'bedrock' needs botocore: pip install 'shieldes[bedrock]'"
+MISSING_EXTRA = ("provider type 'bedrock' needs botocore, which is not installed here; pip install "
+                 "'shieldes[bedrock]' on every node and restart it")
+NO_CREDENTIALS = "none in the environment, a shared profile, a container or an instance role"
+RETRY_AFTER = 10.0  # seconds a failed credential lookup is answered again before the chain is asked anew
 
 
-def _botocore() -> Any:
+def _fix(deployment: str) -> str:
+    return ("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) on this node, attach a role, or use "
+            f"a Bedrock API key: `shieldes provider update {deployment} --api-key-env VAR`")
+
+
+def _botocore(deployment: str) -> Any:
     try:
         import botocore.auth
         import botocore.awsrequest
         import botocore.eventstream
         import botocore.session
     except ImportError:
-        raise UpstreamFailure(MISSING_EXTRA, status=None, retryable=False) from None
+        raise unusable(deployment, MISSING_EXTRA) from None
     return botocore
 
 
 class _Signer:
     """SigV4 with botocore. Credentials come from one botocore session per node (its standard
-    chain); refreshable ones (roles) are refreshed in a worker thread, as botocore blocks."""
+    chain); refreshable ones (roles) are refreshed in a worker thread, as botocore blocks. None to
+    be had is the node's configuration, not the upstream's failure (node_credentials.py): one
+    lookup at a time, its failure answered to the requests that waited for it and for
+    RETRY_AFTER, then the chain is asked again."""
 
     def __init__(self) -> None:
         self._credentials: Any = None
+        self._lock = asyncio.Lock()
+        self._failed: tuple[float, str] | None = None  # (monotonic time, why) of the last failed lookup
+        self._outages = Outages("Bedrock deployments signing with the node's AWS credentials")
+
+    def library(self, deployment: str) -> Any:
+        """botocore, or the deployment's ProviderMisconfigured (logged once) without the extra."""
+        try:
+            return _botocore(deployment)
+        except ProviderMisconfigured as exc:
+            self._outages.failed("extra", exc.message)
+            raise
 
     async def headers(self, target: Target, url: str, payload: bytes, accept: str) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": accept}
         if target.api_key:  # a Bedrock API key
             headers["Authorization"] = "Bearer " + target.api_key
             return headers
-        bc = _botocore()
-        if self._credentials is None:
-            self._credentials = await asyncio.to_thread(lambda: bc.session.Session().get_credentials())
-        creds = self._credentials
-        if creds is None:
-            raise UpstreamFailure(
-                f"upstream deployment {target.deployment!r}: no AWS credentials found (environment, shared "
-                "profile or instance role); configure them on this node", status=None, retryable=False)
-        refresh = getattr(creds, "refresh_needed", None)
-        frozen = await asyncio.to_thread(creds.get_frozen_credentials) if refresh and refresh() else \
-            creds.get_frozen_credentials()
+        bc = self.library(target.deployment)
+        frozen = await self._frozen(target.deployment)
         request = bc.awsrequest.AWSRequest(method="POST", url=url, data=payload, headers=headers)
         bc.auth.SigV4Auth(frozen, "bedrock", target.options.get("region", "us-east-1")).add_auth(request)
         return dict(request.headers.items())
+
+    async def _frozen(self, deployment: str) -> Any:
+        creds = self._credentials
+        if creds is not None:
+            refresh = getattr(creds, "refresh_needed", None)
+            if not (refresh and refresh()):
+                return creds.get_frozen_credentials()
+        async with self._lock:
+            failed = self._failed
+            if failed is not None and time.monotonic() - failed[0] < RETRY_AFTER:
+                raise unusable(deployment, f"no AWS credentials ({failed[1]}); {_fix(deployment)}")
+            try:
+                frozen = await asyncio.to_thread(self._lookup)
+            except Exception as exc:  # botocore's errors: a broken profile, a role it cannot assume, no credentials
+                why = NO_CREDENTIALS if isinstance(exc, LookupError) else one_line(exc, 300)
+                self._failed = (time.monotonic(), why)
+                refused = unusable(deployment, f"no AWS credentials ({why}); {_fix(deployment)}")
+                self._outages.failed("chain", refused.message)
+                raise refused from None
+            self._failed = None
+            self._outages.recovered("chain")
+            return frozen
+
+    def _lookup(self) -> Any:
+        """The chain's credentials, frozen (a role's fetched or refreshed); LookupError: none found."""
+        if self._credentials is None:
+            self._credentials = _botocore("").session.Session().get_credentials()
+        if self._credentials is None:
+            raise LookupError(NO_CREDENTIALS)
+        return self._credentials.get_frozen_credentials()
 
 
 T = TypeVar("T")
@@ -175,7 +219,7 @@ class BedrockProvider(InputTokenCounter):
         resp, out = await self._fitted(target, converse_request(body, target.model), opened)
         translator = ConverseStreamTranslator(target.model, int(time.time()), stop_sequences(out.request),
                                               answer_id())
-        stream = BedrockChunkStream(resp, target, translator, out.dropped)
+        stream = BedrockChunkStream(resp, target, translator, out.dropped, self._signer.library(target.deployment))
         await stream.prime()
         return stream
 
@@ -191,9 +235,9 @@ class BedrockChunkStream(TranslatedChunkStream[ConverseStreamTranslator, Any]):
     botocore; it ends with the `metadata` event)."""
 
     def __init__(self, resp: UpstreamResponse, target: Target, translator: ConverseStreamTranslator,
-                 dropped: Sequence[str] = ()) -> None:
+                 dropped: Sequence[str] = (), bc: Any = None) -> None:
         super().__init__(resp, target, translator, dropped)
-        self._bc = _botocore()
+        self._bc = bc if bc is not None else _botocore(target.deployment)
         self._buffer = self._bc.eventstream.EventStreamBuffer()
 
     def _events(self, raw: bytes) -> list[Any]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from shieldes.errors import ProviderMisconfigured
+from shieldes.providers.node_credentials import one_line
 from shieldes.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -55,12 +56,6 @@ def fetched(token: str, expires_on: float, before: Held | None, now: float) -> H
     if before is not None and token == before.token:
         return Held(token, expires_on, min(now + RETRY_AFTER, expires_on))
     return Held(token, expires_on, expires_on - RENEW_BEFORE)
-
-
-def one_line(exc: BaseException, limit: int = 600) -> str:
-    """azure-identity's messages span lines (one per credential of the chain): one line, bounded."""
-    text = " ".join(str(exc).split()) or "no detail"
-    return f"{type(exc).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
 
 
 def default_credential() -> Any:

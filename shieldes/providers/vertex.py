@@ -20,6 +20,7 @@ from shieldes.providers.anthropic import AnthropicProvider, Endpoint, NativeT, O
 from shieldes.providers.anthropic_native import Passthrough
 from shieldes.providers.base import Target, UpstreamFailure
 from shieldes.providers.http import with_version
+from shieldes.providers.node_credentials import Outages, one_line, unusable
 from shieldes.providers.transport import UpstreamClient
 from shieldes.settings import Settings
 
@@ -35,14 +36,34 @@ def model_url(target: Target, publisher: str, model: str, method: str) -> str:
             f"{quote(model, safe='@')}:{method}")
 
 
+MISSING_EXTRA = ("provider type 'vertex' needs google-auth, which is not installed here; pip install "
+                 "'shieldes[vertex]' on every node and restart it")
+RETRY_AFTER = 10.0  # seconds a failed token fetch is answered again before google-auth is asked anew
+
+
+def _fix(deployment: str, path: str) -> str:
+    if path:
+        return (f"check the service-account key {path} (readable on every node, not deleted in IAM, its account "
+                f"allowed on the project) or give another with `shieldes provider update {deployment} "
+                "--credentials-file PATH`")
+    return ("give this node Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS, `gcloud auth "
+            "application-default login`, an attached service account) or a key file with "
+            f"`shieldes provider update {deployment} --credentials-file PATH`")
+
+
 class GoogleTokens:
     """OAuth access tokens through google-auth: a service-account file per deployment, or the
     node's Application Default Credentials. google-auth refreshes synchronously, so refreshing
-    runs in a worker thread; a token is reused until shortly before it expires."""
+    runs in a worker thread; a token is reused until shortly before it expires. No token to be had
+    (the extra missing, no credentials, a key file unreadable, the token endpoint refusing) is the
+    node's configuration, not the upstream's failure (node_credentials.py): one fetch at a time per
+    source, its failure answered to the requests that waited for it and for RETRY_AFTER."""
 
     def __init__(self) -> None:
         self._creds: dict[str, Any] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._failed: dict[str, tuple[float, str]] = {}  # by source: (monotonic time, why) of its last failure
+        self._outages = Outages("Vertex AI deployments signing in with google-auth")
 
     async def token(self, target: Target) -> str:
         path = target.options.get("credentials_file", "")
@@ -51,25 +72,29 @@ class GoogleTokens:
             return str(creds.token)
         lock = self._locks.setdefault(path, asyncio.Lock())
         async with lock:
-            try:
-                fresh = await asyncio.to_thread(self._refresh, path)
-            except UpstreamFailure:
-                raise
-            except Exception as exc:  # google.auth.exceptions.* and file errors
-                raise UpstreamFailure(
-                    f"upstream deployment {target.deployment!r}: no Google access token ({type(exc).__name__}: "
-                    f"{exc}); check --credentials-file or the node's Application Default Credentials",
-                    status=None, retryable=True) from None
-        return str(fresh.token)
+            creds = self._creds.get(path)
+            if creds is not None and creds.token and not creds.expired:  # (fetched while this one waited)
+                return str(creds.token)
+            failed = self._failed.get(path)
+            if failed is None or time.monotonic() - failed[0] >= RETRY_AFTER:
+                try:
+                    fresh = await asyncio.to_thread(self._refresh, path)
+                except Exception as exc:  # google.auth.exceptions.*, file and JSON errors, the extra missing
+                    why = MISSING_EXTRA if isinstance(exc, ImportError) else (
+                        f"no Google access token ({one_line(exc, 300)}); {_fix(target.deployment, path)}")
+                    failed = self._failed[path] = (time.monotonic(), why)
+                    self._outages.failed(path, unusable(target.deployment, why).message)
+                else:
+                    self._failed.pop(path, None)
+                    self._outages.recovered(path)
+                    return str(fresh.token)
+        raise unusable(target.deployment, failed[1])
 
     def _refresh(self, path: str) -> Any:
-        try:
-            import google.auth
-            from google.auth.transport.requests import Request
-            from google.oauth2 import service_account
-        except ImportError:
-            raise UpstreamFailure("provider type 'vertex' needs google-auth: pip install 'shieldes[vertex]'",
-                                  status=None, retryable=False) from None
+        import google.auth
+        from google.auth.transport.requests import Request
+        from google.oauth2 import service_account
+
         creds = self._creds.get(path)
         if creds is None:
             if path:

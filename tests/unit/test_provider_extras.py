@@ -6,29 +6,33 @@ import sys
 
 import pytest
 
+from shieldes.errors import ProviderMisconfigured
 from shieldes.providers import bedrock, vertex
-from shieldes.providers.base import UpstreamFailure
+from shieldes.providers.base import Target
 
 
 def test_bedrock_without_botocore_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("botocore", "botocore.auth", "botocore.awsrequest", "botocore.eventstream", "botocore.session"):
         monkeypatch.setitem(sys.modules, name, None)
-    with pytest.raises(UpstreamFailure) as err:
-        bedrock._botocore()
-    assert err.value.message == "provider type 'bedrock' needs botocore: pip install 'shieldes[bedrock]'"
-    assert not err.value.retryable and "\n" not in err.value.message
+    with pytest.raises(ProviderMisconfigured) as err:
+        bedrock._botocore("br")
+    assert err.value.message == ("deployment 'br' cannot be used on this node: provider type 'bedrock' needs "
+                                 "botocore, which is not installed here; pip install 'shieldes[bedrock]' on every "
+                                 "node and restart it")
 
 
-def test_vertex_without_google_auth_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_vertex_without_google_auth_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("google.auth", "google.auth.transport.requests", "google.oauth2"):
         monkeypatch.setitem(sys.modules, name, None)
-    with pytest.raises(UpstreamFailure) as err:
-        vertex.GoogleTokens()._refresh("")
-    assert err.value.message == "provider type 'vertex' needs google-auth: pip install 'shieldes[vertex]'"
+    target = Target("vx", "https://example.invalid", "gemini-2.5-flash", None, {})
+    with pytest.raises(ProviderMisconfigured) as err:
+        await vertex.GoogleTokens().token(target)
+    assert err.value.message == ("deployment 'vx' cannot be used on this node: provider type 'vertex' needs "
+                                 "google-auth, which is not installed here; pip install 'shieldes[vertex]' on every "
+                                 "node and restart it")
 
 
 async def test_azure_entra_without_azure_identity_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    from shieldes.errors import ProviderMisconfigured
     from shieldes.providers.entra import EntraTokens
 
     monkeypatch.setitem(sys.modules, "azure.identity.aio", None)

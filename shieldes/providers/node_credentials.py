@@ -1,0 +1,43 @@
+"""Credentials a node gets for itself (Bedrock's AWS chain, Vertex's Google tokens; Entra ID's in
+entra.py): when it cannot get them, a deployment cannot be used on this node, the same on every
+attempt until the operator acts. That is a ProviderMisconfigured, not an upstream failure: the
+model's other deployments are tried, nothing is retried, the deployment's breaker and error rate
+see nothing, and the node's log says so once per outage (and once when it is over)."""
+
+from __future__ import annotations
+
+import logging
+
+from shieldes.errors import ProviderMisconfigured
+
+log = logging.getLogger(__name__)
+
+
+def one_line(exc: BaseException, limit: int = 600) -> str:
+    """A credential library's message (often several lines: one per source tried): one line, bounded."""
+    text = " ".join(str(exc).split()) or "no detail"
+    return f"{type(exc).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
+
+
+def unusable(deployment: str, why: str) -> ProviderMisconfigured:
+    """The client's one line: which deployment, what is missing here and what to do (in `why`)."""
+    return ProviderMisconfigured(f"deployment {deployment!r} cannot be used on this node: {why}")
+
+
+class Outages:
+    """Which credential sources are failing (by a key the caller chooses: a key file, the AWS
+    chain), so each outage is logged once when it starts and once when it ends."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._failing: set[str] = set()
+
+    def failed(self, key: str, why: str) -> None:
+        if key not in self._failing:
+            self._failing.add(key)
+            log.warning("MISCONFIGURED: %s: %s", self._what, why)
+
+    def recovered(self, key: str) -> None:
+        if key in self._failing:
+            self._failing.discard(key)
+            log.info("%s: credentials are coming again%s", self._what, f" ({key})" if key else "")

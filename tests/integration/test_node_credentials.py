@@ -1,0 +1,108 @@
+"""A Bedrock or Vertex deployment that cannot be used on this node (no cloud credentials here, the
+token endpoint refusing its key) is the node's configuration, not an upstream failure: the model's
+other deployments serve its requests, its breaker and error rate see nothing, the node logs it once
+per outage; a model it alone serves is answered a 502 `provider_misconfigured` in the client API's
+own shape, one line naming the deployment, what is missing and what to do. Through a node, the
+fake providers (Bedrock, Google's token endpoint, an OpenAI upstream) and the official SDKs."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from shieldes.projections.shared_commands import AddProvider
+from tests.fake_bedrock import FakeBedrock
+from tests.fake_google import FakeGoogle, service_account
+from tests.fake_upstream import FakeUpstream
+from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV, Harness, harness
+
+HELLO: Any = [{"role": "user", "content": "say hello"}]
+AWS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+       "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE")
+
+
+def _key(google: FakeGoogle, path: Path) -> str:
+    """A service-account key file whose signature the fake's token endpoint refuses (another key)."""
+    google.public_key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    path.write_text(json.dumps(service_account(rsa.generate_private_key(public_exponent=65537, key_size=2048),
+                                               google.url + "/token")))
+    return str(path)
+
+
+@pytest.fixture
+async def node(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+               ) -> AsyncIterator[tuple[Harness, FakeBedrock, FakeGoogle, FakeUpstream]]:
+    for name in AWS:  # botocore's chain finds nothing on this node
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    up = FakeUpstream(completion_tokens=4, api_key=UPSTREAM_KEY, models=("shared",))
+    async with FakeBedrock() as bedrock, FakeGoogle() as google, \
+            harness(database_url, upstream=up, providers=False, upstream_retries=0) as h:
+        vertex = {"project": "proj-1", "location": "us-central1", "credentials_file": _key(google, tmp_path / "k.json")}
+        # the unusable deployments weigh most: nearly every request tries one of them first
+        await h.admin(AddProvider("br", "bedrock", bedrock.url, None, ("shared", "only-br"), weight=1000.0,
+                                  options={"region": "us-east-1"}))
+        await h.admin(AddProvider("vx", "vertex", google.url, None, ("shared", "only-vx"), weight=1000.0,
+                                  options=vertex))
+        await h.admin(AddProvider("oa", "openai", up.url, "env:" + UPSTREAM_KEY_ENV, ("shared",)))
+        await h.sync()
+        yield h, bedrock, google, up
+
+
+async def test_an_unusable_cloud_deployment_fails_over_and_is_told_in_each_apis_shape(
+        node: tuple[Harness, FakeBedrock, FakeGoogle, FakeUpstream], caplog: pytest.LogCaptureFixture) -> None:
+    h, bedrock, google, up = node
+    caplog.set_level(logging.WARNING)
+    secret = await h.create_key("app")
+    await h.sync()
+    client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+    for _ in range(4):  # served by the healthy deployment, JSON and streamed, each time
+        chat = await client.chat.completions.create(model="shared", messages=HELLO)
+        assert chat.choices[0].message.content
+        stream = await client.chat.completions.create(model="shared", messages=HELLO, stream=True)
+        assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert len(up.requests_to("/v1/chat/completions")) == 8
+    assert not bedrock.requests and not [r for r in google.requests if r.path != "/token"]
+    gateway = h.node.gateway
+    assert gateway is not None
+    health = gateway.breaker.health()  # type: ignore[attr-defined]
+    assert "br" not in health and "vx" not in health, health  # neither a failure nor a success
+
+    # a model only the unusable deployment serves: a 502 in OpenAI's shape, one line saying what to do
+    with pytest.raises(openai.APIStatusError) as no_aws:
+        await client.chat.completions.create(model="only-br", messages=HELLO)
+    body: Any = no_aws.value.body
+    assert no_aws.value.status_code == 502 and body["code"] == "provider_misconfigured"
+    assert body["message"].startswith("deployment 'br' cannot be used on this node: no AWS credentials (")
+    assert "AWS_ACCESS_KEY_ID" in body["message"] and "\n" not in body["message"]
+    with pytest.raises(openai.APIStatusError) as no_token:
+        await client.chat.completions.create(model="only-vx", messages=HELLO, stream=True)
+    body = no_token.value.body
+    assert no_token.value.status_code == 502 and body["code"] == "provider_misconfigured"
+    assert body["message"].startswith("deployment 'vx' cannot be used on this node: no Google access token (")
+    assert "--credentials-file" in body["message"] and "\n" not in body["message"]
+    # and in Anthropic's
+    claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+    for model, start in (("only-br", "deployment 'br' cannot be used on this node: no AWS credentials ("),
+                         ("only-vx", "deployment 'vx' cannot be used on this node: no Google access token (")):
+        with pytest.raises(anthropic.APIStatusError) as refused:
+            await claude.messages.create(model=model, max_tokens=20, messages=HELLO)
+        assert refused.value.status_code == 502
+        error: Any = refused.value.body
+        assert error["type"] == "error" and error["error"]["message"].startswith(start)
+    assert not bedrock.requests
+    # logged once per outage, not once per request
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("no AWS credentials" in x for x in lines) == 1, lines
+    assert sum("no Google access token" in x for x in lines) == 1, lines
+    assert not [x for x in lines if "upstream deployment br" in x or "upstream deployment vx" in x], lines
