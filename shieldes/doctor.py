@@ -20,7 +20,7 @@ import psycopg
 
 from shieldes import db
 from shieldes.checks import Finding, credential_finding, price_findings, referenced_env_names, unknown_setting_findings
-from shieldes.cloud_credentials import cloud_credential_finding
+from shieldes.cloud_credentials import node_credential_finding
 from shieldes.cluster.membership import NODES_SQL, NodeRecord
 from shieldes.config_writer import load_config
 from shieldes.dbwait import DbWait
@@ -227,13 +227,13 @@ async def run_checks(url: str, settings: Settings, *, environ: Mapping[str, str]
     if not config.providers:
         findings.append(Finding("providers", "-", False, "no providers yet: every model answers 404",
                                 "shieldes provider add NAME --type openai --base-url URL --api-key KEY --models M"))
-    # vertex and bedrock deployments sign in with the cloud's credentials: loaded here as a node would
-    for dep in sorted(config.providers.values(), key=lambda d: d.name):
-        cloud: Finding | None = await asyncio.to_thread(cloud_credential_finding, dep)
-        findings.append(cloud or credential_finding(dep, key, env))
+    # vertex, bedrock and --auth entra deployments sign in with the cloud's credentials: got here as a
+    # node gets them, every deployment's at once (each bounded: cloud_credentials.CHECK_TIMEOUT)
+    deps = sorted(config.providers.values(), key=lambda d: d.name)
+    clouds = await asyncio.gather(*(node_credential_finding(d) for d in deps))
+    findings += [cloud or credential_finding(dep, key, env) for dep, cloud in zip(deps, clouds, strict=True)]
     timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT, connect=min(PROBE_TIMEOUT, 3.0))
     async with aiohttp.ClientSession(timeout=timeout, cookie_jar=aiohttp.DummyCookieJar()) as session:
-        deps = sorted(config.providers.values(), key=lambda d: d.name)
         proxies = urllib.request.getproxies_environment()
         findings += await asyncio.gather(*(probe(session, d, key, env, proxies) for d in deps))
     findings += price_findings(config, lambda m: price_for(config.pricing, m) is not None,

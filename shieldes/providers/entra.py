@@ -27,9 +27,9 @@ RETRY_AFTER = 30.0
 FETCH_TIMEOUT = 30.0  # the longest a fetch may take (the chain's tries and their retries included)
 MISSING = ("--auth entra needs azure-identity, which is not installed here; pip install 'shieldes[azure]' on every "
            "node and restart it")
-FIX = ("check this node's Azure identity (a managed identity, AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET, "
-       "or `az login`) and its role on the Azure OpenAI resource (Cognitive Services OpenAI User); "
-       "the next request asks for a token again")
+CHECK = ("check this node's Azure identity (a managed identity, AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET, "
+         "or `az login`) and its role on the Azure OpenAI resource (Cognitive Services OpenAI User)")
+FIX = CHECK + "; the next request asks for a token again"
 Step = Literal["use", "renew", "wait"]
 
 
