@@ -177,10 +177,14 @@ async def _generate(request: web.Request, streaming: bool) -> web.StreamResponse
     if call.rec is not None:
         call.rec.stream = True
     stream, served = await call.run(open_stream, each_a_stream)
-    headers = {**call.res.headers, **stream.headers}
-    if not framing.sse:  # Google's default: one JSON array, its elements written as they come
-        headers["Content-Type"] = "application/json"
-    return await call.pump_stream(request, stream, stream.frames, served, headers, None,
+
+    def head() -> dict[str, str]:
+        out = {**call.res.headers, **stream.headers}
+        if not framing.sse:  # Google's default: one JSON array, its elements written as they come
+            out["Content-Type"] = "application/json"
+        return out
+
+    return await call.pump_stream(request, stream, stream.frames, served, head, None,
                                   lambda failure: framing.error(failure, gw.scrub))
 
 

@@ -365,6 +365,9 @@ async def _relay(gw: Gateway, request: web.Request, op: MediaOp, asked: MediaReq
         await relay.pump(request, resp, frames(), tally, gw.settings.disconnect_drain_seconds, None, gw.scrub,
                          None if events is not None else _cut)
         return resp
+    except BaseException as exc:
+        relay.note_raised(tally, exc, gw.scrub)
+        raise
     finally:
         bill = media.billed(op, asked.estimate, events.last if events is not None else None)
         _settle(gw, request, op, res, served_by, bill)

@@ -302,8 +302,9 @@ async def messages(request: web.Request) -> web.StreamResponse:
         call.rec.stream = True
     stream, served = await call.run(open_stream, each_a_stream)
     return await call.pump_stream(request, stream, stream.frames, served,
-                                  {ANTHROPIC_REQUEST_ID: call.rid, **call.res.headers,
-                                   **with_named(stream.headers, foreign), **call.fallback_headers(served)}, "error")
+                                  lambda: {ANTHROPIC_REQUEST_ID: call.rid, **call.res.headers,
+                                           **with_named(stream.headers, foreign), **call.fallback_headers(served)},
+                                  "error")
 
 
 async def count_tokens(request: web.Request) -> web.StreamResponse:

@@ -61,6 +61,28 @@ def note_failure(tally: Tally, failure: UpstreamFailure, scrub: Callable[[str], 
     tally.request_at_fault = request_at_fault(failure)
 
 
+def note_raised(tally: Tally, raised: BaseException, scrub: Callable[[str], str]) -> None:
+    """The route stopped relaying with `raised` (before the first frame, or out of pump): an
+    UpstreamFailure is the upstream breaking the stream; anything else (the client gone, the node
+    stopping, the request refused) leaves the stream as it was."""
+    if tally.outcome == "open" and isinstance(raised, UpstreamFailure):
+        note_failure(tally, raised, scrub)
+
+
+def attempt_failed(tally: Tally) -> bool | None:
+    """How a relayed stream counts for its deployment's breaker and error rate: True a failed
+    attempt (the upstream broke it, not on the request's fault), False a successful one (it
+    completed, or its client left once frames had gone out: the upstream was answering), None
+    neither (ended on the request's fault, as a 4xx answered before a stream; its client gone
+    before any frame went out; stopped by the route or the node: none of it the upstream's doing)."""
+    outcome = tally.outcome
+    if outcome == "upstream_error":
+        return None if tally.request_at_fault else True
+    if outcome == "done" or (outcome == "disconnected" and tally.sent_bytes):
+        return False
+    return None
+
+
 def frame(event: str | None, data: object) -> bytes:
     payload = orjson.dumps(data)
     if event is None:

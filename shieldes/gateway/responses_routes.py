@@ -419,6 +419,9 @@ async def stream(request: web.Request, rid: str, turn: Turn, served: RouteTarget
             if isinstance(events, NativeEvents) else frames()
         await relay.pump(request, resp, out, tally, turn.gw.settings.disconnect_drain_seconds, "error")
         return resp
+    except BaseException as exc:
+        relay.note_raised(tally, exc, turn.gw.scrub)
+        raise
     finally:
         final, deltas = events.final, tally.content_chunks
         usage = token_usage(events.usage, turn.size, deltas, served_tier(final))

@@ -329,22 +329,29 @@ class Call:
             await relay.pump(request, resp, render(stream, tally), tally, self.gw.settings.disconnect_drain_seconds,
                              error_event, self.gw.scrub)
             return resp
+        except BaseException as exc:
+            relay.note_raised(tally, exc, self.gw.scrub)
+            raise
         finally:
             self._stream_ended(stream, tally, served)
             await stream.aclose()
 
     async def pump_stream(self, request: web.Request, stream: relay.Held,
                           frames: Callable[[relay.Tally], AsyncIterator[bytes]], served: RouteTarget,
-                          headers: dict[str, str], error_event: str | None,
+                          headers: Callable[[], dict[str, str]], error_event: str | None,
                           ending: Callable[[UpstreamFailure], bytes] | None = None) -> web.StreamResponse:
-        """Relay `stream`'s frames to the client (relay.pump), then settle the reservation on its
-        usage and note the stream's end, whatever happened."""
+        """Relay `stream`'s frames to the client (relay.pump) under `headers()`, then settle the
+        reservation on its usage and note the stream's end, whatever happened (what raised before
+        the first frame included)."""
         tally = relay.Tally()
         try:
-            resp = relay.sse_response(self.rid, headers)
+            resp = relay.sse_response(self.rid, headers())
             await relay.pump(request, resp, frames(tally), tally, self.gw.settings.disconnect_drain_seconds,
                              error_event, self.gw.scrub, ending)
             return resp
+        except BaseException as exc:
+            relay.note_raised(tally, exc, self.gw.scrub)
+            raise
         finally:
             self._stream_ended(stream, tally, served)
             await stream.aclose()
@@ -362,14 +369,16 @@ def note_stream_end(gw: Gateway, rec: RequestRecord | None, rid: str, dep: Deplo
                     usage: TokenUsage) -> None:
     """A relayed stream's end, on every streaming route: time to first token and tokens per second
     (metrics and the request-log record), how it ended (client gone, upstream failed), and the
-    attempt's outcome for the deployment's health and circuit breaker (a stream broken by its
-    upstream is a failed attempt; its opening counted none: UpstreamCalls._attempt)."""
+    attempt's outcome for the deployment's health and circuit breaker (relay.attempt_failed; its
+    opening counted none: UpstreamCalls._attempt)."""
     now = time.perf_counter()
     first = tally.first_token_at
     ttft = (first - (rec.t0 if rec is not None else now)) if first else None
     gw.metrics.stream_ended(dep.name, tally.outcome, ttft, usage.completion_tokens, now - first if first else 0.0,
                             rec.trace_id if rec is not None else None)
-    gw.breaker.stream_ended(dep.name, tally.outcome == "upstream_error" and not tally.request_at_fault)
+    failed = relay.attempt_failed(tally)
+    if failed is not None:
+        gw.breaker.stream_ended(dep.name, failed)
     if ttft is not None:
         gw.breaker.first_token(dep.name, ttft)
     if rec is not None:

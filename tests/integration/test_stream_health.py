@@ -29,6 +29,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 ADMIN = "boot-" + "stream-health-admin-token-" * 2
 FAILURES = 3  # the node's breaker_failures
 REF = "env:" + UPSTREAM_KEY_ENV
+HI = [{"role": "user", "content": "x"}]
 # how the upstream breaks each stream after it opened (tests/fake_upstream.py's Fault)
 BREAKS: dict[str, dict[str, Any]] = {
     "cut": {"mangle": "cut"},  # the connection drops inside an event
@@ -215,8 +216,38 @@ async def test_a_stream_ended_on_the_requests_own_fault_counts_nothing_against_t
     try:
         for _ in range(FAILURES + 1):
             assert (await _stream(client, model)).startswith("!")
-        row = await _health_once(api, name, lambda r: r["samples"] == FAILURES + 1)
-        assert row["samples"] == FAILURES + 1, row
-        assert (row["breaker"], row["error_rate"]) == ("closed", 0.0), row
+        await wait_until(lambda: _idle(h), timeout=5)  # (each stream's end noted)
+        row = await _health(api, name)
+        assert (row["samples"], row["breaker"], row["error_rate"]) == (0, "closed", None), row
+    finally:
+        h.upstream.clear_faults()
+
+
+def _idle(h: Harness) -> bool:
+    """The node has no request in hand (each stream's end noted, its outcome counted or not)."""
+    assert h.node.gateway is not None
+    return bool(h.node.gateway.metrics.in_flight.collect()[0].samples[0].value == 0)
+
+
+async def test_a_client_gone_before_its_stream_was_relayed_counts_nothing_against_the_deployment(
+        node: Node) -> None:
+    """The client leaves while the upstream takes its time to answer; the upstream's stream then
+    opens, and the node finds nobody to relay it to: neither the upstream's failure nor its success."""
+    h, api = node.h, node.api
+    model, name = "model-early-leaver", "early-leaver"
+    await h.admin(AddProvider(name, "openai", h.upstream.url, REF, (model,)))
+    await h.sync()
+    h.upstream.inject("/v1/chat/completions", delay=1.0, times=None)
+    try:
+        for _ in range(FAILURES + 1):
+            before = len(h.upstream.requests)
+            with pytest.raises(TimeoutError):
+                async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.3)) as http:
+                    await http.post(f"{h.base}/v1/chat/completions", headers={"Authorization": "Bearer " + node.secret},
+                                    json={"model": model, "stream": True, "messages": HI})
+            await wait_until(lambda: len(h.upstream.requests) > before)  # noqa: B023 (waited on in this iteration)
+            await wait_until(lambda: _idle(h), timeout=5)
+        row = await _health(api, name)
+        assert (row["samples"], row["breaker"], row["error_rate"]) == (0, "closed", None), row
     finally:
         h.upstream.clear_faults()
