@@ -52,7 +52,8 @@ async def node(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         # the unusable deployments weigh most: nearly every request tries one of them first
         await h.admin(AddProvider("br", "bedrock", bedrock.url, None, ("shared", "only-br"), weight=1000.0,
                                   options={"region": "us-east-1"}))
-        await h.admin(AddProvider("vx", "vertex", google.url, None, ("shared", "only-vx"), weight=1000.0,
+        await h.admin(AddProvider("vx", "vertex", google.url, None, ("shared", "only-vx", "claude-sonnet-4-5"),
+                                  weight=1000.0,
                                   options=vertex))
         await h.admin(AddProvider("oa", "openai", up.url, "env:" + UPSTREAM_KEY_ENV, ("shared",)))
         await h.sync()
@@ -93,8 +94,9 @@ async def test_an_unusable_cloud_deployment_fails_over_and_is_told_in_each_apis_
     assert "--credentials-file" in body["message"] and "\n" not in body["message"]
     # and in Anthropic's
     claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0)
+    no_google = "deployment 'vx' cannot be used on this node: no Google access token ("
     for model, start in (("only-br", "deployment 'br' cannot be used on this node: no AWS credentials ("),
-                         ("only-vx", "deployment 'vx' cannot be used on this node: no Google access token (")):
+                         ("only-vx", no_google), ("claude-sonnet-4-5", no_google)):  # (Claude on Vertex: the same)
         with pytest.raises(anthropic.APIStatusError) as refused:
             await claude.messages.create(model=model, max_tokens=20, messages=HELLO)
         assert refused.value.status_code == 502
