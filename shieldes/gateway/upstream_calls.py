@@ -140,13 +140,16 @@ def fitted(provider: Provider, op: Operation, target: Target, out: Outgoing) -> 
     return found
 
 
-def _instead(left: Sequence[RouteTarget], targets: Sequence[RouteTarget],
-             misconfigured: Mapping[str, object]) -> list[RouteTarget]:
+def _instead(left: Sequence[RouteTarget], room: Route, misconfigured: Mapping[str, object],
+             breaker: CircuitBreaker, rng: random.Random,
+             order: Callable[[Sequence[RouteTarget]], list[RouteTarget]] | None) -> list[RouteTarget]:
     """The attempt a deployment unusable on this node gave up, on another deployment of the
-    route: none when the attempts left already go to one, or when every one is unusable here."""
+    route, picked as the plan picks (a closed circuit first, in the route's strategy's order):
+    none when the attempts left already go to one, or when every one is unusable here."""
     if any(t.deployment.name not in misconfigured for t in left):
         return []
-    return [t for t in targets if t.deployment.name not in misconfigured][:1]
+    usable = tuple(t for t in room.targets if t.deployment.name not in misconfigured)
+    return plan(replace(room, targets=usable), breaker, 1, rng, order) if usable else []
 
 
 def _fit(body: Body, fit: Refit) -> Body:
@@ -419,7 +422,7 @@ class UpstreamCalls:
                     return await self._attempt(op, rt, sent, attempt, rec, tried, streamed), rt
                 except ProviderMisconfigured as exc:  # a deterministic configuration error: no retry
                     misconfigured[name] = exc
-                    todo.extend(_instead(todo[i + 1:], room.targets, misconfigured))
+                    todo.extend(_instead(todo[i + 1:], room, misconfigured, self.breaker, self.rng, order))
                 except UpstreamFailure as failure:
                     last = failed = (failure, rt)
                     if failure.code == CONTEXT_LENGTH and route.fallbacks:
