@@ -382,6 +382,7 @@ async def stream(request: web.Request, rid: str, turn: Turn, served: RouteTarget
     run's), settled and stored at its end whatever happens."""
     tally = relay.Tally()
     last: tuple[Body, int, Body] | None = None  # the terminal response billed: (as read, deltas, as sent)
+    unappended = False  # the answer came in full but its conversation refused it: no fault of the deployment
 
     def bill(response: Body, deltas: int) -> Body:  # the usage billed, in the response the client gets
         nonlocal last
@@ -392,9 +393,11 @@ async def stream(request: web.Request, rid: str, turn: Turn, served: RouteTarget
 
     async def appended(response: Body) -> None:
         """Before the terminal event goes out: its items onto the conversation."""
+        nonlocal unappended
         try:
             await turn.append(response)
         except ShieldesError as exc:  # the client gets this error instead of the terminal event
+            unappended = True
             raise UpstreamFailure(f"the answer is complete but its items could not be added to conversation "
                                   f"{turn.conversation!r}: {exc.message}", status=None, retryable=False) from None
 
@@ -433,6 +436,8 @@ async def stream(request: web.Request, rid: str, turn: Turn, served: RouteTarget
         broke = events.broke
         if broke is not None and tally.outcome == "done":  # (its `response.failed` went out as the last event)
             relay.note_failure(tally, broke, turn.gw.scrub)
+        if unappended:  # (the conversation deleted meanwhile: the request's doing, as a 4xx would be)
+            tally.request_at_fault = True
         note_stream_end(turn.gw, turn.rec, rid, served.deployment, tally, usage)
         await events.aclose()
 

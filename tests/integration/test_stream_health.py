@@ -251,3 +251,33 @@ async def test_a_client_gone_before_its_stream_was_relayed_counts_nothing_agains
         assert (row["samples"], row["breaker"], row["error_rate"]) == (0, "closed", None), row
     finally:
         h.upstream.clear_faults()
+
+
+async def test_a_stream_whose_conversation_went_away_counts_nothing_against_the_deployment(node: Node) -> None:
+    """The answer is complete but the conversation it belongs to was deleted meanwhile: the client
+    gets the error instead of the terminal event, and the deployment, which answered in full, is
+    not failed for it."""
+    h, client, api = node.h, node.client, node.api
+    model, name = "model-conversation-gone", "conversation-gone"
+    await h.admin(AddProvider(name, "openai", h.upstream.url, REF, (model,)))
+    await h.sync()
+    try:
+        for _ in range(FAILURES + 1):
+            conv = await client.conversations.create()
+            hold = h.upstream.inject("/v1/chat/completions", hold_after=2)  # then silent until released
+            stream = await client.responses.create(model=model, input="hello there", conversation=conv.id,
+                                                   stream=True)
+            events = stream.__aiter__()
+            await events.__anext__()
+            await wait_until(lambda: hold.holding == 1)  # noqa: B023 (waited on in this iteration)
+            await client.conversations.delete(conv.id)
+            await h.sync()
+            hold.release.set()
+            with pytest.raises(openai.APIError, match="could not be added to conversation"):
+                async for _event in events:
+                    pass
+            await wait_until(lambda: _idle(h), timeout=5)
+        row = await _health(api, name)
+        assert (row["samples"], row["breaker"], row["error_rate"]) == (0, "closed", None), row
+    finally:
+        h.upstream.clear_faults()
