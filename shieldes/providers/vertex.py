@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import orjson
 
+from shieldes.errors import ProviderMisconfigured
 from shieldes.providers import vertex_options
 from shieldes.providers.anthropic import AnthropicProvider, Endpoint, NativeT, Outgoing
 from shieldes.providers.anthropic_native import Passthrough
@@ -51,6 +52,11 @@ def _fix(deployment: str, path: str) -> str:
             f"`shieldes provider update {deployment} --credentials-file PATH`")
 
 
+def _unusable(deployment: str, path: str, why: str) -> ProviderMisconfigured:
+    """`deployment`'s refusal when its token source failed with `why` ("": google-auth missing)."""
+    return unusable(deployment, f"no Google access token ({why}); {_fix(deployment, path)}" if why else MISSING_EXTRA)
+
+
 class GoogleTokens:
     """OAuth access tokens through google-auth: a service-account file per deployment, or the
     node's Application Default Credentials. google-auth refreshes synchronously, so refreshing
@@ -62,7 +68,7 @@ class GoogleTokens:
     def __init__(self) -> None:
         self._creds: dict[str, Any] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._failed: dict[str, tuple[float, str]] = {}  # by source: (monotonic time, why) of its last failure
+        self._failed: dict[str, tuple[float, str]] = {}  # by source: (monotonic time, why; "" no google-auth)
         self._outages = Outages("Vertex AI deployments signing in with google-auth")
 
     async def token(self, target: Target) -> str:
@@ -80,15 +86,15 @@ class GoogleTokens:
                 try:
                     fresh = await asyncio.to_thread(self._refresh, path)
                 except Exception as exc:  # google.auth.exceptions.*, file and JSON errors, the extra missing
-                    why = MISSING_EXTRA if isinstance(exc, ImportError) else (
-                        f"no Google access token ({one_line(exc, 300)}); {_fix(target.deployment, path)}")
-                    failed = self._failed[path] = (time.monotonic(), why)
-                    self._outages.failed(path, unusable(target.deployment, why).message)
+                    # (the reason is the source's; the fix names each request's own deployment)
+                    failed = self._failed[path] = (time.monotonic(), "" if isinstance(exc, ImportError)
+                                                   else one_line(exc, 300))
+                    self._outages.failed(path, _unusable(target.deployment, path, failed[1]).message)
                 else:
                     self._failed.pop(path, None)
                     self._outages.recovered(path)
                     return str(fresh.token)
-        raise unusable(target.deployment, failed[1])
+        raise _unusable(target.deployment, path, failed[1])
 
     def _refresh(self, path: str) -> Any:
         import google.auth

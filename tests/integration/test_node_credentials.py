@@ -108,3 +108,26 @@ async def test_an_unusable_cloud_deployment_fails_over_and_is_told_in_each_apis_
     assert sum("no AWS credentials" in x for x in lines) == 1, lines
     assert sum("no Google access token" in x for x in lines) == 1, lines
     assert not [x for x in lines if "upstream deployment br" in x or "upstream deployment vx" in x], lines
+
+
+async def test_each_deployment_sharing_failing_credentials_is_told_its_own_fix(
+        database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two Vertex deployments on the node's Application Default Credentials, which fail: a request
+    for either is told the command that fixes that deployment, also while the failure is answered
+    from the last lookup (within its 10 s)."""
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    async with FakeGoogle() as google, harness(database_url, providers=False, upstream_retries=0) as h:
+        for name in ("vx-east", "vx-west"):
+            await h.admin(AddProvider(name, "vertex", google.url, None, (f"gemini-{name}",),
+                                      options={"project": "proj-1", "location": "us-central1"}))
+        secret = await h.create_key("app")
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        for name in ("vx-east", "vx-west", "vx-east"):
+            with pytest.raises(openai.APIStatusError) as refused:
+                await client.chat.completions.create(model=f"gemini-{name}", messages=HELLO)
+            body: Any = refused.value.body
+            assert refused.value.status_code == 502 and body["code"] == "provider_misconfigured"
+            message = body["message"]
+            assert message.startswith(f"deployment {name!r} cannot be used on this node: no Google access token (")
+            assert f"shieldes provider update {name} --credentials-file" in message, message
