@@ -140,14 +140,11 @@ def fitted(provider: Provider, op: Operation, target: Target, out: Outgoing) -> 
     return found
 
 
-def _instead(left: Sequence[RouteTarget], room: Route, misconfigured: Mapping[str, object],
-             breaker: CircuitBreaker, rng: random.Random,
+def _instead(room: Route, misconfigured: Mapping[str, object], breaker: CircuitBreaker, rng: random.Random,
              order: Callable[[Sequence[RouteTarget]], list[RouteTarget]] | None) -> list[RouteTarget]:
-    """The attempt a deployment unusable on this node gave up, on another deployment of the
-    route, picked as the plan picks (a closed circuit first, in the route's strategy's order):
-    none when the attempts left already go to one, or when every one is unusable here."""
-    if any(t.deployment.name not in misconfigured for t in left):
-        return []
+    """The attempt a deployment unusable on this node gives up (it takes none of a request's
+    attempts), on another deployment of the route picked as the plan picks (a closed circuit
+    first, in the route's strategy's order); none when every one is unusable here."""
     usable = tuple(t for t in room.targets if t.deployment.name not in misconfigured)
     return plan(replace(room, targets=usable), breaker, 1, rng, order) if usable else []
 
@@ -409,6 +406,7 @@ class UpstreamCalls:
             for i, rt in enumerate(todo):  # (grows: a deployment unusable here takes no attempt)
                 name = rt.deployment.name
                 if name in misconfigured:
+                    todo.extend(_instead(room, misconfigured, self.breaker, self.rng, order))
                     continue
                 if not self.quotas.allows(name, rt.deployment.options, self.cluster_size()):
                     # its provider's quota is used up: not called into a 429
@@ -422,7 +420,8 @@ class UpstreamCalls:
                     return await self._attempt(op, rt, sent, attempt, rec, tried, streamed), rt
                 except ProviderMisconfigured as exc:  # a deterministic configuration error: no retry
                     misconfigured[name] = exc
-                    todo.extend(_instead(todo[i + 1:], room, misconfigured, self.breaker, self.rng, order))
+                    tried -= 1  # (nothing was sent)
+                    todo.extend(_instead(room, misconfigured, self.breaker, self.rng, order))
                 except UpstreamFailure as failure:
                     last = failed = (failure, rt)
                     if failure.code == CONTEXT_LENGTH and route.fallbacks:

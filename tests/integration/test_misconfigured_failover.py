@@ -49,3 +49,26 @@ async def test_an_unusable_deployments_attempt_skips_a_rested_one(database_url: 
             assert len(down.requests_to("/v1/chat/completions")) == before  # the rested one got none
     finally:
         await down.stop()
+
+
+async def test_an_unusable_deployment_takes_none_of_a_requests_retries(database_url: str) -> None:
+    """With one retry, a request planned on the unusable deployment and then a healthy one that
+    fails once still gets its two attempts on the healthy one."""
+    up = FakeUpstream(api_key=UPSTREAM_KEY, models=("shared",))
+    async with harness(database_url, upstream=up, providers=False, upstream_retries=1) as h:
+        await h.admin(AddProvider("unset", "openai", up.url, "env:SHIELDES_TEST_KEY_NEVER_SET", ("shared",),
+                                  weight=1000.0))
+        await h.admin(AddProvider("flaky", "openai", up.url, "env:" + UPSTREAM_KEY_ENV, ("shared",)))
+        secret = await h.create_key("app")
+        await h.sync()
+        client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0)
+        for stream in (False, True):
+            up.inject("/v1/chat/completions", status=500, times=1)  # its first call of each request fails
+            before = len(up.requests_to("/v1/chat/completions"))
+            if stream:
+                chunks = await client.chat.completions.create(model="shared", messages=HELLO, stream=True)
+                assert "".join([c.choices[0].delta.content or "" async for c in chunks if c.choices])
+            else:
+                chat = await client.chat.completions.create(model="shared", messages=HELLO)
+                assert chat.choices[0].message.content
+            assert len(up.requests_to("/v1/chat/completions")) == before + 2
