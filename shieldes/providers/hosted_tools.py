@@ -110,9 +110,13 @@ def held_uses(tools: Any, model: str, max_tool_calls: Any = None) -> tuple[int, 
     (their `max_uses`, else USES_HELD each), `file_search` (USES_HELD), `code_interpreter` (one
     container each), Gemini's `google_search` (one grounded prompt for Gemini 1.x and 2.x, which
     bill per prompt, else USES_HELD queries). A Responses request's `max_tool_calls` bounds every
-    count. Settlement bills what the answer used, so a hold above it is handed back."""
+    count, and is what a search naming no bound of its own may run: held in place of USES_HELD (as
+    a request's own max_output_tokens is held). Settlement bills what the answer used, so a hold
+    above it is handed back."""
     if not isinstance(tools, list):
         return 0, 0, 0
+    calls = _bound(max_tool_calls)
+    each = USES_HELD if calls is None else calls  # a search's uses, where nothing else bounds them
     web = files = containers = 0
     for tool in tools:
         if not isinstance(tool, dict):
@@ -120,15 +124,14 @@ def held_uses(tools: Any, model: str, max_tool_calls: Any = None) -> tuple[int, 
         kind = tool.get("type")
         if isinstance(kind, str) and kind.startswith("web_search"):
             most = _bound(tool.get("max_uses"))
-            web += USES_HELD if most is None else most
+            web += each if most is None else most
         elif kind == "file_search":
-            files += USES_HELD
+            files += each
         elif kind == "code_interpreter":
             containers += 1
         elif any(k in tool for k in ("google_search", "googleSearch", "google_search_retrieval",
                                      "googleSearchRetrieval")):
             web += 1 if model.startswith(("gemini-1", "gemini-2")) else USES_HELD
-    most = _bound(max_tool_calls)
-    if most is not None:
-        web, files, containers = min(web, most), min(files, most), min(containers, most)
+    if calls is not None:
+        web, files, containers = min(web, calls), min(files, calls), min(containers, calls)
     return web, files, containers

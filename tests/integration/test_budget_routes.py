@@ -217,6 +217,29 @@ async def test_a_budgeted_turn_offering_searches_is_sent_the_tool_calls_held(dat
         assert h.upstream.last(RESPONSES).body["max_tool_calls"] == 5
 
 
+async def test_a_budgeted_turn_naming_more_tool_calls_than_it_can_pay_is_refused(database_url: str) -> None:
+    """A Responses request naming its own max_tool_calls may run that many searches: it is held for
+    them, as for its own max_output_tokens, and refused when the budget cannot pay them (it was
+    held for 5 and sent its own bound: an answer could search past the budget)."""
+    async with harness(database_url) as h:
+        await h.admin(UpdateProvider("openai", responses="native"))
+        budgeted = await h.create_key("budgeted", budget_usd=1.0)
+        await h.sync()
+        client = _client(h, budgeted)
+        before = len(h.upstream.requests_to(RESPONSES))
+        with pytest.raises(openai.RateLimitError) as refused:
+            await client.responses.create(model="gpt-4o", input="what changed?", tools=[{"type": "web_search"}],
+                                          max_tool_calls=100_000)
+        body: Any = refused.value.body
+        assert body["code"] == "budget_exceeded", body
+        assert len(h.upstream.requests_to(RESPONSES)) == before  # nothing sent
+        # a bound the budget can pay is held and sent as it came
+        await client.responses.create(model="gpt-4o", input="what changed?", tools=[{"type": "web_search"}],
+                                      max_tool_calls=8)
+        assert h.upstream.last(RESPONSES).body["max_tool_calls"] == 8
+        await client.close()
+
+
 async def test_a_budgeted_messages_web_search_is_sent_the_uses_held(database_url: str) -> None:
     """Claude's web search without `max_uses` is held at 5 searches; the answer could run more and
     spend past the hold. A budgeted request is sent `max_uses: 5` on each such tool (the rest of the
