@@ -15,7 +15,7 @@ from typing import Any
 
 from shieldes.checks import Finding
 from shieldes.projections.state import Deployment
-from shieldes.providers.node_credentials import one_line
+from shieldes.providers.node_credentials import Bounded, one_line
 
 CHECK_TIMEOUT = 10.0  # seconds: the longest a token endpoint is waited for
 
@@ -89,23 +89,11 @@ def _google(dep: Deployment) -> Finding:
     except Exception as exc:  # google.auth.exceptions.*, file and JSON errors
         return Finding("credentials", dep.name, False, f"no Google credentials: {where}: {one_line(exc, 200)}", fix)
     try:
-        creds.refresh(_Bounded(Request()))
+        creds.refresh(Bounded(Request(), CHECK_TIMEOUT))
     except Exception as exc:  # the token endpoint refusing the key or unreachable
         return Finding("credentials", dep.name, False,
                        f"{found} loaded, but no access token: {one_line(exc, 200)}", fix)
     return Finding("credentials", dep.name, True, f"{found}: access token obtained")
-
-
-class _Bounded:
-    """google-auth's HTTP transport with every call's timeout at most CHECK_TIMEOUT (its token
-    requests name none: 120 s by default)."""
-
-    def __init__(self, request: Any) -> None:
-        self._request = request
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        kwargs["timeout"] = min(float(kwargs.get("timeout") or CHECK_TIMEOUT), CHECK_TIMEOUT)
-        return self._request(*args, **kwargs)
 
 
 def _aws(dep: Deployment) -> Finding:

@@ -22,6 +22,7 @@ Google's words)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import secrets
@@ -277,6 +278,7 @@ class FakeGoogle:
     mangle: str | None = None  # the next stream sent broken this way (fake_wire.mangled)
     sent: list[bytes] = field(default_factory=list)  # the bytes of each generateContent answer's body
     extra_fields: frozenset[str] = frozenset()  # generateContent fields taken besides Google's own (unknown_field)
+    token_hold: asyncio.Event | None = None  # set: /token answers only once this event is set
     url: str = ""
     claude: FakeUpstream = field(default_factory=lambda: FakeUpstream(record=False))  # answers Claude calls
     _runner: web.AppRunner | None = None
@@ -325,6 +327,8 @@ class FakeGoogle:
     async def _token(self, request: web.Request) -> web.Response:
         form = await request.post()
         self.requests.append(Seen(request.path, dict(request.query), dict(request.headers), dict(form)))
+        if self.token_hold is not None:
+            await self.token_hold.wait()
         if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
             return web.json_response({"error": "unsupported_grant_type"}, status=400)
         header, payload, signature = str(form.get("assertion", "")).encode().split(b".")

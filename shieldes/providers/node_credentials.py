@@ -7,6 +7,7 @@ see nothing, and the node's log says so once per outage (and once when it is ove
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from shieldes.errors import ProviderMisconfigured
 
@@ -41,3 +42,16 @@ class Outages:
         if key in self._failing:
             self._failing.discard(key)
             log.info("%s: credentials are coming again%s", self._what, f" ({key})" if key else "")
+
+
+class Bounded:
+    """google-auth's HTTP transport with every call's timeout at most `seconds` (its token requests
+    name none: 120 s by default, every request for the deployments waiting meanwhile)."""
+
+    def __init__(self, request: Any, seconds: float) -> None:
+        self._request = request
+        self._seconds = seconds
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["timeout"] = min(float(kwargs.get("timeout") or self._seconds), self._seconds)
+        return self._request(*args, **kwargs)

@@ -21,7 +21,7 @@ from shieldes.providers.anthropic import AnthropicProvider, Endpoint, NativeT, O
 from shieldes.providers.anthropic_native import Passthrough
 from shieldes.providers.base import Target, UpstreamFailure
 from shieldes.providers.http import with_version
-from shieldes.providers.node_credentials import Outages, one_line, unusable
+from shieldes.providers.node_credentials import Bounded, Outages, one_line, unusable
 from shieldes.providers.transport import UpstreamClient
 from shieldes.settings import Settings
 
@@ -40,6 +40,7 @@ def model_url(target: Target, publisher: str, model: str, method: str) -> str:
 MISSING_EXTRA = ("provider type 'vertex' needs google-auth, which is not installed here; pip install "
                  "'shieldes[vertex]' on every node and restart it")
 RETRY_AFTER = 10.0  # seconds a failed token fetch is answered again before google-auth is asked anew
+TOKEN_TIMEOUT = 10.0  # seconds each of google-auth's token requests may take (its own default: 120)
 
 
 def _fix(deployment: str, path: str) -> str:
@@ -109,7 +110,7 @@ class GoogleTokens:
             else:
                 creds, _project = google.auth.default(scopes=[CLOUD_SCOPE])
             self._creds[path] = creds
-        creds.refresh(Request())
+        creds.refresh(Bounded(Request(), TOKEN_TIMEOUT))
         return creds
 
 

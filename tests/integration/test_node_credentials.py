@@ -7,6 +7,7 @@ fake providers (Bedrock, Google's token endpoint, an OpenAI upstream) and the of
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -131,3 +132,33 @@ async def test_each_deployment_sharing_failing_credentials_is_told_its_own_fix(
             message = body["message"]
             assert message.startswith(f"deployment {name!r} cannot be used on this node: no Google access token (")
             assert f"shieldes provider update {name} --credentials-file" in message, message
+
+
+async def test_a_token_endpoint_that_does_not_answer_holds_requests_only_as_long_as_the_bound(
+        database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """google-auth waits 120 s for a token endpoint by default, every request for the deployment
+    waiting with it: a node waits vertex.TOKEN_TIMEOUT (10 s; shortened here), then answers the
+    502 naming the deployment and its key file."""
+    monkeypatch.setattr("shieldes.providers.vertex.TOKEN_TIMEOUT", 0.5)
+    async with FakeGoogle() as google, harness(database_url, providers=False, upstream_retries=0) as h:
+        google.token_hold = asyncio.Event()  # the token endpoint takes the request and never answers
+        try:
+            path = tmp_path / "k.json"
+            private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            google.public_key = private.public_key()
+            path.write_text(json.dumps(service_account(private, google.url + "/token")))
+            await h.admin(AddProvider("vx", "vertex", google.url, None, ("only-vx",),
+                                      options={"project": "proj-1", "location": "us-central1",
+                                               "credentials_file": str(path)}))
+            secret = await h.create_key("app")
+            await h.sync()
+            # (the client gives up long before google-auth's own 120 s)
+            client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0, timeout=5.0)
+            with pytest.raises(openai.APIStatusError) as refused:
+                await client.chat.completions.create(model="only-vx", messages=HELLO)
+            body: Any = refused.value.body
+            assert refused.value.status_code == 502 and body["code"] == "provider_misconfigured", body
+            assert body["message"].startswith("deployment 'vx' cannot be used on this node: no Google access token (")
+            assert "--credentials-file" in body["message"]
+        finally:
+            google.token_hold.set()
