@@ -105,6 +105,19 @@ class Projection:
         self.position = max(self.position, folded.upto)
 
 
+async def apply_in_turns(projection: Projection, events: Iterable[RecordedEvent],
+                         turn_every: float | None = None) -> None:
+    """`projection.apply_all(events)` with the event loop turning every `turn_every` seconds
+    (TURN_EVERY when None) of folding, between two events: a reload's tail folded on a serving node."""
+    every = TURN_EVERY if turn_every is None else turn_every
+    since = time.perf_counter()
+    for recorded in events:
+        projection.apply(recorded)
+        if time.perf_counter() - since >= every:
+            await asyncio.sleep(0)
+            since = time.perf_counter()
+
+
 Listener = Callable[[RecordedEvent, Event], None]
 Reload = Callable[[], Awaitable[Projection]]
 

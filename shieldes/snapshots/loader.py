@@ -29,7 +29,7 @@ from shieldes.events.compat import reads_of
 from shieldes.events.folded_read import folded_usage, read_head, unfolded_pages
 from shieldes.events.log_reads import rollup_floor, tail_pages, usage_carries
 from shieldes.events.pg_store import config_tip_mismatch
-from shieldes.projections.projector import Projection
+from shieldes.projections.projector import Projection, apply_in_turns
 from shieldes.snapshots import codec as snapcodec
 from shieldes.snapshots.prefetch import Prefetched, SnapshotPrefetch
 from shieldes.snapshots.store import NEWEST_FIRST, STATE_OF
@@ -138,8 +138,7 @@ async def _replay_tail(conn: psycopg.AsyncConnection[Any], projection: Projectio
     tail = 0
     async with aclosing(tail_pages(conn, projection.position, FETCH)) as pages:
         async for page in pages:
-            for event in page:
-                projection.apply(event)
+            await apply_in_turns(projection, page)  # (a reload runs on a serving node)
             tail += len(page)
             await asyncio.sleep(0)  # let the heartbeat (and anything else) run during a long replay
     return tail
@@ -152,7 +151,7 @@ async def _replay_folded(conn: psycopg.AsyncConnection[Any], projection: Project
     head, horizon = await read_head(conn)
     applied = 0
     async for page in unfolded_pages(conn, 0, head, FETCH):
-        projection.apply_all(page)
+        await apply_in_turns(projection, page)
         applied += len(page)
         await asyncio.sleep(0)
     usage = await folded_usage(conn, 0, head, horizon)

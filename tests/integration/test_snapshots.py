@@ -4,6 +4,7 @@ scheduler, the floor below compaction rollups, and `shieldes snapshot create|lis
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 from collections.abc import Iterator, Mapping
@@ -15,8 +16,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from shieldes.config_writer import execute
 from shieldes.events.pg_store import PostgresEventStore
-from shieldes.projections.commands import RevokeKey
-from shieldes.projections.projector import Projector
+from shieldes.events.store import RecordedEvent
+from shieldes.projections import projector as projector_module
+from shieldes.projections.commands import CreateKey, RevokeKey
+from shieldes.projections.projector import Projection, Projector
 from shieldes.projections.shared_commands import SetPricing
 from shieldes.projections.state import VirtualKey
 from shieldes.settings import Settings
@@ -201,3 +204,39 @@ async def test_a_serving_nodes_snapshot_is_one_positions_state_encoded_off_the_e
     assert codec.usage_to_plain(snapped.usage) == expected
     assert sorted(snapped.config.keys) == sorted(config.keys)
     assert threads and threading.get_ident() not in threads
+
+
+async def test_a_tail_is_folded_with_the_loop_turning_between_events(
+        pool: AsyncConnectionPool[Any], pg_store: PostgresEventStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reload (a node below the compaction horizon, or after a failover) folds the tail on a
+    serving node: a page of it in one step held every request (80-140 ms at 100k-1M keys)."""
+    await seed_config(pg_store)
+    snap = await save_snapshot(pool, await full_replay(pg_store), node_id="n1", keep=3)
+    for i in range(6):
+        await execute(pg_store, CreateKey(f"tail{i}", f"key-tail{i}", f"hash-tail{i}", "sk-shd-tail"), actor="admin")
+    notes: list[str] = []
+    fold = Projection.apply
+
+    def noted(self: Projection, recorded: RecordedEvent) -> Any:
+        notes.append("event")
+        return fold(self, recorded)
+
+    monkeypatch.setattr(projector_module, "TURN_EVERY", 0.0)
+    monkeypatch.setattr(Projection, "apply", noted)
+    stop = asyncio.Event()
+
+    async def turns() -> None:
+        while not stop.is_set():
+            notes.append("turn")
+            await asyncio.sleep(0)
+
+    ticking = asyncio.create_task(turns())
+    try:
+        loaded, report = await load_projection_report(pool)
+    finally:
+        stop.set()
+        await ticking
+    assert (report.snapshot_id, report.tail_events) == (snap.id, 6)
+    assert all(k in loaded.config.keys for k in (f"tail{i}" for i in range(6)))
+    folded = [i for i, n in enumerate(notes) if n == "event"]
+    assert len(folded) == 6 and all(b - a > 1 for a, b in itertools.pairwise(folded)), notes
