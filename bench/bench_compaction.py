@@ -15,7 +15,10 @@ deltas per flush, Zipf-distributed keys.
 Besides wall seconds it prints the CPU seconds the compaction took, in this process and in the
 Postgres server (its processes' CPU, parallel workers and ended backends included; when the server
 is local), and the load average around it: on a shared machine the wall figure moves with the
-other tenants' load, the CPU figure much less.
+other tenants' load, the CPU figure much less. "loop held" is the longest gap between two turns of
+this process's event loop during the step (wall clock / the loop thread's CPU time; and the longest
+collection of the cyclic GC meanwhile): what every request on the leader waits;
+`--sums-per-turn 1000000` makes a partition's sums at once, as before.
 """
 
 from __future__ import annotations
@@ -28,9 +31,12 @@ import time
 from typing import Any
 
 import psutil
+from bench_loop_holds import LoopGaps
 from bench_snapshots import FLUSH_EVERY, NODES, Traffic, copy_usage, mb, scratch_database, table_size, vacuum
 
+from shieldes.events import compaction_sql
 from shieldes.events.pg_store import open_pool
+from shieldes.gateway.app import tune_gc
 from shieldes.snapshots.compaction import compact_once
 from shieldes.snapshots.fencing import bump_epoch
 from shieldes.snapshots.partition_replace import prepare
@@ -74,21 +80,24 @@ async def one(url: str, events: int, keys: int, mode: str) -> dict[str, Any]:
         async with pool.connection() as conn:
             await conn.execute("CHECKPOINT")
         size_before = await table_size(pool)
+        tune_gc()  # as a node (the leader) runs: its collections are part of what holds the loop
         prep = None
         if mode == "prepared":  # what the leader does in the background as each partition fills
             load_before, cpu_before, server_before = os.getloadavg()[0], time.process_time(), await server_cpu(pool)
             t = time.perf_counter()
             async with pool.connection() as conn:
                 epoch = await bump_epoch(conn, "bench")
-            prepared = await prepare(pool, leader_epoch=epoch, node_id="bench", max_deltas=MAX_ROLLUP_DELTAS)
+            async with LoopGaps() as prep_gaps:
+                prepared = await prepare(pool, leader_epoch=epoch, node_id="bench", max_deltas=MAX_ROLLUP_DELTAS)
             server_after = await server_cpu(pool)
             prep = {"seconds": time.perf_counter() - t, "client_cpu": time.process_time() - cpu_before,
                     "server_cpu": None if server_before is None or server_after is None
                     else server_after - server_before, "load": (load_before, os.getloadavg()[0]),
-                    "partitions": prepared.prepared}
+                    "partitions": prepared.prepared, "gaps": (prep_gaps.wall, prep_gaps.cpu, prep_gaps.gc)}
         load_before, cpu_before, server_before = os.getloadavg()[0], time.process_time(), await server_cpu(pool)
-        report = await compact_once(pool, holder="bench", retain_seconds=0, node_timeout=5,
-                                    replace_partitions=mode != "delete")
+        async with LoopGaps() as gaps:
+            report = await compact_once(pool, holder="bench", retain_seconds=0, node_timeout=5,
+                                        replace_partitions=mode != "delete")
         client_cpu, server_after = time.process_time() - cpu_before, await server_cpu(pool)
         load = (load_before, os.getloadavg()[0])
         size_after = await table_size(pool)
@@ -101,6 +110,7 @@ async def one(url: str, events: int, keys: int, mode: str) -> dict[str, Any]:
         assert after == before, "usage per key changed"
         return {"report": report, "written": written, "before": size_before, "after": size_after,
                 "vacuum": size_vacuum, "vacuum_s": vacuumed, "client_cpu": client_cpu, "load": load, "prepare": prep,
+                "gaps": (gaps.wall, gaps.cpu, gaps.gc),
                 "server_cpu": None if server_before is None or server_after is None else server_after - server_before}
     finally:
         await pool.close()
@@ -113,7 +123,11 @@ def main() -> None:
     ap.add_argument("--modes", default="prepared,partitions,delete",
                     help="prepared (partitions prepared ahead, as the leader does), partitions (none prepared), "
                          "delete (baseline)")
+    ap.add_argument("--sums-per-turn", type=int, default=getattr(compaction_sql, "SUMS_PER_TURN", 0),
+                    help="rows of a partition's sums made between two turns of the event loop (a large "
+                         "number: all at once, as before)")
     args = ap.parse_args()
+    compaction_sql.SUMS_PER_TURN = args.sums_per_turn  # type: ignore[attr-defined]  # (a tree before has none)
     rows = []
     for mode in args.modes.split(","):
         with scratch_database(f"bench_compact_{mode}") as url:
@@ -122,16 +136,19 @@ def main() -> None:
             p = out["prepare"]
             server = "?" if p["server_cpu"] is None else f"{p['server_cpu']:.1f}"
             rows.append(("prepare (background)", f"{p['seconds']:.1f}", f"{p['client_cpu']:.1f} + {server}",
-                         "{:.1f} -> {:.1f}".format(*p["load"]), f"{p['partitions']} partitions", "", "", "", "", ""))
+                         "{:.1f} -> {:.1f}".format(*p["load"]), f"{p['partitions']} partitions", "", "",
+                         "{:.1f} / {:.1f} / {:.1f}".format(*p["gaps"]), "", "", ""))
         r = out["report"]
         server = "?" if out["server_cpu"] is None else f"{out['server_cpu']:.1f}"
         rows.append((mode, f"{r.seconds:.1f}", f"{out['client_cpu']:.1f} + {server}",
                      "{:.1f} -> {:.1f}".format(*out["load"]), f"{r.replaced_events:,} -> {r.rollup_events:,}",
-                     str(r.partitions_replaced), f"{r.max_swap_seconds * 1000:.0f}", mb(out["before"]),
+                     str(r.partitions_replaced), f"{r.max_swap_seconds * 1000:.0f}",
+                     "{:.1f} / {:.1f} / {:.1f}".format(*out["gaps"]), mb(out["before"]),
                      mb(out["after"]), f"{mb(out['vacuum'])} ({out['vacuum_s']:.1f}s)"))
         print(f"  {mode}: {r.as_dict()}", flush=True)
     header = ("compaction", "seconds", "CPU s (this + Postgres)", "load average", "raw -> rollups",
-              "partitions replaced", "longest swap ms", "size before", "after", "after VACUUM")
+              "partitions replaced", "longest swap ms", "loop held ms (wall / CPU / longest GC)", "size before",
+              "after", "after VACUUM")
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     print(f"\ncompaction of {args.events:,} usage events, {args.keys:,} keys (usage per key identical after)")
     for line in (header, *rows):

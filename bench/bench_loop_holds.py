@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import math
 import sys
 import time
@@ -40,29 +41,55 @@ from shieldes.projections.projector import Projection, Projector  # noqa: E402
 from shieldes.secrets import hash_key  # noqa: E402
 
 
-async def longest_gap(work: Callable[[], Awaitable[Any]]) -> tuple[float, float, float]:
-    """(the longest gap between two loop turns in wall clock, the same in the loop thread's CPU
-    time, the work's own wall time), in ms. CPU time leaves out the other processes of a busy
-    machine; the wall clock is what a request waits."""
-    stop, longest, cpu = asyncio.Event(), [0.0], [0.0]
+class LoopGaps:
+    """`async with LoopGaps() as gaps:` a task that only yields notes the longest gap between two
+    turns of the loop while the block runs: `gaps.wall` (what a request waits) and `gaps.cpu` (the
+    loop thread's CPU time, `time.thread_time()`: leaves out the other processes of a busy machine),
+    in ms; `gaps.gc` is the longest collection of the cyclic GC meanwhile (a part of some gaps)."""
 
-    async def turns() -> None:
+    def __init__(self) -> None:
+        self.wall = self.cpu = self.gc = 0.0
+        self._gc_start = 0.0
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _turns(self) -> None:
         last, last_cpu = time.perf_counter(), time.thread_time()
-        while not stop.is_set():
+        while not self._stop.is_set():
             await asyncio.sleep(0)
             now, now_cpu = time.perf_counter(), time.thread_time()
-            longest[0], cpu[0] = max(longest[0], now - last), max(cpu[0], now_cpu - last_cpu)
+            self.wall = max(self.wall, (now - last) * 1000)
+            self.cpu = max(self.cpu, (now_cpu - last_cpu) * 1000)
             last, last_cpu = now, now_cpu
 
-    ticking = asyncio.create_task(turns())
-    await asyncio.sleep(0.01)
-    longest[0] = cpu[0] = 0.0
-    t0 = time.perf_counter()
-    await work()
-    took = time.perf_counter() - t0
-    stop.set()
-    await ticking
-    return longest[0] * 1000, cpu[0] * 1000, took * 1000
+    def _collection(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_start = time.perf_counter()
+        else:
+            self.gc = max(self.gc, (time.perf_counter() - self._gc_start) * 1000)
+
+    async def __aenter__(self) -> LoopGaps:
+        self._task = asyncio.create_task(self._turns())
+        await asyncio.sleep(0.01)
+        self.wall = self.cpu = self.gc = 0.0
+        gc.callbacks.append(self._collection)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._collection)
+        self._stop.set()
+        assert self._task is not None
+        await self._task
+
+
+async def longest_gap(work: Callable[[], Awaitable[Any]]) -> tuple[float, float, float]:
+    """(the longest gap between two loop turns in wall clock, the same in CPU time, the work's own
+    wall time), in ms."""
+    async with LoopGaps() as gaps:
+        t0 = time.perf_counter()
+        await work()
+        took = time.perf_counter() - t0
+    return gaps.wall, gaps.cpu, took * 1000
 
 
 def report(name: str, gap: float, cpu: float, took: float) -> None:

@@ -3,6 +3,7 @@ the plan that lays a fold out as bounded rollup events on free positions."""
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
@@ -111,13 +112,16 @@ def fold_deltas(deltas: Iterable[UsageDelta]) -> tuple[UsageDelta, ...]:
 
 
 def _runs_and_chunks(hours: Sequence[int], max_deltas: int) -> tuple[list[tuple[int, int, int]], Chunks]:
-    """Runs of one hour (hour, first, stop) and their chunks of at most `max_deltas` (no position yet)."""
+    """Runs of one hour (hour, first, stop) and their chunks of at most `max_deltas` (no position yet).
+    `hours` ascend: each run's end is found by bisection, not a step per item (a partition's ~70k
+    items walked one by one held the leader's event loop ~10 ms, twice per partition)."""
     runs: list[tuple[int, int, int]] = []
-    for i, hour in enumerate(hours):
-        if runs and runs[-1][0] == hour:
-            runs[-1] = (hour, runs[-1][1], i + 1)
-        else:
-            runs.append((hour, i, i + 1))
+    i, n = 0, len(hours)
+    while i < n:
+        hour = hours[i]
+        stop = bisect_right(hours, hour, i)
+        runs.append((hour, i, stop))
+        i = stop
     chunks: Chunks = [(0, hour, a, min(a + max_deltas, stop)) for hour, first, stop in runs
                       for a in range(first, stop, max_deltas)]
     return runs, chunks

@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
+from psycopg.types.string import TextBinaryLoader
 from psycopg_pool import AsyncConnectionPool
 
 from shieldes.events import compaction_sql as csql
@@ -170,6 +171,49 @@ async def test_the_database_sums_sort_as_the_python_fold(
     assert [r[:-1] for r in rows] == folder.rows() and sum(r[-1] for r in rows) == folder.count
     assert any(r[3] == "gpt-5" and r[12:16] == (2, 4, 1, 50_000_000) for r in rows)
     assert serial == rows
+
+
+async def test_the_sums_are_made_a_slice_at_a_time_with_the_loop_turning_between(
+    pool: AsyncConnectionPool[Any], pg_store: PostgresEventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A partition's sums (~70k rows) made into Python values at once held the leader's event loop
+    ~30 ms: at most SUMS_PER_TURN rows are made between two turns of the loop."""
+    w = UsageWriter(pg_store)
+    for i in range(20):
+        await w.flush(node=("n1", "n2")[i % 2], deltas=12, hour=HOUR0)
+    monkeypatch.setattr(csql, "SUMS_PER_TURN", 3)
+    notes: list[str] = []
+
+    class NotedText(TextBinaryLoader):
+        def load(self, data: Any) -> str:
+            notes.append("value")
+            return super().load(data)
+
+    stop = asyncio.Event()
+
+    async def turns() -> None:
+        while not stop.is_set():
+            notes.append("turn")
+            await asyncio.sleep(0)
+
+    async with pool.connection() as conn:
+        part = (await partitions(conn))[0]
+        plain = await csql.partition_sums(conn, part, [], 1)
+        conn.adapters.register_loader("text", NotedText)
+        ticking = asyncio.create_task(turns())
+        try:
+            rows = await csql.partition_sums(conn, part, [], 1)
+        finally:
+            stop.set()
+            await ticking
+            conn.adapters.register_loader("text", TextBinaryLoader)
+    assert rows == plain and len(rows) > 3 * 3
+    per_row = notes.count("value") // len(rows)
+    longest = run = 0
+    for note in notes:
+        run = run + 1 if note == "value" else 0
+        longest = max(longest, run)
+    assert per_row >= 1 and longest == 3 * per_row, (per_row, longest)
 
 
 async def test_prepared_replacements_are_swapped_in_only_while_they_fit(

@@ -27,7 +27,7 @@ from shieldes.events.codec import Codec
 from shieldes.events.store import RecordedEvent
 from shieldes.projections.projector import Projection
 from shieldes.snapshots import codec as snapcodec
-from shieldes.snapshots.rollups import chunks_wanted, fold_deltas, plan_chunks, plan_rollups
+from shieldes.snapshots.rollups import _runs_and_chunks, chunks_wanted, fold_deltas, plan_chunks, plan_rollups
 
 KEYS = ("a", "b", "c")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -117,6 +117,25 @@ def test_the_newest_wanted_positions_plan_as_all_of_them(hours: list[int], posit
     events: the layout is the one every position gives."""
     newest = sorted(positions)[-chunks_wanted(hours, size):] if hours else []
     assert plan_chunks(hours, newest or sorted(positions), size) == plan_chunks(hours, sorted(positions), size)
+
+
+def _walked_runs(hours: list[int]) -> list[tuple[int, int, int]]:
+    runs: list[tuple[int, int, int]] = []
+    for i, hour in enumerate(hours):
+        if runs and runs[-1][0] == hour:
+            runs[-1] = (hour, runs[-1][1], i + 1)
+        else:
+            runs.append((hour, i, i + 1))
+    return runs
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 6), max_size=60).map(sorted), st.integers(1, 5))
+def test_runs_found_by_bisection_are_those_an_item_by_item_walk_finds(hours: list[int], size: int) -> None:
+    runs, chunks = _runs_and_chunks(hours, size)
+    assert runs == _walked_runs(hours)
+    assert [(a, b) for _, _, a, b in chunks] == [(a, min(a + size, stop)) for _, first, stop in runs
+                                                  for a in range(first, stop, size)]
 
 
 def test_snapshots_of_an_older_schema_revision_still_load() -> None:
