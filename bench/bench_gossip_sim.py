@@ -92,7 +92,7 @@ class Node:
     gossip: Gossip = field(init=False)
     windows: dict[Any, tuple[int, int, int]] = field(default_factory=dict)
     pending: dict[Any, tuple[int, int, int]] = field(default_factory=dict)
-    unflushed: dict[Any, tuple[int, int, int, int]] = field(default_factory=dict)
+    unflushed: dict[Any, tuple[int, ...]] = field(default_factory=dict)
     reservations: dict[str, tuple[int, int]] = field(default_factory=dict)
     flush_seq: int = 2  # 1 holds the simulated budget's spend
     rounds: Rounds = field(default_factory=Rounds)
@@ -151,7 +151,13 @@ class Sim:
         self.converged: list[float] = []
         self.rate_limit, self.budget, self.cost = args.rpm, args.budget, args.cost
         self.cpu = 0.0  # process CPU seconds in the gossip calls (prepare, receive, acknowledged)
+        # the longest CPU time of one call of each (a node's event loop is held that long)
+        self.longest = {"prepare": 0.0, "receive": 0.0, "acknowledged": 0.0}
         self.answered: collections.Counter[tuple[str, str]] = collections.Counter()  # --answers
+
+    def _spent(self, call: str, cpu: float) -> None:
+        self.cpu += cpu
+        self.longest[call] = max(self.longest[call], cpu)
 
     # --- load ----------------------------------------------------------------------------------
 
@@ -180,8 +186,8 @@ class Sim:
             pid = (EPOCH, node.flush_seq, wid[0], DAY)
             node.pending[pid] = (0, 0, node.pending.get(pid, (0, 0, 0))[2] + cost)
             uid = (EPOCH, node.flush_seq, f"key{key}", None, "openai", "gpt-4o-mini", DAY * 24)
-            u = node.unflushed.get(uid, (0, 0, 0, 0))
-            node.unflushed[uid] = (u[0] + 1, u[1] + 100, u[2] + 20, u[3] + cost)
+            u = node.unflushed.get(uid, (0,) * 11)  # (UsageDelta's sums: the last seven are media and tools)
+            node.unflushed[uid] = (u[0] + 1, u[1] + 100, u[2] + 20, u[3] + cost, *u[4:])
         return wid, r + 1
 
     def schedule(self, at: float, kind: str, *payload: Any) -> None:
@@ -206,7 +212,7 @@ class Sim:
         else:
             cpu = time.process_time()
             seq, messages = node.gossip.prepare(node.gossip.pick(targets))
-            self.cpu += time.process_time() - cpu
+            self._spent("prepare", time.process_time() - cpu)
             node.rounds.sent(seq)
         for target, (base, envelope) in messages.items():
             copies = 0 if self.rng.random() < self.args.loss else 1
@@ -229,7 +235,7 @@ class Sim:
             return
         cpu = time.process_time()
         ack = node.gossip.receive(envelope)
-        self.cpu += time.process_time() - cpu
+        self._spent("receive", time.process_time() - cpu)
         pulled = len(ack.pulled.payload) + len(ack.pulled.signature) if ack.HasField("pulled") else 0
         node.sent_bytes += pulled
         if self.rng.random() >= self.args.loss:
@@ -358,7 +364,7 @@ class Sim:
                     self.tally_answer(self.nodes[sender], ack.pulled)
                 cpu = time.process_time()
                 self.nodes[sender].gossip.acknowledged(target, seq, base, ack)
-                self.cpu += time.process_time() - cpu
+                self._spent("acknowledged", time.process_time() - cpu)
             elif kind == "request":
                 self._count(*payload)
             elif kind == "limited":
@@ -374,6 +380,7 @@ class Sim:
                 for x in self.nodes.values():
                     x.sent = x.sent_bytes = x.whole_bytes = x.received = x.received_bytes = 0
                 self.cpu = 0.0
+                self.longest = dict.fromkeys(self.longest, 0.0)
                 self.answered.clear()
             elif kind == "check":
                 self.check_probes()
@@ -395,6 +402,7 @@ class Sim:
             "whole_Bps": sum(x.whole_bytes for x in nodes) / per,
             **({} if self.mode == "full" else self.steady_whole()),
             "cpu_ms": self.cpu / per * 1000,
+            "longest_ms": {k: v * 1000 for k, v in self.longest.items()},
             "answered": dict(self.answered),
         }
 
@@ -471,6 +479,8 @@ def main() -> None:
                   f"{r['sent_mps'] + r['recv_mps']:>11.1f} {r['conv_p50_ms']:>12.1f} {r['conv_p99_ms']:>12.1f} "
                   f"{r['probes']:>7} {rate:>17} {budget:>19} {r['cpu_ms']:>13.1f} {r['wall_s']:>7.1f}", flush=True)
             if mode != "full":
+                print("      longest single call (CPU ms; a node's event loop is held that long): " + ", ".join(
+                    f"{call} {ms:.1f}" for call, ms in r["longest_ms"].items()), flush=True)
                 print(f"      whole states: {r['whole_Bps']:,.0f} B/s per node counted; in the long run "
                       f"{r['steady_whole_Bps']:,.0f} (one to each peer every {r['whole_every']} rounds, "
                       f"{r['whole_size']:,.0f} B each): sent B/s with those instead "
