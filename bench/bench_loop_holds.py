@@ -6,11 +6,15 @@ Paths:
 - fold: the projector folding one page (PAGE = 5,000) of `virtual_key.created` events on a config
   of --keys keys (a bulk key import, or a node catching up after a pause): before, the page in one
   step (turn_every = infinity); now, the loop turning every TURN_EVERY seconds.
+- flush: the projector folding one usage flush of --deltas deltas (a flush after a database outage
+  holds every delta of it): before, decoded and folded in one step (DELTAS_PER_PART above its size);
+  now, DELTAS_PER_PART at a time with the loop turning between.
 
 The config is built in memory (bench_keys_scale.Shape) and the page comes from the in-memory store,
 so no database; wall clock, so a busy machine adds to both columns.
 
-    PYTHONPATH=. python bench/bench_loop_holds.py [--keys 100000,1000000] [--rounds 2]
+    PYTHONPATH=. python bench/bench_loop_holds.py [--paths fold,flush] [--keys 100000,1000000]
+        [--deltas 10000,100000] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -32,12 +36,13 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_keys_scale import Shape  # noqa: E402
 
-from shieldes.events.catalog import VirtualKeyCreated  # noqa: E402
+from shieldes.events.catalog import UsageDelta, UsageRecorded, VirtualKeyCreated  # noqa: E402
 from shieldes.events.codec import Codec  # noqa: E402
 from shieldes.events.store import RecordedEvent  # noqa: E402
 from shieldes.gateway.app import tune_gc  # noqa: E402
 from shieldes.projections import projector as projector_module  # noqa: E402
 from shieldes.projections.projector import Projection, Projector  # noqa: E402
+from shieldes.projections.usage import Totals  # noqa: E402
 from shieldes.secrets import hash_key  # noqa: E402
 
 
@@ -82,19 +87,19 @@ class LoopGaps:
         await self._task
 
 
-async def longest_gap(work: Callable[[], Awaitable[Any]]) -> tuple[float, float, float]:
-    """(the longest gap between two loop turns in wall clock, the same in CPU time, the work's own
-    wall time), in ms."""
+async def longest_gap(work: Callable[[], Awaitable[Any]]) -> tuple[float, float, float, float]:
+    """(the longest gap between two loop turns in wall clock, the same in CPU time, the longest GC
+    collection meanwhile, the work's own wall time), in ms."""
     async with LoopGaps() as gaps:
         t0 = time.perf_counter()
         await work()
         took = time.perf_counter() - t0
-    return gaps.wall, gaps.cpu, took * 1000
+    return gaps.wall, gaps.cpu, gaps.gc, took * 1000
 
 
-def report(name: str, gap: float, cpu: float, took: float) -> None:
-    print(f"  {name:44} loop held at most {gap:7.1f} ms wall, {cpu:7.1f} ms CPU   (the step took {took:7.1f} ms)",
-          flush=True)
+def report(name: str, gap: float, cpu: float, collection: float, took: float) -> None:
+    print(f"  {name:36} loop held at most {gap:7.1f} ms wall, {cpu:7.1f} ms CPU (longest GC {collection:5.1f} ms)"
+          f"   (the step took {took:7.1f} ms)", flush=True)
 
 
 def key_page(first: int, count: int) -> list[RecordedEvent]:
@@ -124,16 +129,43 @@ async def fold(keys: int, rounds: int) -> None:
             report(name, *await longest_gap(lambda p=projector, e=page: p.apply_appended(e)))  # type: ignore[misc]
 
 
+def usage_flush(count: int) -> RecordedEvent:
+    deltas = tuple(UsageDelta(f"key_{i:08x}", f"team_{i % 1000:06x}" if i % 2 else None, "openai", "gpt-4o",
+                              490_000, 1, 100, 20, 1000) for i in range(count))
+    type_, version, data = Codec().encode(UsageRecorded("n2", 1, 1, deltas))
+    return RecordedEvent(1, "usage:n2", type_, version, data, {}, datetime.now(UTC))
+
+
+async def flush(count: int, rounds: int) -> None:
+    recorded = usage_flush(count)
+    tune_gc()
+    print(f"flush: one usage flush of {count:,} deltas folded (10,000 keys already with usage)", flush=True)
+    now_part = projector_module.DELTAS_PER_PART
+    for _ in range(rounds):
+        for name, part in (("in one step (before)", count + 1), (f"{now_part:,} deltas a part (now)", now_part)):
+            projector_module.DELTAS_PER_PART = part
+            projection = Projection()
+            for i in range(0, count, max(1, count // 10_000)):
+                projection.usage.totals[f"key_{i:08x}"] = Totals(3, 120, 40, 9_000)
+            projector = Projector(None, projection)  # type: ignore[arg-type]
+            report(name, *await longest_gap(lambda p=projector: p.apply_appended([recorded])))  # type: ignore[misc]
+    projector_module.DELTAS_PER_PART = now_part
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--keys", default="100000,1000000")
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--paths", default="fold")
+    ap.add_argument("--deltas", default="10000,100000")
+    ap.add_argument("--paths", default="fold,flush")
     args = ap.parse_args()
     paths = set(args.paths.split(","))
     for keys in (int(k) for k in args.keys.split(",")):
         if "fold" in paths:
             asyncio.run(fold(keys, args.rounds))
+    for count in (int(d) for d in args.deltas.split(",")):
+        if "flush" in paths:
+            asyncio.run(flush(count, args.rounds))
 
 
 if __name__ == "__main__":

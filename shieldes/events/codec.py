@@ -106,6 +106,11 @@ def _delta_from_data(d: Data) -> UsageDelta:
     )
 
 
+def deltas_from_data(items: list[Data]) -> tuple[UsageDelta, ...]:
+    """Stored deltas (the current version's shape) as UsageDeltas: a large flush decoded a part at a time."""
+    return tuple(_delta_from_data(d) for d in items)
+
+
 @dataclass(frozen=True)
 class Codec:
     """Encodes events to data and back. `upcasters[(type, version)]` lifts data to `version + 1`."""

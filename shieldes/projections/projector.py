@@ -6,19 +6,23 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from shieldes.errors import ShieldesError, UnknownEvent
-from shieldes.events.catalog import USAGE_EVENTS, Event
-from shieldes.events.codec import GENESIS_HASH, Codec
+from shieldes.events.catalog import USAGE_EVENTS, Event, UsageDelta, UsageRecorded
+from shieldes.events.codec import GENESIS_HASH, Codec, deltas_from_data
 from shieldes.events.store import EventStore, Fingerprint, FoldedLog, FoldingStore, LogPage, RecordedEvent
 from shieldes.projections.config import apply_config
 from shieldes.projections.state import ConfigState
-from shieldes.projections.usage import UsageState, apply_usage, apply_usage_sums
+from shieldes.projections.usage import UsageState, apply_usage, apply_usage_parts, apply_usage_sums
 
 _USAGE_TYPES = frozenset(c.TYPE for c in USAGE_EVENTS)
 PAGE = 5000
+# A usage flush holding more deltas than this is decoded and folded this many at a time (each part
+# ~2 ms), with the loop let turn between parts: a flush after a database outage holds every delta
+# of the outage (100k deltas: ~400 ms to decode and fold in one step, on every node).
+DELTAS_PER_PART = 1000
 # The longest a fold holds the event loop before letting it turn (seconds): a page of key creations
 # at 100k-1M keys folds for 80-150 ms of CPU, and every request and stream on the node waited as long.
 TURN_EVERY = 0.005
@@ -84,6 +88,24 @@ class Projection:
         self.position = recorded.position
         return event
 
+    def apply_parts(self, recorded: RecordedEvent) -> Generator[None, None, Event]:
+        """`apply` of a large flush (`large_flush`) in steps, the caller letting the loop turn
+        between them: its deltas decoded and folded DELTAS_PER_PART at a time; the position moves
+        after the last part. Returns (StopIteration's value) the decoded event."""
+        data, deltas = recorded.data, recorded.data["deltas"]
+        node_id, epoch, seq = data["node_id"], int(data["epoch"]), int(data["seq"])
+        decoded: list[UsageDelta] = []
+
+        def parts() -> Iterator[tuple[UsageDelta, ...]]:
+            for a in range(0, len(deltas), DELTAS_PER_PART):
+                part = deltas_from_data(deltas[a:a + DELTAS_PER_PART])
+                decoded.extend(part)
+                yield part
+
+        yield from apply_usage_parts(self.usage, node_id, epoch, seq, parts())
+        self.position = recorded.position
+        return UsageRecorded(node_id, epoch, seq, tuple(decoded))
+
     def _skip(self, recorded: RecordedEvent, reason: str) -> None:
         self.unreadable_count += 1
         if len(self.unreadable) < UNREADABLE_KEPT:
@@ -105,17 +127,52 @@ class Projection:
         self.position = max(self.position, folded.upto)
 
 
+def large_flush(projection: Projection, recorded: RecordedEvent) -> bool:
+    """A usage flush (this release's version) of more than DELTAS_PER_PART deltas, not folded yet."""
+    if recorded.type != UsageRecorded.TYPE or recorded.version != UsageRecorded.VERSION:
+        return False
+    deltas = recorded.data.get("deltas")
+    return recorded.position > projection.position and isinstance(deltas, list) and len(deltas) > DELTAS_PER_PART
+
+
+class Turns:
+    """Lets the event loop turn once `every` seconds of folding have passed since the last turn."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self.since = time.perf_counter()
+
+    def due(self) -> bool:
+        return time.perf_counter() - self.since >= self.every
+
+    async def turn(self) -> None:
+        await asyncio.sleep(0)
+        self.since = time.perf_counter()
+
+    async def fold(self, projection: Projection, recorded: RecordedEvent) -> Event | None:
+        """`projection.apply(recorded)`, a large flush a part at a time with turns between."""
+        if not large_flush(projection, recorded):
+            return projection.apply(recorded)
+        steps = projection.apply_parts(recorded)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                event: Event = done.value
+                return event
+            if self.due():
+                await self.turn()
+
+
 async def apply_in_turns(projection: Projection, events: Iterable[RecordedEvent],
                          turn_every: float | None = None) -> None:
     """`projection.apply_all(events)` with the event loop turning every `turn_every` seconds
-    (TURN_EVERY when None) of folding, between two events: a reload's tail folded on a serving node."""
-    every = TURN_EVERY if turn_every is None else turn_every
-    since = time.perf_counter()
+    (TURN_EVERY when None) of folding: a reload's tail folded on a serving node."""
+    turns = Turns(TURN_EVERY if turn_every is None else turn_every)
     for recorded in events:
-        projection.apply(recorded)
-        if time.perf_counter() - since >= every:
-            await asyncio.sleep(0)
-            since = time.perf_counter()
+        await turns.fold(projection, recorded)
+        if turns.due():
+            await turns.turn()
 
 
 Listener = Callable[[RecordedEvent, Event], None]
@@ -284,20 +341,19 @@ class Projector:
     async def _apply(self, events: Sequence[RecordedEvent]) -> None:
         """Fold `events` (ascending, right after the position) and tell listeners and waiters.
         Every `turn_every` seconds the loop turns between two events (each event boundary is a
-        consistent state; the lock stays held, so no other catch-up or reload interleaves)."""
-        since = time.perf_counter()
-        last = len(events) - 1
+        consistent state; the lock stays held, so no other catch-up or reload interleaves), or
+        between two parts of a large usage flush (`Projection.apply_parts`)."""
+        turns, last = Turns(self.turn_every), len(events) - 1
         for i, recorded in enumerate(events):
-            event = self.projection.apply(recorded)
+            event = await turns.fold(self.projection, recorded)
             if event is not None:
                 for listener in self._listeners:
                     listener(recorded, event)
             elif self.projection.unreadable_count > self._reported_unreadable:
                 self._report_unreadable(recorded)
-            if i < last and time.perf_counter() - since >= self.turn_every:
+            if i < last and turns.due():
                 await self._applied(recorded)  # waiters for what is folded so far go on now
-                await asyncio.sleep(0)
-                since = time.perf_counter()
+                await turns.turn()
         if events:
             await self._applied(events[-1])
 

@@ -6,7 +6,7 @@ function of the event sequence: no I/O, no clock. Time comes from the deltas' ow
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from shieldes.events.catalog import Event, UsageDelta, UsageRecorded, UsageRolledUp
@@ -189,6 +189,18 @@ def apply_usage_sums(state: UsageState, groups: Iterable[UsageGroup], max_day: i
     for node_id, epoch, seq in seqs:
         note_flush(state.node_seqs.setdefault(node_id, {}), epoch, seq)
     return state
+
+
+def apply_usage_parts(state: UsageState, node_id: str, epoch: int, seq: int,
+                      parts: Iterable[tuple[UsageDelta, ...]]) -> Iterator[None]:
+    """`apply_usage` of a flush whose deltas come in parts, a step after each part: the same state
+    at the end (the deltas fold one by one, in order, either way). The flush's seq is noted after
+    its last part only, so until then its spend still counts as pending too: a budget read between
+    two steps sees more spend than there is, never less."""
+    for part in parts:
+        _add_deltas(state, part)
+        yield
+    note_flush(state.node_seqs.setdefault(node_id, {}), epoch, seq)
 
 
 def apply_usage(state: UsageState, event: Event) -> UsageState:

@@ -7,10 +7,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 
-from shieldes.events.catalog import CONFIG_STREAM, VirtualKeyCreated
+import pytest
+
+from shieldes.events.catalog import CONFIG_STREAM, Event, UsageDelta, UsageRecorded, VirtualKeyCreated, usage_stream
 from shieldes.events.codec import Codec
 from shieldes.events.memory_store import InMemoryEventStore
 from shieldes.events.store import AppendOptions, Fingerprint, NewEvent
+from shieldes.projections import projector as projector_module
 from shieldes.projections.projector import Projection, Projector
 from shieldes.secrets import hash_key
 
@@ -83,3 +86,40 @@ async def test_a_fold_shorter_than_turn_every_is_one_step() -> None:
     await ticking
     start = notes.index("event")
     assert notes[start:start + COUNT] == ["event"] * COUNT
+
+
+async def test_a_large_flush_is_folded_a_part_at_a_time_its_seq_noted_after_the_last(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flush after a database outage holds every delta of it (100k deltas: ~400 ms to decode and
+    fold): it is folded DELTAS_PER_PART at a time with the loop turning between. Until its last
+    part the position and the node's durable seq stay where they were (its spend still counts as
+    pending), and the end state is the one-step fold's."""
+    monkeypatch.setattr(projector_module, "DELTAS_PER_PART", 2, raising=False)
+    store, codec = InMemoryEventStore(), Codec()
+    deltas = tuple(UsageDelta(f"k{i}", None, "p", "m", 400_000, 1, 10, 5, 1000) for i in range(7))
+    await store.append(usage_stream("n1"), [NewEvent.of(UsageRecorded("n1", 1, 4, deltas), codec)], AppendOptions())
+    projector = Projector(store, turn_every=0.0)
+    heard: list[Event] = []
+    projector.on_event(lambda _, event: heard.append(event))
+    seen: list[tuple[int, int, int]] = []  # (position, durable seq, requests folded) at each turn
+    stop = asyncio.Event()
+
+    async def turns() -> None:
+        while not stop.is_set():
+            usage = projector.usage
+            seen.append((projector.position, usage.durable_seq("n1", 1),
+                         sum(t.requests for t in usage.totals.values())))
+            await asyncio.sleep(0)
+
+    ticking = asyncio.create_task(turns())
+    await asyncio.sleep(0)
+    assert await projector.catch_up() == 1
+    stop.set()
+    await ticking
+    partial = [s for s in seen if 0 < s[2] < 7]
+    assert sorted({s[2] for s in partial}) == [2, 4, 6], seen
+    assert all(s[:2] == (0, 0) for s in partial)
+    plain = Projection()
+    plain.apply_all(await store.read(0, 10))
+    assert projector.usage == plain.usage and projector.position == 1 and projector.usage.durable_seq("n1", 1) == 4
+    assert heard == [UsageRecorded("n1", 1, 4, deltas)]
