@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 
 from shieldes.errors import ShieldesError, UnknownEvent
@@ -90,21 +91,18 @@ class Projection:
 
     def apply_parts(self, recorded: RecordedEvent) -> Generator[None, None, Event]:
         """`apply` of a large flush (`large_flush`) in steps, the caller letting the loop turn
-        between them: its deltas decoded and folded DELTAS_PER_PART at a time; the position moves
-        after the last part. Returns (StopIteration's value) the decoded event."""
+        between them: its deltas decoded, then folded, DELTAS_PER_PART at a time (all decoded before
+        any is folded, so a delta that cannot be read leaves the state as it was, as `apply` does);
+        the position moves after the last part. Returns (StopIteration's value) the decoded event."""
         data, deltas = recorded.data, recorded.data["deltas"]
         node_id, epoch, seq = data["node_id"], int(data["epoch"]), int(data["seq"])
-        decoded: list[UsageDelta] = []
-
-        def parts() -> Iterator[tuple[UsageDelta, ...]]:
-            for a in range(0, len(deltas), DELTAS_PER_PART):
-                part = deltas_from_data(deltas[a:a + DELTAS_PER_PART])
-                decoded.extend(part)
-                yield part
-
-        yield from apply_usage_parts(self.usage, node_id, epoch, seq, parts())
+        parts: list[tuple[UsageDelta, ...]] = []
+        for a in range(0, len(deltas), DELTAS_PER_PART):
+            parts.append(deltas_from_data(deltas[a:a + DELTAS_PER_PART]))
+            yield
+        yield from apply_usage_parts(self.usage, node_id, epoch, seq, parts)
         self.position = recorded.position
-        return UsageRecorded(node_id, epoch, seq, tuple(decoded))
+        return UsageRecorded(node_id, epoch, seq, tuple(itertools.chain.from_iterable(parts)))
 
     def _skip(self, recorded: RecordedEvent, reason: str) -> None:
         self.unreadable_count += 1

@@ -123,3 +123,20 @@ async def test_a_large_flush_is_folded_a_part_at_a_time_its_seq_noted_after_the_
     plain.apply_all(await store.read(0, 10))
     assert projector.usage == plain.usage and projector.position == 1 and projector.usage.durable_seq("n1", 1) == 4
     assert heard == [UsageRecorded("n1", 1, 4, deltas)]
+
+
+async def test_a_large_flush_with_a_delta_it_cannot_read_leaves_the_state_as_it_was(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every part is decoded before any is folded: a catch-up that fails on such a flush (and is
+    tried again) never counts its first parts twice."""
+    monkeypatch.setattr(projector_module, "DELTAS_PER_PART", 2)
+    store, codec = InMemoryEventStore(), Codec()
+    deltas = tuple(UsageDelta(f"k{i}", None, "p", "m", 400_000, 1, 10, 5, 1000) for i in range(7))
+    flush = NewEvent.of(UsageRecorded("n1", 1, 4, deltas), codec)
+    del flush.data["deltas"][-1]["hour"]
+    await store.append(usage_stream("n1"), [flush], AppendOptions())
+    projector = Projector(store, turn_every=0.0)
+    for _ in range(2):
+        with pytest.raises(KeyError):
+            await projector.catch_up()
+        assert (projector.position, projector.usage) == (0, Projection().usage)
