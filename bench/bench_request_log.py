@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import bench_gateway as bg  # noqa: E402
+from bench_loop_holds import LoopGaps  # noqa: E402
 
 from shieldes.events.pg_store import open_pool  # noqa: E402
 from shieldes.projections.state import VirtualKey  # noqa: E402
@@ -75,16 +76,6 @@ async def per_row_cost(url: str, rows: int) -> tuple[float, float]:
         await pool.close()
 
 
-async def _turns(longest: list[float], stop: asyncio.Event) -> None:
-    """Yield to the loop until stopped, keeping the most thread CPU time spent between two turns."""
-    last = time.thread_time()
-    while not stop.is_set():
-        await asyncio.sleep(0)
-        now = time.thread_time()
-        longest[0] = max(longest[0], now - last)
-        last = now
-
-
 async def loop_stall(url: str, batch: int, rounds: int) -> list[float]:
     """The longest hold of the event loop (ms of CPU) while the writer writes `batch` records, per round."""
     pool = open_pool(url, size=1, name="bench-requestlog-stall")
@@ -96,14 +87,9 @@ async def loop_stall(url: str, batch: int, rounds: int) -> list[float]:
             now = time.time()
             for i in range(batch):
                 fill(i, now, writer.add)
-            longest, stop = [0.0], asyncio.Event()
-            turns = asyncio.create_task(_turns(longest, stop))
-            await asyncio.sleep(0.01)
-            longest[0] = 0.0
-            assert await writer.flush_all(120)
-            stop.set()
-            await turns
-            held.append(longest[0] * 1000)
+            async with LoopGaps() as gaps:
+                assert await writer.flush_all(120)
+            held.append(gaps.cpu)
     finally:
         await pool.close()
     return held

@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_keys_scale import Shape  # noqa: E402
+from bench_loop_holds import LoopGaps  # noqa: E402
 
 from shieldes.gateway.app import tune_gc  # noqa: E402
 from shieldes.projections.projector import Projection  # noqa: E402
@@ -33,26 +34,12 @@ from shieldes.snapshots import codec  # noqa: E402
 
 
 async def longest_gap(work: Callable[[], Awaitable[Any]]) -> tuple[float, float]:
-    """(the longest gap between two loop turns, the work's own wall time), in ms."""
-    stop, longest = asyncio.Event(), [0.0]
-
-    async def turns() -> None:
-        last = time.perf_counter()
-        while not stop.is_set():
-            await asyncio.sleep(0)
-            now = time.perf_counter()
-            longest[0] = max(longest[0], now - last)
-            last = now
-
-    ticking = asyncio.create_task(turns())
-    await asyncio.sleep(0.01)
-    longest[0] = 0.0
-    t0 = time.perf_counter()
-    await work()
-    took = time.perf_counter() - t0
-    stop.set()
-    await ticking
-    return longest[0] * 1000, took * 1000
+    """(the longest wall-clock gap between two loop turns, the work's own wall time), in ms."""
+    async with LoopGaps() as gaps:
+        t0 = time.perf_counter()
+        await work()
+        took = time.perf_counter() - t0
+    return gaps.wall, took * 1000
 
 
 async def before(projection: Projection) -> None:

@@ -322,6 +322,12 @@ export async function keysPage(root) {
       + "an admin creates them, here or with `shieldes team create`."))]));
   }
 
+  // An edit form's buttons: Save submits it, Cancel closes it.
+  function saveOrCancel() {
+    return h("div.actions", h("button.primary", { type: "submit" }, "Save"),
+      h("button", { type: "button", onclick: () => editArea.replaceChildren() }, "Cancel"));
+  }
+
   // A team's budget (PUT /admin/v1/budgets/team/..., keys:write as a key's): its answer names the
   // models the team's keys may use that have no price, refused under the budget, as a key's does.
   function editTeamBudget(t) {
@@ -333,8 +339,7 @@ export async function keysPage(root) {
       h("div.grid", field("Budget (USD)", budget, "per period, for all the team's keys; empty removes the budget"),
         field("Budget period", period)),
       error,
-      h("div.actions", h("button.primary", { type: "submit" }, "Save"),
-        h("button", { type: "button", onclick: () => editArea.replaceChildren() }, "Cancel")));
+      saveOrCancel());
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
       error.textContent = "";
@@ -438,8 +443,7 @@ export async function keysPage(root) {
         field("Tokens per minute", tpm, "empty: no limit"), ...team.fields,
         field("Budget (USD)", budget, "empty removes the budget"), field("Budget period", period), ...expires.fields),
       error,
-      h("div.actions", h("button.primary", { type: "submit" }, "Save"),
-        h("button", { type: "button", onclick: () => editArea.replaceChildren() }, "Cancel")));
+      saveOrCancel());
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
       error.textContent = "";
