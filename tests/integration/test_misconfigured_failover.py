@@ -28,7 +28,7 @@ async def test_an_unusable_deployments_attempt_skips_a_rested_one(database_url: 
             ref = "env:" + UPSTREAM_KEY_ENV
             # `unset` cannot be used here (its key's variable is not set) and weighs most: nearly
             # every request plans it first; `down` answers 500s and is rested before the requests
-            await h.admin(AddProvider("unset", "openai", healthy.url, "env:SHIELDES_TEST_KEY_NEVER_SET",
+            await h.admin(AddProvider("unset", "openai", healthy.url, "env:SHIELDES_TEST_SURELY_UNSET_KEY",
                                       ("shared",), weight=1000.0))
             await h.admin(AddProvider("down", "openai", down.url, ref, ("shared", "only-down")))
             await h.admin(AddProvider("healthy", "openai", healthy.url, ref, ("shared",)))
@@ -56,7 +56,7 @@ async def test_an_unusable_deployment_takes_none_of_a_requests_retries(database_
     fails once still gets its two attempts on the healthy one."""
     up = FakeUpstream(api_key=UPSTREAM_KEY, models=("shared",))
     async with harness(database_url, upstream=up, providers=False, upstream_retries=1) as h:
-        await h.admin(AddProvider("unset", "openai", up.url, "env:SHIELDES_TEST_KEY_NEVER_SET", ("shared",),
+        await h.admin(AddProvider("unset", "openai", up.url, "env:SHIELDES_TEST_SURELY_UNSET_KEY", ("shared",),
                                   weight=1000.0))
         await h.admin(AddProvider("flaky", "openai", up.url, "env:" + UPSTREAM_KEY_ENV, ("shared",)))
         secret = await h.create_key("app")
