@@ -34,7 +34,7 @@ from shieldes.providers.http import (
     post_for_object,
     timeouts,
 )
-from shieldes.providers.node_credentials import Outages, one_line, unusable
+from shieldes.providers.node_credentials import Outages, SharedFetch, one_line, unusable
 from shieldes.providers.streams import TranslatedChunkStream
 from shieldes.providers.transport import UpstreamClient, UpstreamResponse
 from shieldes.settings import Settings
@@ -65,12 +65,12 @@ class _Signer:
     """SigV4 with botocore. Credentials come from one botocore session per node (its standard
     chain); refreshable ones (roles) are refreshed in a worker thread, as botocore blocks. None to
     be had is the node's configuration, not the upstream's failure (node_credentials.py): one
-    lookup at a time, its failure answered to the requests that waited for it and for
-    RETRY_AFTER, then the chain is asked again."""
+    lookup at a time, shared by the requests waiting for it (SharedFetch), its failure answered to
+    them and for RETRY_AFTER, then the chain is asked again."""
 
     def __init__(self) -> None:
         self._credentials: Any = None
-        self._lock = asyncio.Lock()
+        self._fetches: SharedFetch[Any] = SharedFetch("aws-credentials")
         self._failed: tuple[float, str] | None = None  # (monotonic time, why) of the last failed lookup
         self._outages = Outages("Bedrock deployments signing with the node's AWS credentials")
 
@@ -99,21 +99,27 @@ class _Signer:
             refresh = getattr(creds, "refresh_needed", None)
             if not (refresh and refresh()):
                 return creds.get_frozen_credentials()
-        async with self._lock:
-            failed = self._failed
-            if failed is not None and time.monotonic() - failed[0] < RETRY_AFTER:
-                raise unusable(deployment, f"no AWS credentials ({failed[1]}); {_fix(deployment)}")
-            try:
-                frozen = await asyncio.to_thread(self._lookup)
-            except Exception as exc:  # botocore's errors: a broken profile, a role it cannot assume, no credentials
-                why = NO_CREDENTIALS if isinstance(exc, LookupError) else one_line(exc, 300)
-                self._failed = (time.monotonic(), why)
-                refused = unusable(deployment, f"no AWS credentials ({why}); {_fix(deployment)}")
-                self._outages.failed("chain", refused.message)
-                raise refused from None
-            self._failed = None
-            self._outages.recovered("chain")
-            return frozen
+        got = await self._fetches.get("chain", lambda: self._fetch(deployment))
+        if isinstance(got, str):
+            raise unusable(deployment, f"no AWS credentials ({got}); {_fix(deployment)}")
+        return got
+
+    async def _fetch(self, deployment: str) -> Any:
+        """The chain's frozen credentials, or why there are none (a str)."""
+        failed = self._failed
+        if failed is not None and time.monotonic() - failed[0] < RETRY_AFTER:
+            return failed[1]
+        try:
+            frozen = await asyncio.to_thread(self._lookup)
+        except Exception as exc:  # botocore's errors: a broken profile, a role it cannot assume, no credentials
+            why = NO_CREDENTIALS if isinstance(exc, LookupError) else one_line(exc, 300)
+            self._failed = (time.monotonic(), why)
+            refused = unusable(deployment, f"no AWS credentials ({why}); {_fix(deployment)}")
+            self._outages.failed("chain", refused.message)
+            return why
+        self._failed = None
+        self._outages.recovered("chain")
+        return frozen
 
     def _lookup(self) -> Any:
         """The chain's credentials, frozen (a role's fetched or refreshed); LookupError: none found."""

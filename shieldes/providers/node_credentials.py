@@ -6,12 +6,15 @@ see nothing, and the node's log says so once per outage (and once when it is ove
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
 
 from shieldes.errors import ProviderMisconfigured
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def one_line(exc: BaseException, limit: int = 600) -> str:
@@ -55,3 +58,23 @@ class Bounded:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["timeout"] = min(float(kwargs.get("timeout") or self._seconds), self._seconds)
         return self._request(*args, **kwargs)
+
+
+class SharedFetch(Generic[T]):
+    """One fetch at a time per source (a key file, the AWS chain), shared by every request that
+    waits for it. A request whose client leaves stops waiting, but the fetch goes on
+    (asyncio.shield): the next request joins it rather than starting a second one in parallel
+    (a fetch in a worker thread cannot be stopped anyway). The fetch returns its outcome rather than
+    raising, so that one nobody waits for any more leaves no unretrieved exception."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._tasks: dict[str, asyncio.Task[T]] = {}
+
+    async def get(self, key: str, fetch: Callable[[], Awaitable[T]]) -> T:
+        """The outcome of the fetch under way for `key`, or of one started with `fetch()`."""
+        task = self._tasks.get(key)
+        if task is None or task.done():
+            task = self._tasks[key] = asyncio.ensure_future(fetch())
+            task.set_name(f"{self._name}-{key}" if key else self._name)
+        return await asyncio.shield(task)

@@ -21,7 +21,7 @@ from shieldes.providers.anthropic import AnthropicProvider, Endpoint, NativeT, O
 from shieldes.providers.anthropic_native import Passthrough
 from shieldes.providers.base import Target, UpstreamFailure
 from shieldes.providers.http import with_version
-from shieldes.providers.node_credentials import Bounded, Outages, one_line, unusable
+from shieldes.providers.node_credentials import Bounded, Outages, SharedFetch, one_line, unusable
 from shieldes.providers.transport import UpstreamClient
 from shieldes.settings import Settings
 
@@ -64,11 +64,12 @@ class GoogleTokens:
     runs in a worker thread; a token is reused until shortly before it expires. No token to be had
     (the extra missing, no credentials, a key file unreadable, the token endpoint refusing) is the
     node's configuration, not the upstream's failure (node_credentials.py): one fetch at a time per
-    source, its failure answered to the requests that waited for it and for RETRY_AFTER."""
+    source, shared by the requests waiting for it (SharedFetch), its failure answered to them and
+    for RETRY_AFTER."""
 
     def __init__(self) -> None:
         self._creds: dict[str, Any] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._fetches: SharedFetch[tuple[bool, str]] = SharedFetch("google-token")
         self._failed: dict[str, tuple[float, str]] = {}  # by source: (monotonic time, why; "" no google-auth)
         self._outages = Outages("Vertex AI deployments signing in with google-auth")
 
@@ -77,25 +78,27 @@ class GoogleTokens:
         creds = self._creds.get(path)
         if creds is not None and creds.token and not creds.expired:  # `expired` keeps a safety margin
             return str(creds.token)
-        lock = self._locks.setdefault(path, asyncio.Lock())
-        async with lock:
-            creds = self._creds.get(path)
-            if creds is not None and creds.token and not creds.expired:  # (fetched while this one waited)
-                return str(creds.token)
-            failed = self._failed.get(path)
-            if failed is None or time.monotonic() - failed[0] >= RETRY_AFTER:
-                try:
-                    fresh = await asyncio.to_thread(self._refresh, path)
-                except Exception as exc:  # google.auth.exceptions.*, file and JSON errors, the extra missing
-                    # (the reason is the source's; the fix names each request's own deployment)
-                    failed = self._failed[path] = (time.monotonic(), "" if isinstance(exc, ImportError)
-                                                   else one_line(exc, 300))
-                    self._outages.failed(path, _unusable(target.deployment, path, failed[1]).message)
-                else:
-                    self._failed.pop(path, None)
-                    self._outages.recovered(path)
-                    return str(fresh.token)
-        raise _unusable(target.deployment, path, failed[1])
+        got = await self._fetches.get(path, lambda: self._fetch(path, target.deployment))
+        if got[0]:
+            return got[1]
+        raise _unusable(target.deployment, path, got[1])
+
+    async def _fetch(self, path: str, deployment: str) -> tuple[bool, str]:
+        """(True, a fresh token), or (False, why there is none: "" when google-auth is missing)."""
+        failed = self._failed.get(path)
+        if failed is not None and time.monotonic() - failed[0] < RETRY_AFTER:
+            return False, failed[1]
+        try:
+            fresh = await asyncio.to_thread(self._refresh, path)
+        except Exception as exc:  # google.auth.exceptions.*, file and JSON errors, the extra missing
+            # (the reason is the source's; the fix names each request's own deployment)
+            why = "" if isinstance(exc, ImportError) else one_line(exc, 300)
+            self._failed[path] = (time.monotonic(), why)
+            self._outages.failed(path, _unusable(deployment, path, why).message)
+            return False, why
+        self._failed.pop(path, None)
+        self._outages.recovered(path)
+        return True, str(fresh.token)
 
     def _refresh(self, path: str) -> Any:
         import google.auth

@@ -20,10 +20,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shieldes.projections.shared_commands import AddProvider
+from shieldes.providers.base import Target
+from shieldes.providers.vertex import GoogleTokens
 from tests.fake_bedrock import FakeBedrock
 from tests.fake_google import FakeGoogle, service_account
 from tests.fake_upstream import FakeUpstream
-from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV, Harness, harness
+from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV, Harness, harness, wait_until
 
 HELLO: Any = [{"role": "user", "content": "say hello"}]
 AWS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
@@ -160,5 +162,45 @@ async def test_a_token_endpoint_that_does_not_answer_holds_requests_only_as_long
             assert refused.value.status_code == 502 and body["code"] == "provider_misconfigured", body
             assert body["message"].startswith("deployment 'vx' cannot be used on this node: no Google access token (")
             assert "--credentials-file" in body["message"]
+        finally:
+            google.token_hold.set()
+
+
+
+async def test_requests_waiting_for_a_token_share_one_fetch_even_when_their_waits_are_cancelled(
+        tmp_path: Path) -> None:
+    """google-auth fetches in a worker thread, which nothing can stop: requests waiting for a token
+    share the one fetch under way, and a wait cancelled (the one that started the fetch among them)
+    neither cancels it nor lets the next request start a second one in parallel."""
+    async with FakeGoogle() as google:
+        google.token_hold = asyncio.Event()  # the token endpoint answers once the test says so
+        try:
+            path = tmp_path / "k.json"
+            private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            google.public_key = private.public_key()
+            path.write_text(json.dumps(service_account(private, google.url + "/token")))
+            tokens = GoogleTokens()
+            target = Target("vx", google.url, "gemini-2.5-flash", None,
+                            {"project": "proj-1", "location": "us-central1", "credentials_file": str(path)})
+
+            def fetches() -> int:
+                return sum(r.path == "/token" for r in google.requests)
+
+            first = asyncio.create_task(tokens.token(target))  # starts the fetch
+            await wait_until(lambda: fetches() == 1, timeout=10)
+            others = [asyncio.create_task(tokens.token(target)) for _ in range(5)]
+            await asyncio.sleep(0)  # (each is waiting now)
+            leaving = [first, *others[:2]]  # half of them give up, the first among them
+            for task in leaving:
+                task.cancel()
+            await asyncio.gather(*leaving, return_exceptions=True)
+            staying = others[2:]
+            for _ in range(3):  # let any second fetch a freed lock would start get under way
+                await asyncio.sleep(0)
+            google.token_hold.set()
+            got = await asyncio.gather(*staying)
+            assert len(set(got)) == 1 and got[0] in google.tokens
+            assert fetches() == 1, [r.path for r in google.requests]
+            assert await tokens.token(target) == got[0]  # and it is reused
         finally:
             google.token_hold.set()
