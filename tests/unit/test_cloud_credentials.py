@@ -5,9 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
+import time
+from typing import Any
 
-from shieldes.cloud_credentials import cloud_credential_finding
+import pytest
+from azure.core.credentials import AccessToken
+from azure.core.exceptions import ClientAuthenticationError
+
+from shieldes.cloud_credentials import cloud_credential_finding, node_credential_finding
 from shieldes.projections.state import Deployment
 
 
@@ -40,3 +45,34 @@ def test_bedrock_reads_the_aws_chain_and_says_what_to_set_without_it(monkeypatch
     # a Bedrock API key is a provider key: the usual check reads it
     assert cloud_credential_finding(_dep("bedrock", "env:BEDROCK_KEY", region="us-east-1")) is None
     assert cloud_credential_finding(_dep("openai")) is None
+
+
+class _ClosingBadly:
+    """An Entra ID credential whose token fetch answers `token` (or raises it) and whose close raises."""
+
+    def __init__(self, token: AccessToken | Exception) -> None:
+        self.token = token
+
+    async def get_token(self, *scopes: str) -> AccessToken:
+        if isinstance(self.token, Exception):
+            raise self.token
+        return self.token
+
+    async def close(self) -> None:
+        raise RuntimeError("the transport's session was already closed")
+
+
+@pytest.mark.parametrize("token", [AccessToken("t", int(time.time()) + 3600),
+                                   ClientAuthenticationError("No managed identity is assigned")])
+async def test_the_entra_check_reports_its_finding_when_closing_the_credential_fails(
+        monkeypatch: pytest.MonkeyPatch, token: AccessToken | Exception) -> None:
+    credential = _ClosingBadly(token)
+    monkeypatch.setattr("shieldes.providers.entra.default_credential", lambda: credential)
+    dep: Any = _dep("azure", auth="entra")
+    finding = await node_credential_finding(dep)
+    assert finding is not None and finding.subject == "d"
+    if isinstance(token, AccessToken):
+        assert finding.ok and finding.detail.startswith("Entra ID token obtained"), finding
+    else:
+        assert not finding.ok, finding
+        assert finding.detail == "no Entra ID token: ClientAuthenticationError: No managed identity is assigned"
