@@ -47,7 +47,7 @@ async def _entra(dep: Deployment) -> Finding:
         return Finding("credentials", dep.name, False, f"no Entra ID token: {why}",
                        CHECK + "; then run `shieldes doctor` again")
     finally:
-        with contextlib.suppress(Exception):  # (closing its HTTP sessions says nothing of the token: the finding stands)
+        with contextlib.suppress(Exception):  # (closing its HTTP sessions says nothing of the token)
             await credential.close()
     left = max(0.0, float(token.expires_on) - time.time()) / 60
     return Finding("credentials", dep.name, True, f"Entra ID token obtained (valid {left:.0f} more minutes)")

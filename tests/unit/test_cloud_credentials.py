@@ -3,9 +3,8 @@ credentials: loaded as a node loads them (google-auth, botocore's chain)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
