@@ -26,6 +26,8 @@ from shieldes.providers.stream_failures import classify, request_at_fault
 log = logging.getLogger(__name__)
 DONE_FRAME = b"data: [DONE]\n\n"
 STREAM_ERROR_CODE = "upstream_stream_error"  # the request log's code of a stream the upstream broke
+# ... and of a Responses stream answered in full whose stored conversation was deleted meanwhile
+CONVERSATION_DELETED = "conversation_deleted"
 
 
 class Tally:

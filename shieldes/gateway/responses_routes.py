@@ -399,7 +399,8 @@ async def stream(request: web.Request, rid: str, turn: Turn, served: RouteTarget
         except ShieldesError as exc:  # the client gets this error instead of the terminal event
             unappended = True
             raise UpstreamFailure(f"the answer is complete but its items could not be added to conversation "
-                                  f"{turn.conversation!r}: {exc.message}", status=None, retryable=False) from None
+                                  f"{turn.conversation!r}: {exc.message}", status=None, retryable=False,
+                                  code=relay.CONVERSATION_DELETED) from None
 
     async def frames() -> AsyncIterator[bytes]:
         async for event in events:

@@ -387,6 +387,11 @@ def note_stream_end(gw: Gateway, rec: RequestRecord | None, rid: str, dep: Deplo
         if tally.outcome == "disconnected":
             rec.error_code = "client_disconnected"
             rec.error_message = f"the client went away mid-stream after {tally.content_chunks} chunks"
+        elif tally.failure_code == relay.CONVERSATION_DELETED:
+            rec.error_code = relay.CONVERSATION_DELETED
+            rec.error_message = (f"the conversation was deleted mid-stream; deployment {dep.name} answered in full "
+                                 f"({tally.content_chunks} chunks), nothing wrong upstream: {tally.failure}; the "
+                                 "client got an error event saying so")
         elif tally.outcome == "upstream_error":
             # a turn the model ended malformed is counted apart: the model's fault, not the connection's
             rec.error_code = MALFORMED_OUTPUT if tally.failure_code == MALFORMED_OUTPUT else relay.STREAM_ERROR_CODE
@@ -397,7 +402,10 @@ def note_stream_end(gw: Gateway, rec: RequestRecord | None, rid: str, dep: Deplo
         if tracing is not None:
             tracing.stream_ended(rec, tally.outcome, tally.content_chunks, tally.sent_bytes, usage, tally.failure,
                                  tally.finish_reasons)
-    if tally.outcome == "upstream_error":
+    if tally.failure_code == relay.CONVERSATION_DELETED:
+        log.info("the conversation was deleted mid-stream; deployment %s answered in full, nothing wrong "
+                 "upstream: %s [request %s]", dep.name, tally.failure, rid)
+    elif tally.outcome == "upstream_error":
         log.warning("upstream deployment %s failed mid-stream after %d chunks: %s [request %s]", dep.name,
                     tally.content_chunks, tally.failure or "no reason given", rid)
 

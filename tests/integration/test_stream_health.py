@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -253,11 +254,14 @@ async def test_a_client_gone_before_its_stream_was_relayed_counts_nothing_agains
         h.upstream.clear_faults()
 
 
-async def test_a_stream_whose_conversation_went_away_counts_nothing_against_the_deployment(node: Node) -> None:
+async def test_a_stream_whose_conversation_went_away_counts_nothing_against_the_deployment(
+        node: Node, caplog: pytest.LogCaptureFixture) -> None:
     """The answer is complete but the conversation it belongs to was deleted meanwhile: the client
     gets the error instead of the terminal event, and the deployment, which answered in full, is
-    not failed for it."""
+    not failed for it; its request-log row and the node's log say what happened, not that the
+    upstream failed."""
     h, client, api = node.h, node.client, node.api
+    caplog.set_level(logging.INFO)
     model, name = "model-conversation-gone", "conversation-gone"
     await h.admin(AddProvider(name, "openai", h.upstream.url, REF, (model,)))
     await h.sync()
@@ -279,5 +283,18 @@ async def test_a_stream_whose_conversation_went_away_counts_nothing_against_the_
             await wait_until(lambda: _idle(h), timeout=5)
         row = await _health(api, name)
         assert (row["samples"], row["breaker"], row["error_rate"]) == (0, "closed", None), row
+        writer = h.node.request_log
+        assert writer is not None
+        assert await writer.flush_all(10)
+        rows = h.sql("SELECT error_code, error_message FROM request_log WHERE model = %s AND route = '/v1/responses'",
+                     model)
+        assert len(rows) == FAILURES + 1, rows
+        for code, message in rows:
+            assert code == "conversation_deleted", rows
+            assert message.startswith(f"the conversation was deleted mid-stream; deployment {name} answered in full")
+            assert "nothing wrong upstream" in message and "failed" not in message, message
+        lines = [r.getMessage() for r in caplog.records]
+        assert not [x for x in lines if f"upstream deployment {name} failed" in x], lines
+        assert sum(x.startswith("the conversation was deleted mid-stream") for x in lines) == FAILURES + 1, lines
     finally:
         h.upstream.clear_faults()
