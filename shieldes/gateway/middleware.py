@@ -139,6 +139,9 @@ _GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISS
                   405: "INVALID_ARGUMENT", 409: "ABORTED", 413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED",
                   499: "CANCELLED", 501: "UNIMPLEMENTED", 502: "UNAVAILABLE", 503: "UNAVAILABLE",
                   504: "DEADLINE_EXCEEDED"}
+# ... and by shieldes code where the status's own name misleads: UNAVAILABLE tells Google's
+# clients to retry, while a node without a deployment's credentials answers the same until fixed
+_GOOGLE_STATUS_BY_CODE = {"provider_misconfigured": "FAILED_PRECONDITION"}
 # Google's methods by name: a model name may hold colons (`llama3:latest`, Bedrock's `...-v1:0`)
 _GOOGLE_PATH = re.compile(r"^(/v1beta|/v1)?/models/.+:(generateContent|streamGenerateContent|countTokens|"
                           r"embedContent|batchEmbedContents)$")
@@ -146,8 +149,9 @@ _GOOGLE_PATH = re.compile(r"^(/v1beta|/v1)?/models/.+:(generateContent|streamGen
 
 def google_error(status: int, message: str, code: str | None = None, wait: float | None = None) -> dict[str, Any]:
     """Google's error shape, `{"error": {"code", "message", "status", "details"}}` (the status by
-    HTTP code; google_details)."""
-    google = _GOOGLE_STATUS.get(status, "INTERNAL" if status >= 500 else "FAILED_PRECONDITION")
+    code or HTTP status; google_details)."""
+    google = _GOOGLE_STATUS_BY_CODE.get(code or "") or \
+        _GOOGLE_STATUS.get(status, "INTERNAL" if status >= 500 else "FAILED_PRECONDITION")
     return {"error": {"code": status, "message": message, "status": google,
                       "details": google_details(status, code, wait)}}
 

@@ -18,6 +18,9 @@ import anthropic
 import openai
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types as genai_types
 
 from shieldes.projections.shared_commands import AddProvider
 from shieldes.providers.base import Target
@@ -204,3 +207,37 @@ async def test_requests_waiting_for_a_token_share_one_fetch_even_when_their_wait
             assert await tokens.token(target) == got[0]  # and it is reused
         finally:
             google.token_hold.set()
+
+
+async def test_the_gemini_api_tells_google_clients_in_googles_shape(
+        database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model only a deployment without credentials here serves, asked through the Gemini API
+    routes (/v1beta/models/...) with the google-genai SDK: Google's error shape, the 502 naming the
+    deployment and the fix, its ErrorInfo the shieldes code, JSON and streamed alike."""
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    async with FakeGoogle() as google, harness(database_url, providers=False, upstream_retries=0) as h:
+        await h.admin(AddProvider("vx", "vertex", google.url, None, ("gemini-2.5-flash",),
+                                  options={"project": "proj-1", "location": "us-central1"}))
+        secret = await h.create_key("app")
+        await h.sync()
+        models = genai.Client(api_key=secret, http_options=genai_types.HttpOptions(
+            base_url=h.base, retry_options=genai_types.HttpRetryOptions(attempts=1))).aio.models
+        refusals: list[genai_errors.APIError] = []
+        with pytest.raises(genai_errors.APIError) as json_call:
+            await models.generate_content(model="gemini-2.5-flash", contents="say hello")
+        refusals.append(json_call.value)
+        with pytest.raises(genai_errors.APIError) as streamed:
+            async for _chunk in await models.generate_content_stream(model="gemini-2.5-flash", contents="say hello"):
+                pass
+        refusals.append(streamed.value)
+        for refused in refusals:
+            assert refused.code == 502, refused
+            assert refused.status == "FAILED_PRECONDITION", refused  # not UNAVAILABLE: retrying changes nothing
+            message = refused.message or ""
+            assert message.startswith("deployment 'vx' cannot be used on this node: no Google access token ("), message
+            assert "shieldes provider update vx --credentials-file" in message and "\n" not in message
+            body: Any = refused.details
+            info = [d for d in body["error"]["details"] if d["@type"].endswith("google.rpc.ErrorInfo")]
+            assert [(d["reason"], d["metadata"]) for d in info] == [
+                ("PROVIDER_MISCONFIGURED", {"code": "provider_misconfigured"})], body
+        assert not [r for r in google.requests if r.path != "/token"]
