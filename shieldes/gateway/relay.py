@@ -26,6 +26,11 @@ from shieldes.providers.stream_failures import classify, request_at_fault
 log = logging.getLogger(__name__)
 DONE_FRAME = b"data: [DONE]\n\n"
 STREAM_ERROR_CODE = "upstream_stream_error"  # the request log's code of a stream the upstream broke
+# seconds of upstream silence, frames already sent, after which a client leaving is the upstream's
+# failure (it stalled), not the client's impatience: well past a model's pause between tokens, and
+# below the client timeouts (60 s and more) that give up on a stalled stream before
+# SHIELDES_UPSTREAM_TIMEOUT (600 s) does
+STALLED_AFTER = 30.0
 # ... and of a Responses stream answered in full whose stored conversation was deleted meanwhile
 CONVERSATION_DELETED = "conversation_deleted"
 
@@ -44,6 +49,9 @@ class Tally:
     failure = ""
     failure_code: str | None = None  # its UpstreamFailure.code
     request_at_fault = False  # the failure was the request's doing, not the deployment's (note_failure)
+    # how long the upstream had sent nothing when the client left (client_watch measures it, to
+    # its WATCH_INTERVAL, from sent_bytes: no clock read per frame); 0 when a write found it gone
+    silent_for = 0.0
     # whether the finish reasons are noted: only a traced stream's attempt span reads them, and
     # finding them in a chat read of several events costs a walk of its bytes and a loop
     wants_reasons = True
@@ -73,16 +81,24 @@ def note_raised(tally: Tally, raised: BaseException, scrub: Callable[[str], str]
 
 def attempt_failed(tally: Tally) -> bool | None:
     """How a relayed stream counts for its deployment's breaker and error rate: True a failed
-    attempt (the upstream broke it, not on the request's fault), False a successful one (it
-    completed, or its client left once frames had gone out: the upstream was answering), None
+    attempt (the upstream broke it, not on the request's fault; or it had stalled: its client left
+    once frames had gone out, the upstream silent for STALLED_AFTER or more), False a successful one
+    (it completed, or its client left once frames had gone out with the upstream answering), None
     neither (ended on the request's fault, as a 4xx answered before a stream; its client gone
     before any frame went out; stopped by the route or the node: none of it the upstream's doing)."""
     outcome = tally.outcome
     if outcome == "upstream_error":
         return None if tally.request_at_fault else True
-    if outcome == "done" or (outcome == "disconnected" and tally.sent_bytes):
-        return False
-    return None
+    if outcome == "disconnected" and tally.sent_bytes:
+        return stalled(tally)
+    return False if outcome == "done" else None
+
+
+def stalled(tally: Tally) -> bool:
+    """Whether a stream whose client left had stalled: the upstream silent for STALLED_AFTER or
+    more (a client that times out before the gateway does would otherwise never let a deployment
+    that stalls its streams be rested)."""
+    return tally.silent_for >= STALLED_AFTER
 
 
 def frame(event: str | None, data: object) -> bytes:

@@ -386,7 +386,9 @@ def note_stream_end(gw: Gateway, rec: RequestRecord | None, rid: str, dep: Deplo
         rec.t_first_token = first
         if tally.outcome == "disconnected":
             rec.error_code = "client_disconnected"
-            rec.error_message = f"the client went away mid-stream after {tally.content_chunks} chunks"
+            rec.error_message = f"the client went away mid-stream after {tally.content_chunks} chunks" + (
+                f", the upstream silent for {tally.silent_for:.0f} s: counted as deployment {dep.name} failing"
+                if failed else "")
         elif tally.failure_code == relay.CONVERSATION_DELETED:
             rec.error_code = relay.CONVERSATION_DELETED
             rec.error_message = (f"the conversation was deleted mid-stream; deployment {dep.name} answered in full "
@@ -405,6 +407,9 @@ def note_stream_end(gw: Gateway, rec: RequestRecord | None, rid: str, dep: Deplo
     if tally.failure_code == relay.CONVERSATION_DELETED:
         log.info("the conversation was deleted mid-stream; deployment %s answered in full, nothing wrong "
                  "upstream: %s [request %s]", dep.name, tally.failure, rid)
+    elif tally.outcome == "disconnected" and failed:
+        log.warning("upstream deployment %s stalled mid-stream: silent for %.0f s after %d chunks when the client "
+                    "left; counted as a failure [request %s]", dep.name, tally.silent_for, tally.content_chunks, rid)
     elif tally.outcome == "upstream_error":
         log.warning("upstream deployment %s failed mid-stream after %d chunks: %s [request %s]", dep.name,
                     tally.content_chunks, tally.failure or "no reason given", rid)

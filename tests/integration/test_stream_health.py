@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -200,6 +201,49 @@ async def test_a_client_leaving_mid_stream_counts_nothing_against_the_deployment
         row = await _health_once(api, name, lambda r: r["samples"] == FAILURES + 1)
         assert row["samples"] == FAILURES + 1, row
         assert (row["breaker"], row["open_here"], row["error_rate"]) == ("closed", False, 0.0), row
+    finally:
+        hold.release.set()
+        h.upstream.clear_faults()
+
+
+async def test_a_deployment_that_stalls_its_streams_is_rested_when_clients_give_up_first(
+        node: Node, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The upstream sends a few frames, then nothing; each client (the openai SDK with a timeout
+    shorter than the gateway's) gives up on the stream. The upstream had been silent for longer
+    than relay.STALLED_AFTER (30 s; shortened here) when it left: the deployment's failure, so it
+    is rested, as one cutting its streams is; the row and the log say so."""
+    monkeypatch.setattr("shieldes.gateway.relay.STALLED_AFTER", 0.5)
+    caplog.set_level(logging.WARNING)
+    h, api = node.h, node.api
+    model, name = "model-stalled", "stalling"
+    await h.admin(AddProvider(name, "openai", h.upstream.url, REF, (model,)))
+    await h.sync()
+    hold = h.upstream.inject("/v1/chat/completions", hold_after=2, times=None)  # then silent until released
+    # (its timeout is the SDK's wait for each read: longer than the node's look at its streams, 1 s)
+    impatient = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=node.secret, max_retries=0, timeout=2.0)
+    try:
+        for n in range(1, FAILURES + 1):
+            stream = await impatient.chat.completions.create(model=model, stream=True, messages=HI)
+            with pytest.raises(openai.APITimeoutError):
+                async for _chunk in stream:
+                    pass
+            await stream.close()
+            await wait_until(lambda: hold.dropped == n, timeout=5)  # noqa: B023 (waited on in this iteration)
+        row = await _health_once(api, name, lambda r: r["breaker"] == "open")
+        assert (row["breaker"], row["open_here"]) == ("open", True), row
+        await wait_until(lambda: _idle(h), timeout=5)
+        writer = h.node.request_log
+        assert writer is not None
+        assert await writer.flush_all(10)
+        rows = h.sql("SELECT error_code, error_message FROM request_log WHERE model = %s", model)
+        assert len(rows) == FAILURES, rows
+        for code, message in rows:
+            assert code == "client_disconnected", rows
+            assert message.startswith("the client went away mid-stream after "), message
+            counted = rf", the upstream silent for \d+ s: counted as deployment {name} failing$"
+            assert re.search(counted, message), message
+        stalls = [r.getMessage() for r in caplog.records if f"upstream deployment {name} stalled" in r.getMessage()]
+        assert len(stalls) == FAILURES, stalls
     finally:
         hold.release.set()
         h.upstream.clear_faults()

@@ -42,3 +42,17 @@ def test_what_the_route_raised_before_the_first_frame_counts_as_whose_fault_it_i
     ended = _tally("done", 10)
     relay.note_raised(ended, UpstreamFailure("late", status=None, retryable=False), str)
     assert ended.outcome == "done"
+
+
+def test_a_client_leaving_a_stalled_stream_is_the_upstreams_failure() -> None:
+    """Frames sent, then the upstream silent for relay.STALLED_AFTER or more when the client left:
+    it stalled (the client merely gave up first); silent for less, it was answering."""
+    answering = _tally("disconnected", 120)
+    answering.silent_for = relay.STALLED_AFTER - 1
+    assert relay.attempt_failed(answering) is False
+    stalled = _tally("disconnected", 120)
+    stalled.silent_for = relay.STALLED_AFTER
+    assert relay.attempt_failed(stalled) is True
+    silent_from_the_start = _tally("disconnected")  # no frame went out: nothing, as before
+    silent_from_the_start.silent_for = relay.STALLED_AFTER * 2
+    assert relay.attempt_failed(silent_from_the_start) is None
