@@ -13,8 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from shieldes.errors import ProviderMisconfigured
-from shieldes.providers.node_credentials import one_line
-from shieldes.tasks import cancel_and_wait
+from shieldes.providers.node_credentials import SharedFetch, one_line
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +71,7 @@ class EntraTokens:
         self._credential: Any = None
         self._missing = False
         self._held: Held | None = None
-        self._fetch: asyncio.Task[Held | str] | None = None
+        self._fetches: SharedFetch[Held | str] = SharedFetch("entra-token")
         self._failing = False  # (a failure is logged once, not at every fetch until it recovers)
 
     async def token(self, deployment: str) -> str:
@@ -81,20 +80,15 @@ class EntraTokens:
         todo = step(held, time.time())
         if held is not None and todo != "wait":
             if todo == "renew":
-                self._start()
+                self._fetches.start("", self._fetch_one)
             return held.token
-        got = await asyncio.shield(self._start())  # (a client gone does not cancel the others' fetch)
+        got = await self._fetches.get("", self._fetch_one)  # (a client gone does not cancel the others' fetch)
         if isinstance(got, Held):
             return got.token
         if held is not None and time.time() < held.expires_on:  # not newer, but still valid
             return held.token
         raise ProviderMisconfigured(f"deployment {deployment!r} cannot be used on this node: " + (
             MISSING if got == MISSING else f"no Entra ID token ({got}); {FIX}"))
-
-    def _start(self) -> asyncio.Task[Held | str]:
-        if self._fetch is None or self._fetch.done():
-            self._fetch = asyncio.create_task(self._fetch_one(), name="entra-token")
-        return self._fetch
 
     async def _fetch_one(self) -> Held | str:
         """The new token, or why there is none (the held one kept, asked for again RETRY_AFTER later)."""
@@ -126,7 +120,7 @@ class EntraTokens:
 
     async def close(self) -> None:
         """Stops a fetch under way and closes the credential's HTTP sessions (at the node's stop)."""
-        await cancel_and_wait(self._fetch)
+        await self._fetches.close()
         if self._credential is not None:
             try:
                 await self._credential.close()

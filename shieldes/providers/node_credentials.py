@@ -2,7 +2,8 @@
 entra.py): when it cannot get them, a deployment cannot be used on this node, the same on every
 attempt until the operator acts. That is a ProviderMisconfigured, not an upstream failure: the
 model's other deployments are tried, nothing is retried, the deployment's breaker and error rate
-see nothing, and the node's log says so once per outage (and once when it is over)."""
+see nothing, and the node's log says so once per outage (and once when it is over). Each source
+(Entra ID's too) is fetched once at a time, shared by the requests waiting for it (SharedFetch)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 from shieldes.errors import ProviderMisconfigured
+from shieldes.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,10 +73,20 @@ class SharedFetch(Generic[T]):
         self._name = name
         self._tasks: dict[str, asyncio.Task[T]] = {}
 
-    async def get(self, key: str, fetch: Callable[[], Awaitable[T]]) -> T:
-        """The outcome of the fetch under way for `key`, or of one started with `fetch()`."""
+    def start(self, key: str, fetch: Callable[[], Awaitable[T]]) -> asyncio.Task[T]:
+        """The fetch under way for `key`, or one started with `fetch()` (a renewal nobody waits for)."""
         task = self._tasks.get(key)
         if task is None or task.done():
             task = self._tasks[key] = asyncio.ensure_future(fetch())
             task.set_name(f"{self._name}-{key}" if key else self._name)
-        return await asyncio.shield(task)
+        return task
+
+    async def get(self, key: str, fetch: Callable[[], Awaitable[T]]) -> T:
+        """The outcome of the fetch under way for `key`, or of one started with `fetch()`."""
+        return await asyncio.shield(self.start(key, fetch))
+
+    async def close(self) -> None:
+        """Stops the fetches under way (at the node's stop)."""
+        for task in list(self._tasks.values()):
+            await cancel_and_wait(task)
+        self._tasks.clear()
