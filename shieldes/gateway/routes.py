@@ -374,7 +374,9 @@ def note_stream_end(gw: Gateway, rec: RequestRecord | None, rid: str, dep: Deplo
     now = time.perf_counter()
     first = tally.first_token_at
     ttft = (first - (rec.t0 if rec is not None else now)) if first else None
-    gw.metrics.stream_ended(dep.name, tally.outcome, ttft, usage.completion_tokens, now - first if first else 0.0,
+    # (a conversation deleted meanwhile is no upstream error nor a client leaving: neither drop counts it)
+    ended = "conversation_deleted" if tally.failure_code == relay.CONVERSATION_DELETED else tally.outcome
+    gw.metrics.stream_ended(dep.name, ended, ttft, usage.completion_tokens, now - first if first else 0.0,
                             rec.trace_id if rec is not None else None)
     failed = relay.attempt_failed(tally)
     if failed is not None:

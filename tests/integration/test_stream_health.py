@@ -340,5 +340,10 @@ async def test_a_stream_whose_conversation_went_away_counts_nothing_against_the_
         lines = [r.getMessage() for r in caplog.records]
         assert not [x for x in lines if f"upstream deployment {name} failed" in x], lines
         assert sum(x.startswith("the conversation was deleted mid-stream") for x in lines) == FAILURES + 1, lines
+        gateway = h.node.gateway
+        assert gateway is not None
+        samples = {(s.labels.get("provider"), s.labels.get("cause")): s.value
+                   for m in gateway.metrics.stream_drops.collect() for s in m.samples if s.name.endswith("_total")}
+        assert not [k for k in samples if k[0] == name], samples  # neither the upstream's drop nor the client's
     finally:
         h.upstream.clear_faults()
