@@ -62,7 +62,7 @@ class Front:
 
     def __init__(self, app: web.Application, handoff: Callable[[], asyncio.Protocol], observe: Observe,
                  max_body: int, refused: Refused | None = None, files_check_seconds: float = 5.0, *,
-                 ids: RequestIds) -> None:
+                 ids: RequestIds, header_timeout: float = 30.0) -> None:
         self.app = app
         self.ids = ids  # names the requests refused here (the handlers' come from the app's, the same)
         self.handoff = handoff  # a fresh aiohttp request handler, for a connection leaving here
@@ -71,6 +71,8 @@ class Front:
         self.observe = cast(Callable[[LeanRequest, Handler], Awaitable[web.StreamResponse]], observe)
         self.refused = refused  # a request refused before a handler (Observer.refused): its row
         self.max_body = max_body
+        # seconds a request's line and headers may take (slow clients holding connections open)
+        self.header_timeout = header_timeout
         self.matches: dict[str, RouteMatch] = {}
         self.handlers: dict[str, Handler] = {}
         for route in app.router.routes():
@@ -87,6 +89,7 @@ class Front:
         self.date = _http_date(time.time())
         self._date_timer: asyncio.TimerHandle | None = None
         self._sweeper: asyncio.TimerHandle | None = None
+        self._head_sweeper: asyncio.TimerHandle | None = None
         self._files_timer: asyncio.TimerHandle | None = None
         self._closed = False  # no further open-files check once set
         self._headroom = Headroom()
@@ -110,6 +113,7 @@ class Front:
                                "the port or pick another with SHIELDES_PORT (or --port), and check SHIELDES_HOST "
                                "(or --host)") from None
         self._sweeper = loop.call_later(SWEEP_SECONDS, self._sweep)
+        self._head_sweeper = loop.call_later(self._head_sweep_seconds, self._sweep_heads)
         self._files_timer = loop.call_later(self.files_check_seconds, self._check_files)
         self._next_date()
         sockets = self.server.sockets
@@ -129,6 +133,8 @@ class Front:
         self._closed = True
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self._head_sweeper is not None:
+            self._head_sweeper.cancel()
         if self._files_timer is not None:
             self._files_timer.cancel()
         if self._date_timer is not None:
@@ -150,6 +156,21 @@ class Front:
             if conn.idle and conn.idle_since < cutoff:
                 conn.close()
         self._sweeper = loop.call_later(SWEEP_SECONDS, self._sweep)
+
+    @property
+    def _head_sweep_seconds(self) -> float:
+        return min(1.0, self.header_timeout / 2)
+
+    def _sweep_heads(self) -> None:
+        """Refuse the requests whose head is still arriving past the header timeout: one sweep a
+        second, not a timer per request (the hot path sets and clears a time, nothing more)."""
+        loop = asyncio.get_running_loop()
+        cutoff = loop.time() - self.header_timeout
+        for conn in list(self.connections):
+            since = conn.head_since
+            if since is not None and since < cutoff:
+                conn.head_late()
+        self._head_sweeper = loop.call_later(self._head_sweep_seconds, self._sweep_heads)
 
     def _check_files(self) -> None:
         """Warn while the open files near the limit: past it, connections are dropped unseen. The
@@ -205,6 +226,9 @@ class _Connection(asyncio.BufferedProtocol):
         self.paused = False
         self._drained: asyncio.Future[None] | None = None
         self.idle_since = self.loop.time()
+        # when the request whose line and headers are awaited began (the connection's opening for
+        # its first): None while none is awaited (Front._sweep_heads)
+        self.head_since: float | None = self.idle_since
         self._refusal: bytes | None = None  # sent once the answer being written is out
         # the bytes of a request's head, while it is read (a view of the read being parsed, bytes after it)
         self._head_raw: list[bytes | memoryview] | None = None
@@ -319,6 +343,8 @@ class _Connection(asyncio.BufferedProtocol):
                 self._hand_off(data.tobytes())
                 return
         self._unparsed += data
+        if self.head_since is None:
+            self.head_since = self.loop.time()
         if self._task is None:
             self._next()
         elif len(self._unparsed) > MAX_UNPARSED and self.transport is not None:
@@ -420,7 +446,15 @@ class _Connection(asyncio.BufferedProtocol):
             self.write(self._refusal)
             self.close()
 
+    def head_late(self) -> None:
+        """The request's line and headers did not all arrive within the header timeout."""
+        self.head_since = None
+        self._refuse(408, "request_timeout", f"the request's line and headers did not arrive within "
+                     f"{self.front.header_timeout:g} s; send them whole, promptly")
+
     def on_message_begin(self) -> None:
+        if self.head_since is None:
+            self.head_since = self.loop.time()
         self._in_message = self._reading_fields = True
         self._target = bytearray()
         self._fields.clear()
@@ -433,6 +467,7 @@ class _Connection(asyncio.BufferedProtocol):
             raise _BadRequest(414, "uri_too_long", f"the request target is over {MAX_TARGET} bytes; send a shorter one")
 
     def on_headers_complete(self) -> None:
+        self.head_since = None
         self._reading_fields = False
         fields = self._fields
         # Every name and value joined and decoded in one call: names are tokens (ASCII: latin-1 and

@@ -3,12 +3,14 @@ x-request-id. Nothing that reaches a client carries a traceback."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from email.utils import formatdate
 from typing import Any
 
 import orjson
@@ -18,6 +20,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from shieldes.errors import BudgetExceeded, RateLimited, ShieldesError, final_refusal, retry_after_seconds
+from shieldes.gateway.http1 import answer_bytes
 from shieldes.mcp.jsonrpc import http_refusal
 from shieldes.requestlog.record import RequestRecord
 
@@ -327,9 +330,50 @@ class JsonErrorHandler(RequestHandler):
     which also echoed the offending bytes back. `refused` (Observer.refused) gets each refusal,
     for its row in the request log."""
 
-    def __init__(self, manager: Any, *, ids: RequestIds, refused: Refused | None = None, **options: Any) -> None:
+    def __init__(self, manager: Any, *, ids: RequestIds, refused: Refused | None = None,
+                 header_timeout: float | None = None, **options: Any) -> None:
         super().__init__(manager, **options)
         self.ids, self.refused = ids, refused
+        # The first request's head must arrive within header_timeout (aiohttp has no such bound; its
+        # keep-alive timeout closes a connection whose later request's head stalls).
+        self._header_timeout = header_timeout
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._tail = b""  # the last bytes read before the head's end was seen
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self._header_timeout is not None:
+            self._head_timer = asyncio.get_running_loop().call_later(self._header_timeout, self._head_late)
+
+    def data_received(self, data: bytes) -> None:
+        if self._head_timer is not None:
+            seen = self._tail + data
+            if b"\r\n\r\n" in seen or b"\n\n" in seen:  # the first head is whole: the bound is met
+                self._head_timer.cancel()
+                self._head_timer = None
+            self._tail = seen[-3:]
+        super().data_received(data)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().connection_lost(exc)
+
+    def _head_late(self) -> None:
+        self._head_timer = None
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        rid = self.ids.new()
+        text = (f"the request's line and headers did not arrive within {self._header_timeout:g} s; send them "
+                "whole, promptly")
+        resp = error_response(408, "invalid_request_error", "request_timeout", text, rid)
+        if self.refused is not None:
+            self.refused(rid, "UNKNOWN", "", _peer(transport), 408, "request_timeout", text)
+        transport.write(answer_bytes(resp, False, formatdate(usegmt=True).encode()))
+        self.force_close()
+        transport.close()
 
     def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
@@ -351,6 +395,11 @@ class JsonErrorHandler(RequestHandler):
             self.refused(rid, request.method, request.path[:200], request.remote, status, code, text)
         resp.force_close()
         return resp
+
+
+def _peer(transport: asyncio.BaseTransport) -> str | None:
+    peer = transport.get_extra_info("peername")
+    return str(peer[0]) if isinstance(peer, tuple) and peer else None
 
 
 def _allow(exc: web.HTTPException) -> dict[str, str] | None:
