@@ -14,15 +14,26 @@ from shieldes.requestlog.record import RequestRecord
 MODES = ("off", "errors", "all")
 REDACTED = "[redacted]"
 # Credentials that may appear inside a payload: virtual keys, OpenAI/Anthropic-style keys, admin
-# tokens and console sessions (a token pasted into a prompt), bearer tokens, AWS access key ids,
-# Google API keys, and JSON fields named like secrets.
+# tokens and console sessions (a token pasted into a prompt), bearer and basic credentials, cookies
+# (an HTTP request pasted whole), AWS access key ids, Google API keys, credentials in URL query
+# parameters (`?key=`, Google's), and fields named like secrets, in the body's JSON and in JSON
+# escaped inside its strings (a tool call's `arguments`, a document pasted into a prompt).
+_SECRET_NAMES = (r"(?:[\w-]*api[_-]?key|[\w-]*secret|[\w-]*passw(?:or)?d|[\w-]*private[_-]?key"
+                 r"|(?:access|refresh|id|auth|session|bearer|api|secret)[_-]?token|authorization|cookie)")
+_QUERY_SECRETS = ("key", "api_key", "apikey", "access_token", "token", "password", "secret", "sig")
 BUILTIN_PATTERNS = (
     r"sk-[A-Za-z0-9_\-]{16,}",
     r"shd-(?:adm|oidc)-[A-Za-z0-9_.\-]{16,}",
     r"(?i)bearer\s+[A-Za-z0-9._~+/=\-]{8,}",
+    r"(?i)authorization\W{0,4}basic\s+[A-Za-z0-9+/=]{4,}",
+    r"(?i)\b(?:set-)?cookie\s*:\s*[^\r\n\"'\\]+",  # to the line's (or the quoted argument's) end
+    "(?i)(?:" + "|".join(rf"(?<=[?&]{name}=)" for name in _QUERY_SECRETS) + r")[^&\s\"\\#]+",
     r"AKIA[0-9A-Z]{16}",
     r"AIza[0-9A-Za-z_\-]{35}",
-    r"(?i)(\"(?:api[_-]?key|authorization|x-api-key|password|secret|access[_-]?token)\"\s*:\s*)\"[^\"]*\"",
+    # a field at the body's own level: "name": "value" (escapes inside the value kept to it)
+    rf"(?i)(\"{_SECRET_NAMES}\"\s*:\s*)\"(?:[^\"\\]|\\.)*\"",
+    # the same once escaped inside a string: \"name\": \"value\" (the value's own escapes doubled)
+    rf"(?i)(\\\"{_SECRET_NAMES}\\\"\s*:\s*)\\\"(?:[^\\\"]|\\\\\\\"|\\\\\\\\|\\[^\\\"])*\\\"",
 )
 
 
@@ -41,11 +52,15 @@ def redact(text: str, patterns: Iterable[re.Pattern[str]], secrets: Iterable[str
         if secret and len(secret) >= 8 and secret in text:
             text = text.replace(secret, REDACTED)
     for pattern in patterns:
-        if pattern.groups:  # keep the field name, hide its value
-            text = pattern.sub(lambda m: m.group(1) + '"' + REDACTED + '"', text)
+        if pattern.groups:  # keep the field name, hide its value (quoted as the name is)
+            text = pattern.sub(lambda m: m.group(1) + _quote(m.group(1)) + REDACTED + _quote(m.group(1)), text)
         else:
             text = pattern.sub(REDACTED, text)
     return text
+
+
+def _quote(name: str) -> str:
+    return '\\"' if name.startswith("\\") else '"'
 
 
 # The admin API's and the console's bodies are never kept: they carry what is shown once (a new

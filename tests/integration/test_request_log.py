@@ -395,6 +395,34 @@ async def test_error_bodies_are_captured_redacted_in_their_own_table(database_ur
         assert request.count("[redacted]") == 3
 
 
+async def test_credentials_pasted_or_in_tool_arguments_are_redacted(database_url: str) -> None:
+    """A pasted HTTP request (Basic credentials, a cookie, Google's `?key=`) and secrets in a tool
+    call's JSON-encoded `arguments` (escaped inside a string) are redacted; the rest is kept."""
+    async with harness(database_url, capture_bodies="errors", capture_max_bytes=8192) as h:
+        good = await h.create_key("good")
+        await h.sync()
+        args = json.dumps({"client_secret": 'cs-one"more', "refresh_token": "rt-two", "password": "pw-three",
+                           "city": "Paris"})
+        pasted = ("curl -H 'Authorization: Basic dXNlcjpwYXNzd29yZA==' -H 'Cookie: session=ck-four; b=ck-five' "
+                  "'https://generativelanguage.googleapis.com/v1beta/models?alt=sse&key=gk-six&pageSize=5'")
+        messages = [{"role": "user", "content": pasted},
+                    {"role": "assistant", "content": None, "tool_calls": [
+                        {"id": "call_1", "type": "function", "function": {"name": "sign_in", "arguments": args}}]},
+                    {"role": "tool", "tool_call_id": "call_1", "content": "done"}]
+        with pytest.raises(openai.NotFoundError):
+            await oai(h.base, good).chat.completions.create(model="no-such-model", messages=messages)  # type: ignore[arg-type]
+        await flushed(h, 1)
+        with psycopg.connect(h.database_url, autocommit=True) as conn:
+            (request,) = conn.execute("SELECT request_body FROM request_log_bodies").fetchone()  # type: ignore[misc]
+        for secret in ("dXNlcjpwYXNzd29yZA", "ck-four", "ck-five", "gk-six", "cs-one", "more", "rt-two", "pw-three"):
+            assert secret not in request, secret
+        body = json.loads(request)  # still JSON, and so are the arguments
+        kept = json.loads(body["messages"][1]["tool_calls"][0]["function"]["arguments"])
+        assert kept == {"client_secret": "[redacted]", "refresh_token": "[redacted]", "password": "[redacted]",
+                        "city": "Paris"}
+        assert "alt=sse&key=[redacted]&pageSize=5" in body["messages"][0]["content"]
+
+
 async def test_admin_api_and_console_bodies_are_never_captured(database_url: str) -> None:
     """A new admin token (shd-adm-..., which no redaction pattern knows) and an MCP server's header
     value are in the admin API's bodies: with capture on for everything, neither reaches
