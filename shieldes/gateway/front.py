@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 MAX_TARGET = 8190  # request line target, as aiohttp's max_line_size
 MAX_HEAD = 64 * 1024  # all header names and values together
+MAX_FIELD = 8190  # one header's name or value, as aiohttp's max_field_size (the other routes')
+MAX_HEADERS = 128  # headers in one head, as aiohttp's max_headers
 MAX_UNPARSED = 64 * 1024  # bytes held (reading paused) while a previous answer is still going out
 KEEPALIVE_TIMEOUT = 3630.0  # idle keep-alive connections close after this, as aiohttp's default
 SWEEP_SECONDS = 60.0
@@ -476,8 +478,14 @@ class _Connection(asyncio.BufferedProtocol):
         # the head spanned reads; trailers are measured on top of it). (Cheaper in CPU than a
         # decode per header, and than a zip the multidict is built from without a list.)
         joined = b"\0".join(fields)
-        if self._head_too_large() if self._counted else len(joined) - len(fields) >= MAX_HEAD:
+        size = len(joined) - len(fields)
+        if self._head_too_large() if self._counted else size >= MAX_HEAD:
             raise _BadRequest(431, *_HEAD_TOO_LARGE)
+        if len(fields) > 2 * MAX_HEADERS:
+            raise _BadRequest(431, "too_many_headers", f"the request has over {MAX_HEADERS} headers; send fewer")
+        if size > MAX_FIELD and max(map(len, fields)) > MAX_FIELD:  # (only a large head can hold a large one)
+            raise _BadRequest(431, "header_too_large", f"a header's name or value is over {MAX_FIELD} bytes; send "
+                              "a shorter one (long values belong in the body)")
         target = self._target.decode("utf-8", "surrogateescape")
         path, _, query = target.partition("?")
         parser = self._parser

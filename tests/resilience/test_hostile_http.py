@@ -177,6 +177,39 @@ def test_huge_and_odd_headers(live: Live) -> None:
         assert reply.startswith((b"HTTP/1.1 4", b"HTTP/1.0 4")), reply[:100]
 
 
+def test_header_count_and_size_bounds_hold_on_the_hot_routes_too(live: Live) -> None:
+    """At most 128 headers, each name and value at most 8190 bytes, on the model API's POST routes
+    (the node's own HTTP front) as on every other route (aiohttp's)."""
+    chat = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode()
+
+    def post(path: str, extra: bytes) -> bytes:
+        head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"Authorization: Bearer {live.secret}\r\nContent-Length: {len(chat)}\r\n").encode()
+        with socket.create_connection(("127.0.0.1", live.port), timeout=10) as s:
+            s.sendall(head + extra + b"\r\n" + chat)
+            reply = b""
+            while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+        return reply
+
+    many = b"".join(b"x-h%d: v\r\n" % i for i in range(130))
+    big = b"x-big: " + b"a" * 8191 + b"\r\n"
+    for path in ("/v1/chat/completions", "/v1/embeddings", "/v1/messages"):
+        for extra, code in ((many, b"too_many_headers"), (big, b"header_too_large")):
+            reply = post(path, extra)
+            assert reply.startswith(b"HTTP/1.1 431"), (path, reply[:300])
+            assert code in reply and b"send" in reply
+    # aiohttp's routes refuse the same heads
+    for extra in (many, b"x-big: " + b"a" * 8191 + b"\r\n"):
+        assert post("/v1/models", extra).startswith((b"HTTP/1.1 4", b"HTTP/1.0 4"))
+    # within the bounds: served
+    within = b"".join(b"x-h%d: v\r\n" % i for i in range(100)) + b"x-big: " + b"a" * 8000 + b"\r\n"
+    assert post("/v1/chat/completions", within).startswith(b"HTTP/1.1 200")
+
+
 def test_slow_clients_do_not_hang_others(live: Live) -> None:
     """slowloris: many connections trickle a request byte by byte; normal clients are served meanwhile."""
     socks = []
