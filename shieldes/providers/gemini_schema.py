@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from shieldes.errors import InvalidRequest
@@ -16,6 +17,28 @@ _DATA = frozenset({"title", "description", "nullable", "enum", "maxItems", "minI
 # The string and number formats Google takes; others ("email", "uri", ...) are refused
 _FORMATS = frozenset({"enum", "date-time", "int32", "int64", "float", "double"})
 _LOCAL = ("#/$defs/", "#/definitions/")
+# Bounds on what inlining `$ref`s may make of a schema: a few definitions that each use the next
+# twice expand to 2^n subschemas (a kilobyte of request worth minutes of the node's CPU), and a
+# long chain of them nests past Python's recursion limit.
+MAX_SUBSCHEMAS = 10_000
+MAX_DEPTH = 100
+
+
+@dataclass(slots=True)
+class _Walk:
+    defs: dict[str, Any]
+    where: str
+    made: int = 0  # subschemas written so far
+
+    def one_more(self, depth: int) -> None:
+        self.made += 1
+        if self.made > MAX_SUBSCHEMAS:
+            raise InvalidRequest(f"{self.where}: the schema expands to over {MAX_SUBSCHEMAS} subschemas once its "
+                                 "$refs are inlined (Gemini's schema subset has no references): define the shared "
+                                 "parts fewer times, or send a smaller schema", param=self.where)
+        if depth > MAX_DEPTH:
+            raise InvalidRequest(f"{self.where}: the schema nests over {MAX_DEPTH} levels deep once its $refs are "
+                                 "inlined: send a flatter schema", param=self.where)
 
 
 def gemini_schema(schema: Body, where: str) -> Body:
@@ -34,12 +57,14 @@ def gemini_schema(schema: Body, where: str) -> Body:
     for key in ("definitions", "$defs"):
         if isinstance(schema.get(key), dict):
             defs.update(schema[key])
-    return _clean(schema, defs, where, ())
+    return _clean(schema, _Walk(defs, where), (), 0)
 
 
-def _clean(value: Any, defs: dict[str, Any], where: str, inside: tuple[str, ...]) -> Body:
+def _clean(value: Any, walk: _Walk, inside: tuple[str, ...], depth: int) -> Body:
     if not isinstance(value, dict):
         return {}  # `true` (anything) or a malformed subschema: no constraint
+    walk.one_more(depth)
+    defs, where, deeper = walk.defs, walk.where, depth + 1
     ref = value.get("$ref")
     if ref is not None:
         name = next((ref[len(p):] for p in _LOCAL if isinstance(ref, str) and ref.startswith(p)), None)
@@ -50,19 +75,19 @@ def _clean(value: Any, defs: dict[str, Any], where: str, inside: tuple[str, ...]
             raise InvalidRequest(f"{where}: the schema is recursive ({name!r} refers to itself through $ref), "
                                  "which Gemini's schema subset cannot express: give the nesting a fixed depth",
                                  param=where)
-        target = _clean(defs[name], defs, where, (*inside, name))
-        siblings = _clean({k: v for k, v in value.items() if k != "$ref"}, defs, where, inside)
+        target = _clean(defs[name], walk, (*inside, name), deeper)
+        siblings = _clean({k: v for k, v in value.items() if k != "$ref"}, walk, inside, deeper)
         return {**target, **siblings}  # a description next to the $ref describes this use of it
     out: Body = {}
     for key, sub in value.items():
         if key == "properties" and isinstance(sub, dict):
-            out[key] = {name: _clean(s, defs, where, inside) for name, s in sub.items()}
+            out[key] = {name: _clean(s, walk, inside, deeper) for name, s in sub.items()}
         elif key == "items" and isinstance(sub, dict):
-            out[key] = _clean(sub, defs, where, inside)
+            out[key] = _clean(sub, walk, inside, deeper)
         elif key in ("anyOf", "oneOf") and isinstance(sub, list):
-            out["anyOf"] = [_clean(s, defs, where, inside) for s in sub]
+            out["anyOf"] = [_clean(s, walk, inside, deeper) for s in sub]
         elif key == "allOf" and isinstance(sub, list) and len(sub) == 1:
-            out = {**_clean(sub[0], defs, where, inside), **out}
+            out = {**_clean(sub[0], walk, inside, deeper), **out}
         elif key == "type":
             out.update(_type(sub))
         elif key == "const" and isinstance(sub, str):

@@ -326,6 +326,29 @@ async def test_nested_models_and_odd_property_names_reach_gemini_as_its_schema(
     assert err.value.param == "response_format.json_schema.schema"
 
 
+async def test_a_schema_that_inlines_to_a_bomb_is_refused_at_once(node: Harness,
+                                                                   google: tuple[FakeGoogle, Path]) -> None:
+    """Gemini's schema subset has no `$ref`, so the node inlines them: 24 definitions each using the
+    next twice would inline to 2^24 subschemas (minutes of the node's CPU, its event loop blocked,
+    from a 3 KB request), and a chain of 3000 to a nesting past Python's recursion limit (a 500).
+    Both are a 400 naming the bound, before any upstream call."""
+    fake, _ = google
+    client = openai.AsyncOpenAI(base_url=node.base + "/v1", api_key=await new_key(node), max_retries=0, timeout=20)
+    ask: Any = [{"role": "user", "content": "hi"}]
+    before = len(fake.requests)
+    fan = {f"D{i}": {"type": "object", "properties": {"a": {"$ref": f"#/$defs/D{i + 1}"},
+                                                      "b": {"$ref": f"#/$defs/D{i + 1}"}}} for i in range(24)}
+    chain = {f"D{i}": {"$ref": f"#/$defs/D{i + 1}"} for i in range(3000)}
+    for defs, bound in ((fan, "over 10000 subschemas"), (chain, "over 100 levels deep")):
+        params = {"type": "object", "properties": {"x": {"$ref": "#/$defs/D0"}},
+                  "$defs": {**defs, f"D{len(defs)}": {"type": "string"}}}
+        tool: Any = {"type": "function", "function": {"name": "f", "parameters": params}}
+        with pytest.raises(openai.BadRequestError) as err:
+            await client.chat.completions.create(model="gemini-2.5-flash", messages=ask, tools=[tool])
+        assert bound in err.value.message and err.value.param == "tools[0].function.parameters"
+    assert len(fake.requests) == before  # refused before any upstream call
+
+
 async def test_gemini_n_is_candidate_count_and_parallel_calls_are_never_ignored_in_silence(
         node: Harness, google: tuple[FakeGoogle, Path]) -> None:
     """`n: 2` was refused (Google answers it as candidateCount) and `parallel_tool_calls: false`
