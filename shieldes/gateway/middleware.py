@@ -334,8 +334,8 @@ class JsonErrorHandler(RequestHandler):
                  header_timeout: float | None = None, **options: Any) -> None:
         super().__init__(manager, **options)
         self.ids, self.refused = ids, refused
-        # The first request's head must arrive within header_timeout (aiohttp has no such bound; its
-        # keep-alive timeout closes a connection whose later request's head stalls).
+        # Each request's head must arrive within header_timeout (aiohttp has no such bound): the
+        # first from the connection's hand-off, a later one from its first byte.
         self._header_timeout = header_timeout
         self._head_timer: asyncio.TimerHandle | None = None
         self._tail = b""  # the last bytes read before the head's end was seen
@@ -346,6 +346,9 @@ class JsonErrorHandler(RequestHandler):
             self._head_timer = asyncio.get_running_loop().call_later(self._header_timeout, self._head_late)
 
     def data_received(self, data: bytes) -> None:
+        if self._head_timer is None and self._header_timeout is not None and self._awaiting_request():
+            self._tail = b""  # the first bytes of a later request: its head is timed from here
+            self._head_timer = asyncio.get_running_loop().call_later(self._header_timeout, self._head_late)
         if self._head_timer is not None:
             seen = self._tail + data
             if b"\r\n\r\n" in seen or b"\n\n" in seen:  # the first head is whole: the bound is met
@@ -353,6 +356,13 @@ class JsonErrorHandler(RequestHandler):
                 self._head_timer = None
             self._tail = seen[-3:]
         super().data_received(data)
+
+    def _awaiting_request(self) -> bool:
+        """Whether the connection is between requests: aiohttp's loop waits for the next message (a
+        request whose body is being read is not; its bytes are the body's). (aiohttp keeps that
+        future private; without it, only the first request is timed.)"""
+        waiter = getattr(self, "_waiter", None)
+        return isinstance(waiter, asyncio.Future) and not waiter.done()
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if self._head_timer is not None:

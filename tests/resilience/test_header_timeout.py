@@ -1,7 +1,7 @@
 """Slow clients cannot hold a node's connections open forever: a request's line and headers must
 arrive within SHIELDES_HEADER_TIMEOUT, however slowly they trickle, on the model API's hot routes
 (the node's own HTTP front) as on every other route (aiohttp's). An idle keep-alive connection
-between requests is not affected."""
+between requests, and a slow body, are not affected."""
 
 from __future__ import annotations
 
@@ -96,6 +96,22 @@ def test_a_slow_head_after_a_keep_alive_request_is_refused_and_an_idle_one_is_no
         assert a.recv(65536).startswith(b"HTTP/1.1 200"), "an idle keep-alive connection is kept"
         b.sendall(request)
         assert b.recv(65536).startswith(b"HTTP/1.1 200")
-        # a later request's head is bounded too
+        # a later request's head is bounded too, on either route
         a.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
+        b.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n")
         refused_late(read_all(a))
+        refused_late(read_all(b))
+
+
+def test_a_slow_body_is_not_cut_by_the_header_timeout(live: Live) -> None:
+    """Only the head is timed: a body that takes longer than the timeout (a large upload on a slow
+    link) is read whole, on the front's routes as on aiohttp's."""
+    chat = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    gemini = json.dumps({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}).encode()
+    for path, body in (("/v1/chat/completions", chat), ("/v1beta/models/gpt-4o-mini:generateContent", gemini)):
+        with connect(live) as s, connect(live) as late:
+            s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: "
+                      f"Bearer {live.secret}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body[:5])
+            refused_late(read_all(late))  # opened after the head went out: the timeout has passed since
+            s.sendall(body[5:])
+            assert s.recv(65536).startswith(b"HTTP/1.1 200")
