@@ -43,6 +43,14 @@ def _key(google: FakeGoogle, path: Path) -> str:
     return str(path)
 
 
+def _accepted_key(google: FakeGoogle, path: Path) -> Path:
+    """A service-account key file the fake's token endpoint accepts (it holds the public half)."""
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    google.public_key = private.public_key()
+    path.write_text(json.dumps(service_account(private, google.url + "/token")))
+    return path
+
+
 @pytest.fixture
 async def node(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                ) -> AsyncIterator[tuple[Harness, FakeBedrock, FakeGoogle, FakeUpstream]]:
@@ -148,10 +156,7 @@ async def test_a_token_endpoint_that_does_not_answer_holds_requests_only_as_long
     async with FakeGoogle() as google, harness(database_url, providers=False, upstream_retries=0) as h:
         google.token_hold = asyncio.Event()  # the token endpoint takes the request and never answers
         try:
-            path = tmp_path / "k.json"
-            private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            google.public_key = private.public_key()
-            path.write_text(json.dumps(service_account(private, google.url + "/token")))
+            path = _accepted_key(google, tmp_path / "k.json")
             await h.admin(AddProvider("vx", "vertex", google.url, None, ("only-vx",),
                                       options={"project": "proj-1", "location": "us-central1",
                                                "credentials_file": str(path)}))
@@ -178,10 +183,7 @@ async def test_requests_waiting_for_a_token_share_one_fetch_even_when_their_wait
     async with FakeGoogle() as google:
         google.token_hold = asyncio.Event()  # the token endpoint answers once the test says so
         try:
-            path = tmp_path / "k.json"
-            private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            google.public_key = private.public_key()
-            path.write_text(json.dumps(service_account(private, google.url + "/token")))
+            path = _accepted_key(google, tmp_path / "k.json")
             tokens = GoogleTokens()
             target = Target("vx", google.url, "gemini-2.5-flash", None,
                             {"project": "proj-1", "location": "us-central1", "credentials_file": str(path)})
