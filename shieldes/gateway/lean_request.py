@@ -14,7 +14,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from shieldes.gateway.http1 import decompressed, head
 
 if TYPE_CHECKING:
-    from shieldes.gateway.front import _Connection
+    from shieldes.gateway.front_connection import _Connection
 
 
 class RouteMatch:

@@ -16,7 +16,7 @@ from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shieldes.gateway.front import MAX_HEAD
+from shieldes.gateway.front_connection import MAX_HEAD
 from tests.unit.test_front_splits import answered, connect, feed, pieces_of
 
 

@@ -15,7 +15,8 @@ from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shieldes.gateway.front import Front, _Connection
+from shieldes.gateway.front import Front
+from shieldes.gateway.front_connection import _Connection
 from shieldes.gateway.middleware import RequestIds
 
 
