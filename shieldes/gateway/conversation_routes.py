@@ -7,8 +7,9 @@ from aiohttp import web
 
 from shieldes.errors import InvalidRequest
 from shieldes.gateway.middleware import request_id
+from shieldes.gateway.request_fields import read_json
 from shieldes.gateway.responses_routes import CONVERSATIONS, list_limit
-from shieldes.gateway.routes import GATEWAY, authenticate, json_response, read_json
+from shieldes.gateway.routes import GATEWAY, authenticate, json_response
 from shieldes.responses.conversations import (
     Conversations,
     conversation_object,

@@ -22,13 +22,15 @@ from aiohttp import web
 
 from shieldes.errors import NotFound
 from shieldes.gateway import relay
+from shieldes.gateway.call import Call
 from shieldes.gateway.gemini_embeddings import embed
 from shieldes.gateway.gemini_frames import Framing
 from shieldes.gateway.gemini_models import model_of, passes_through, route_for
 from shieldes.gateway.messages import ESTIMATE_HEADER, Answer, MessageStream, counted
 from shieldes.gateway.middleware import REQUEST_ID
 from shieldes.gateway.model_routes import get_model, list_models
-from shieldes.gateway.routes import GATEWAY, Call, authenticate, read_body, read_json
+from shieldes.gateway.request_fields import read_body, read_json
+from shieldes.gateway.routes import GATEWAY, authenticate
 from shieldes.gateway.top_level import GEMINI_HISTORY, TopLevel
 from shieldes.gateway.upstream_calls import each_a_stream
 from shieldes.projections.state import Deployment

@@ -10,10 +10,12 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
+from shieldes.gateway.call import Call
 from shieldes.gateway.gemini_models import model_of, route_for
 from shieldes.gateway.messages import Answer
 from shieldes.gateway.middleware import REQUEST_ID
-from shieldes.gateway.routes import GATEWAY, Call, authenticate, read_json
+from shieldes.gateway.request_fields import read_json
+from shieldes.gateway.routes import GATEWAY, authenticate
 from shieldes.projections.state import Deployment
 from shieldes.providers import gemini_embed
 from shieldes.providers.base import Provider, Target, TokenUsage

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from shieldes.errors import InvalidRequest
 from shieldes.gateway.middleware import record_of
-from shieldes.gateway.routes import MAX_MODEL_NAME
+from shieldes.gateway.request_fields import MAX_MODEL_NAME
 from shieldes.gateway.service import Gateway
 from shieldes.projections.state import VirtualKey
 from shieldes.providers.base import ModelDialects

@@ -24,7 +24,8 @@ from shieldes.errors import BodyTooLarge, NotFound, PermissionDenied, RateLimite
 from shieldes.gateway import client_trace
 from shieldes.gateway.client_watch import WATCH_INTERVAL, client_gone
 from shieldes.gateway.middleware import REQUEST_ID, record_of, request_id
-from shieldes.gateway.routes import GATEWAY, read_json
+from shieldes.gateway.request_fields import read_json
+from shieldes.gateway.routes import GATEWAY
 from shieldes.gateway.service import Gateway, sent_keys
 from shieldes.mcp.access import allows_server
 from shieldes.mcp.jsonrpc import (

@@ -18,8 +18,10 @@ from aiohttp import web
 
 from shieldes.errors import BodyTooLarge, InvalidRequest, ProviderMisconfigured
 from shieldes.gateway import relay
+from shieldes.gateway.call import note_stream_end
 from shieldes.gateway.middleware import REQUEST_ID, record_of, request_id
-from shieldes.gateway.routes import GATEWAY, MAX_MODEL_NAME, authenticate, note_stream_end, read_json
+from shieldes.gateway.request_fields import MAX_MODEL_NAME, read_json
+from shieldes.gateway.routes import GATEWAY, authenticate
 from shieldes.gateway.service import Gateway
 from shieldes.projections.state import Deployment
 from shieldes.providers import multipart

@@ -20,18 +20,11 @@ from aiohttp import web
 
 from shieldes.errors import InvalidRequest
 from shieldes.gateway import count_request, relay
+from shieldes.gateway.call import Call
 from shieldes.gateway.messages_turns import MessagesTopLevel, read_messages
 from shieldes.gateway.middleware import ANTHROPIC_REQUEST_ID, REQUEST_ID, record_of, request_id
-from shieldes.gateway.routes import (
-    GATEWAY,
-    Call,
-    _field,
-    _model,
-    _stream_flag,
-    authenticate,
-    json_object,
-    read_body,
-)
+from shieldes.gateway.request_fields import _field, _model, _stream_flag, json_object, read_body
+from shieldes.gateway.routes import GATEWAY, authenticate
 from shieldes.gateway.top_level import MESSAGES_HISTORY, TopLevel
 from shieldes.gateway.upstream_calls import each_a_stream
 from shieldes.projections.state import Deployment

@@ -12,8 +12,9 @@ from aiohttp import web
 
 from shieldes.errors import InvalidRequest, UpstreamError
 from shieldes.gateway.middleware import record_of, request_id
+from shieldes.gateway.request_fields import read_json
 from shieldes.gateway.responses_routes import RESPONSES, Turn, budget_bounds, history_of, token_usage
-from shieldes.gateway.routes import GATEWAY, authenticate, json_response, read_json
+from shieldes.gateway.routes import GATEWAY, authenticate, json_response
 from shieldes.responses.compaction import TRIGGER, compacted_output
 from shieldes.responses.objects import ContextOf, ResponsesUsage
 from shieldes.responses.request import parse_request, upstream_body

@@ -16,17 +16,11 @@ from aiohttp import web
 
 from shieldes.errors import InvalidRequest, NotFound, ShieldesError
 from shieldes.gateway import relay
+from shieldes.gateway.call import note_stream_end
 from shieldes.gateway.checked_histories import REMEMBER_FROM, items_after
 from shieldes.gateway.middleware import record_of, request_id
-from shieldes.gateway.routes import (
-    GATEWAY,
-    authenticate,
-    json_response,
-    note_stream_end,
-    read_body,
-    read_json,
-    tagged,
-)
+from shieldes.gateway.request_fields import read_body, read_json
+from shieldes.gateway.routes import GATEWAY, authenticate, json_response, tagged
 from shieldes.gateway.service import Gateway
 from shieldes.gateway.top_level import INPUT, TopLevel
 from shieldes.projections.state import VirtualKey

@@ -40,8 +40,9 @@ from shieldes.gateway.middleware import (
     request_id,
 )
 from shieldes.gateway.observe import OBSERVER
+from shieldes.gateway.request_fields import read_json
 from shieldes.gateway.responses_routes import RESPONSES, create_response, history_of
-from shieldes.gateway.routes import GATEWAY, authenticate, read_json
+from shieldes.gateway.routes import GATEWAY, authenticate
 from shieldes.responses.objects import ResponseContext, ResponsesUsage, response_id, response_object
 from shieldes.responses.request import parse_request
 from shieldes.responses.socket_memory import SOCKET_MEMORY, LaneMemory, SocketMemory

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from shieldes.errors import InvalidRequest
-from shieldes.gateway.routes import json_object
+from shieldes.gateway.request_fields import json_object
 from shieldes.gateway.top_level import MESSAGES_HISTORY, TopLevel, read_chat, split
 
 WORDS = re.compile(r"^malformed JSON body \((?P<reason>.+)\): send one valid JSON object$", re.S)

@@ -9,7 +9,7 @@ import pytest
 
 from shieldes.errors import CommandRejected, InvalidRequest
 from shieldes.gateway.media_routes import _model_name
-from shieldes.gateway.routes import MAX_MODEL_NAME, _model
+from shieldes.gateway.request_fields import MAX_MODEL_NAME, _model
 from shieldes.projections.commands import MAX_NAME, check_model
 
 

@@ -27,7 +27,7 @@ from shieldes.gateway.admin.context import ADMIN, AdminContext
 from shieldes.gateway.admin.oidc import ACTIVITY_HEADER, RENEWED_HEADER
 from shieldes.gateway.admin.wording import CLI_WORDING, api_wording
 from shieldes.gateway.middleware import REQUEST_ID, record_of, request_id
-from shieldes.gateway.routes import read_json
+from shieldes.gateway.request_fields import read_json
 from shieldes.roles import allows, roles_granting
 
 SERVING = READ_ADVICE + "; chat requests are served meanwhile"
