@@ -23,7 +23,7 @@ from shieldes.gateway.charging import Charging
 from shieldes.gateway.checked_histories import MOST, CheckedHistories
 from shieldes.gateway.messages_turns import Turn
 from shieldes.gateway.metrics import Metrics
-from shieldes.gateway.upstream_calls import AttemptSpans
+from shieldes.gateway.upstream_attempt import AttemptSpans
 from shieldes.projections.state import ConfigState, VirtualKey, is_model_pattern
 from shieldes.projections.usage import UsageState
 from shieldes.providers.base import (

@@ -28,7 +28,7 @@ async def test_missing_provider_key_is_a_config_error_answered_once(
         secret = await h.create_key("app")
         await h.sync()
         client = openai.AsyncOpenAI(base_url=f"{h.base}/v1", api_key=secret, max_retries=0)
-        caplog.set_level(logging.ERROR, logger="shieldes.gateway.upstream_calls")
+        caplog.set_level(logging.ERROR, logger="shieldes.gateway.upstream_attempt")
         for _ in range(2):
             with pytest.raises(openai.APIStatusError) as err:
                 await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
@@ -39,7 +39,8 @@ async def test_missing_provider_key_is_a_config_error_answered_once(
             assert "attempt" not in body["message"]
         assert h.upstream.requests_to("/v1/chat/completions") == []  # nothing sent, nothing retried
         # once from the request path (the startup check logs it once more, from shieldes.config)
-        loud = [r for r in caplog.records if MISSING in r.getMessage() and r.name == "shieldes.gateway.upstream_calls"]
+        loud = [r for r in caplog.records
+                if MISSING in r.getMessage() and r.name == "shieldes.gateway.upstream_attempt"]
         assert len(loud) == 1 and loud[0].levelno == logging.ERROR  # once, however many requests
 
         # two deployments of the model, both unusable here: the answer names each one's reason
