@@ -1,6 +1,6 @@
 """Calling upstream deployments for the gateway: the calls it makes (JSON, streams, Responses), each
 tried on the route's targets in plan order, with retries and backoff, failover across fallback
-groups and deployment quotas (one try: upstream_attempt.py; what it sends: upstream_fit.py). The
+groups and deployment quotas (one try: upstream_attempt.py; what it sends: upstream_send.py). The
 Gateway (service.py) takes these as its upstream half."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 from shieldes.cluster.view import Health
@@ -24,15 +25,7 @@ from shieldes.gateway.upstream_errors import (
     exhausted,
     models_tried,
 )
-from shieldes.gateway.upstream_fit import (
-    JSON_DROPS,
-    LoweredStream,
-    fitted,
-    limit_field,
-    provider_takes_as_sent,
-    translates_chat,
-    with_fit,
-)
+from shieldes.gateway.upstream_send import json_attempt, stream_attempt
 from shieldes.projections.state import Deployment
 from shieldes.providers.base import (
     CONTEXT_LENGTH,
@@ -44,7 +37,6 @@ from shieldes.providers.base import (
     Target,
     UpstreamFailure,
 )
-from shieldes.providers.output_caps import within_cap
 from shieldes.requestlog.record import RequestRecord
 from shieldes.responses.history import History
 from shieldes.responses.objects import ContextOf
@@ -114,56 +106,13 @@ class UpstreamCalls(UpstreamAttempts):
         request's output limit then kept within the model's: output_caps.within_cap).
         Returns the result and the target (deployment and upstream model) that served it; `rec`
         (the request-log record) notes each deployment tried."""
-
-        async def attempt(provider: Provider, target: Target, _dep: Deployment, sent: Body) -> JsonResult:
-            call_raw = getattr(provider, "call_raw", None)
-            if call_raw is not None:  # (an OpenAI-compatible upstream)
-                fit = fitted(provider, op, target, out)
-                if fit is None:
-                    if provider_takes_as_sent(provider, op, target, out.ids):
-                        result: JsonResult = await call_raw(op, target, out.encoded(sent, JSON_DROPS))
-                        return result
-                    return await provider.call(op, target, out.whole(sent))
-                if provider_takes_as_sent(provider, op, target, out.ids):
-                    result = await call_raw(op, target, out.encoded({**sent, **fit.changes}, JSON_DROPS | fit.drop))
-                else:
-                    result = await provider.call(op, target, with_fit(out.whole(sent), fit))
-                return replace(result, dropped=[*fit.named, *result.dropped]) if fit.named else result
-            if not translates_chat(provider, op):
-                return await provider.call(op, target, out.whole(sent))
-            whole = out.whole(sent)
-            result, lowered = await within_cap(self.output_caps, target, whole,
-                                               lambda c: provider.call(op, target, c), limit_field(whole))
-            return replace(result, dropped=[*lowered, *result.dropped]) if lowered else result
-
+        attempt = partial(json_attempt, op, out, self.output_caps)
         return await self._with_failover(op, route, out.fields, attempt, rec, out.fallback_fields)
 
     async def open_stream(self, op: Operation, route: Route, out: Outgoing, *,
                           rec: RequestRecord | None = None) -> tuple[ChunkStream, RouteTarget]:
         """A stream of `out`, as `call`: its fields ask for the stream and its usage."""
-        async def attempt(provider: Provider, target: Target, _dep: Deployment, sent: Body) -> ChunkStream:
-            stream_bytes = getattr(provider, "stream_bytes", None)
-            if stream_bytes is not None:  # (an OpenAI-compatible upstream)
-                fit = fitted(provider, op, target, out)
-                if fit is None:
-                    if provider_takes_as_sent(provider, op, target, out.ids):
-                        chunks: ChunkStream = await stream_bytes(op, target, out.encoded(sent), lambda: out.whole(sent))
-                        return chunks
-                    return await provider.stream(op, target, out.whole(sent))
-                refit = fit
-                if provider_takes_as_sent(provider, op, target, out.ids):
-                    chunks = await stream_bytes(op, target, out.encoded({**sent, **fit.changes}, fit.drop),
-                                                lambda: with_fit(out.whole(sent), refit))
-                else:
-                    chunks = await provider.stream(op, target, with_fit(out.whole(sent), fit))
-                return LoweredStream(chunks, fit.named) if fit.named else chunks
-            if not translates_chat(provider, op):
-                return await provider.stream(op, target, out.whole(sent))
-            whole = out.whole(sent)
-            chunks, lowered = await within_cap(self.output_caps, target, whole,
-                                               lambda c: provider.stream(op, target, c), limit_field(whole))
-            return LoweredStream(chunks, lowered) if lowered else chunks
-
+        attempt = partial(stream_attempt, op, out, self.output_caps)
         return await self._with_failover(op, route, out.fields, attempt, rec, out.fallback_fields, each_a_stream)
 
     async def responses(self, route: Route, body: Body, ctx: ContextOf, streaming: bool,

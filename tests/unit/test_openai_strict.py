@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from shieldes.gateway.top_level import Outgoing, read_chat
-from shieldes.gateway.upstream_fit import fitted
+from shieldes.gateway.upstream_send import fitted
 from shieldes.providers.base import Target
 from shieldes.providers.openai import OpenAIProvider
 from shieldes.providers.openai_strict import ABSENT, openai_itself, refit
