@@ -1,6 +1,6 @@
 // A key's expiry in the create and Edit forms: a date and time in the user's own time zone (what a
 // datetime-local input shows), sent as the UTC instant the admin API takes in `expires_at`.
-import { h, field } from "./core.js";
+import { h, field, fmt } from "./core.js";
 
 // the admin API refuses an expiry after the year 9999
 const LATEST = "9999-12-31T23:59";
@@ -20,6 +20,20 @@ export function zoneName(at = new Date()) {
   const utc = `UTC${off < 0 ? "-" : "+"}${String(Math.floor(abs / 60)).padStart(2, "0")}:${String(abs % 60).padStart(2, "0")}`;
   const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
   return zone && zone !== "UTC" ? `${zone}, ${utc}` : utc;
+}
+
+// The instant a local date and time stands for, as the rest of the console writes times (UTC): the
+// key list shows expiries that way, so the form says which of its lines the key will show
+export function utcEcho(text) {
+  if (!text) return "";
+  const at = new Date(text);
+  if (Number.isNaN(at.getTime())) return "";
+  return `= ${fmt.time(at.toISOString())} in UTC, as the key list shows it`;
+}
+
+// A UTC instant in the user's own time and zone, for a tooltip beside the console's UTC times
+export function localTitle(iso) {
+  return `your local time: ${localInput(iso).replace("T", " ")} (${zoneName(new Date(iso))})`;
 }
 
 // What the input holds, decided: { value } with the ISO instant to send (null: never expires), or
@@ -51,7 +65,12 @@ export function expiryPicker(current, error) {
   const clear = h("button.clear-expiry", { type: "button", onclick: () => { input.value = ""; input.focus(); } },
     "Never expires");
   const box = field("Expires", input, `your local time (${zoneName()}); empty: never expires`);
-  box.append(clear);
+  const echo = h("output.utc-echo", { for: input.id, "aria-live": "polite" }, utcEcho(shown));
+  const showEcho = () => { echo.textContent = utcEcho(input.value); };
+  input.addEventListener("input", showEcho);
+  input.addEventListener("change", showEcho);
+  clear.addEventListener("click", showEcho);
+  box.append(clear, echo);
   const read = () => readExpiry(input.value, input.validity.badInput, Date.now());
   input.addEventListener("invalid", () => { error.textContent = read().error || ""; });
   return {
@@ -59,5 +78,7 @@ export function expiryPicker(current, error) {
     input,
     changed: () => input.value !== shown || input.validity.badInput,
     read,
+    // after the form's reset() (which fires no input event) the line under the field follows it
+    refresh: showEcho,
   };
 }

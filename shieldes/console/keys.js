@@ -1,7 +1,7 @@
 // Keys and teams: create (the secret is shown once), revoke, rotate, edit limits and budgets, and
 // spend against budget bars.
 import { api, h, fmt, qs, table, heading, field, budgetBar, toast, errorBox, session } from "./core.js";
-import { expiryPicker } from "./expiry.js";
+import { expiryPicker, localTitle } from "./expiry.js";
 
 const PERIODS = ["1d", "7d", "30d", "1mo"];
 // Keys are read a page at a time (by name, as GET /admin/v1/keys orders them): a cluster of a
@@ -262,7 +262,8 @@ export async function keysPage(root) {
       { label: "RPM", num: true, cell: (k) => fmt.num(k.rpm) },
       { label: "TPM", num: true, cell: (k) => fmt.num(k.tpm) },
       { label: "Spend / budget", cls: "stacked", cell: (k) => budgetBar(k.spend_usd_in_period, k.budget_usd, `Spend of ${k.name} this ${k.budget_period || ""} period`) },
-      ...(rows.some((k) => k.expires_at) ? [{ label: "Expires", cls: "fit", cell: (k) => (k.expires_at ? fmt.time(k.expires_at) : h("span.muted", "never")) }] : []),
+      ...(rows.some((k) => k.expires_at) ? [{ label: "Expires", cls: "fit", cell: (k) => (k.expires_at
+        ? h("time", { datetime: k.expires_at, title: localTitle(k.expires_at) }, fmt.time(k.expires_at)) : h("span.muted", "never")) }] : []),
     ];
     if (canKeys) {
       cols.push({ label: "Actions", cell: (k) => k.status === "revoked" ? h("span.muted", "–") : h("div.actions",
@@ -414,6 +415,7 @@ export async function keysPage(root) {
         const row = await api("POST", "/keys", body, { "Idempotency-Key": crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) });
         form.reset();
         team.reset();
+        expires.refresh();
         unfold(false);
         showSecret(`Key ${row.name} created`, row);
         await load();

@@ -96,10 +96,14 @@ def _expiry_forms(chromium: Browsers, base: str, tag: str) -> dict[str, Any]:
         _shot(d, f"console-expiry-refused-{tag}.png")
         button(d, "Never expires", by_css(d, CREATE)).click()
         by_css(d, CREATE + "input[name=name]").clear()
+        _set(d, CREATE + "input[name=expires_at]", "2031-03-04T10:30")
+        seen["echo"] = by_css(d, CREATE + "output.utc-echo").text
         seen["created"] = _create(d, f"expiring-{tag}", "2031-03-04T10:30")
+        seen["echo_after"] = by_css(d, CREATE + "output.utc-echo").text  # the form was reset
         button(d, "I have stored it").click()
         seen["column"] = wait(d, lambda d: [c.text for c in all_css(d, "main td.fit") if "2031" in c.text],
                               what="the Expires column")
+        seen["column_title"] = [t.get_attribute("title") for t in all_css(d, "main td.fit time")]
 
         _edit(d, f"expiring-{tag}")
         seen["edit_shows"] = by_css(d, EDIT + "input[name=expires_at]").get_attribute("value")
@@ -144,7 +148,10 @@ async def test_a_keys_expiry_is_set_changed_and_cleared_in_local_time(chromium: 
     assert seen["half"].startswith("The expiry is not a complete date and time: fill in the day"), seen
     assert all(r["error"]["code"] == "key_not_found" for r in refused), refused  # nothing was sent
     assert seen["created"] == "created", seen
+    assert seen["echo"] == "= 2031-03-04 01:30:00Z in UTC, as the key list shows it", seen
+    assert seen["echo_after"] == "", seen
     assert seen["column"] == ["2031-03-04 01:30:00Z"], seen  # 10:30 in Tokyo
+    assert seen["column_title"] == ["your local time: 2031-03-04 10:30 (Asia/Tokyo, UTC+09:00)"], seen
     assert seen["edit_shows"] == "2031-03-04T10:30", seen  # the key's expiry in local time again
     assert seen["edit_past"].startswith("The expiry is in the past"), seen
     assert seen["changed"] == "saved" and changed["expires_at"] == "2031-12-31T15:00:00Z", (seen, changed)
