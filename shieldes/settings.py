@@ -120,6 +120,10 @@ class Settings(BaseSettings):
     disconnect_drain_seconds: float = Field(
         default=10.0, ge=0, description="after a client leaves mid-stream, read the upstream for its usage"
     )
+    stream_stall_seconds: float = Field(
+        default=30.0, gt=0, description="seconds of upstream silence mid-stream after which a client leaving counts "
+        "as the deployment's failure (it stalled) rather than the client's impatience; raise it for models that "
+        "think silently for longer")
     header_timeout: float = Field(
         default=30.0, gt=0, description="seconds a client has to send a request's line and headers (from the "
         "connection's opening, or the first byte of a later request); past it: 408 and the connection closed")

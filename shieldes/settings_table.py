@@ -53,6 +53,7 @@ FIELDS: dict[str, tuple[Any, ...]] = {
     'breaker_cooldown': ('float', False, 10.0, None, (('gt', 0),), (), ()),
     'shutdown_grace': ('float', False, 30.0, None, (('ge', 0),), (), ()),
     'disconnect_drain_seconds': ('float', False, 10.0, None, (('ge', 0),), (), ()),
+    'stream_stall_seconds': ('float', False, 30.0, None, (('gt', 0),), (), ()),
     'header_timeout': ('float', False, 30.0, None, (('gt', 0),), (), ()),
     'open_files_check_interval': ('float', False, 5.0, None, (('gt', 0),), (), ()),
     'allow_unpriced': ('bool', False, False, None, (), (), ()),

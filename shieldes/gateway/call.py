@@ -192,7 +192,7 @@ def note_stream_end(gw: Gateway, rec: RequestRecord | None, rid: str, dep: Deplo
     ended = "conversation_deleted" if tally.failure_code == relay.CONVERSATION_DELETED else tally.outcome
     gw.metrics.stream_ended(dep.name, ended, ttft, usage.completion_tokens, now - first if first else 0.0,
                             rec.trace_id if rec is not None else None)
-    failed = relay.attempt_failed(tally)
+    failed = relay.attempt_failed(tally, gw.settings.stream_stall_seconds)
     if failed is not None:
         gw.breaker.stream_ended(dep.name, failed)
     if ttft is not None:

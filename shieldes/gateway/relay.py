@@ -26,11 +26,6 @@ from shieldes.providers.stream_failures import classify, request_at_fault
 log = logging.getLogger(__name__)
 DONE_FRAME = b"data: [DONE]\n\n"
 STREAM_ERROR_CODE = "upstream_stream_error"  # the request log's code of a stream the upstream broke
-# seconds of upstream silence, frames already sent, after which a client leaving is the upstream's
-# failure (it stalled), not the client's impatience: well past a model's pause between tokens, and
-# below the client timeouts (60 s and more) that give up on a stalled stream before
-# SHIELDES_UPSTREAM_TIMEOUT (600 s) does
-STALLED_AFTER = 30.0
 # ... and of a Responses stream answered in full whose stored conversation was deleted meanwhile
 CONVERSATION_DELETED = "conversation_deleted"
 
@@ -79,10 +74,10 @@ def note_raised(tally: Tally, raised: BaseException, scrub: Callable[[str], str]
         note_failure(tally, raised, scrub)
 
 
-def attempt_failed(tally: Tally) -> bool | None:
+def attempt_failed(tally: Tally, stall_seconds: float) -> bool | None:
     """How a relayed stream counts for its deployment's breaker and error rate: True a failed
     attempt (the upstream broke it, not on the request's fault; or it had stalled: its client left
-    once frames had gone out, the upstream silent for STALLED_AFTER or more), False a successful one
+    once frames had gone out, the upstream silent for `stall_seconds` or more), False a successful one
     (it completed, or its client left once frames had gone out with the upstream answering), None
     neither (ended on the request's fault, as a 4xx answered before a stream; its client gone
     before any frame went out; stopped by the route or the node: none of it the upstream's doing)."""
@@ -90,15 +85,18 @@ def attempt_failed(tally: Tally) -> bool | None:
     if outcome == "upstream_error":
         return None if tally.request_at_fault else True
     if outcome == "disconnected" and tally.sent_bytes:
-        return stalled(tally)
+        return stalled(tally, stall_seconds)
     return False if outcome == "done" else None
 
 
-def stalled(tally: Tally) -> bool:
-    """Whether a stream whose client left had stalled: the upstream silent for STALLED_AFTER or
-    more (a client that times out before the gateway does would otherwise never let a deployment
-    that stalls its streams be rested)."""
-    return tally.silent_for >= STALLED_AFTER
+def stalled(tally: Tally, stall_seconds: float) -> bool:
+    """Whether a stream whose client left had stalled: the upstream silent for `stall_seconds`
+    (SHIELDES_STREAM_STALL_SECONDS) or more. The default, 30 s, is well past a model's pause
+    between tokens and below the client timeouts (60 s and more) that give up on a stalled stream
+    before SHIELDES_UPSTREAM_TIMEOUT (600 s) does: a client that times out first would otherwise
+    never let a deployment that stalls its streams be rested. A model that thinks silently for
+    longer (reasoning, on some providers) needs it raised."""
+    return tally.silent_for >= stall_seconds
 
 
 def frame(event: str | None, data: object) -> bytes:

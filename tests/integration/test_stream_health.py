@@ -30,6 +30,11 @@ from tests.integration.gateway_harness import UPSTREAM_KEY, UPSTREAM_KEY_ENV, Ha
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 ADMIN = "boot-" + "stream-health-admin-token-" * 2
 FAILURES = 3  # the node's breaker_failures
+# the node's SHIELDES_STREAM_STALL_SECONDS (30 by default): seconds of upstream silence after which a
+# client leaving a stream counts as the deployment's failure. The node looks at its streams once a
+# second, so a silence is measured in whole looks: a client leaving after 0.3 s of silence is seen
+# at most ~1 s in, one leaving after 2.6 s at least ~2 s in, on either side of 1.5.
+STALL = 1.5
 REF = "env:" + UPSTREAM_KEY_ENV
 HI = [{"role": "user", "content": "x"}]
 # how the upstream breaks each stream after it opened (tests/fake_upstream.py's Fault)
@@ -60,7 +65,7 @@ class Node:
 async def node(module_database: str) -> AsyncIterator[Node]:
     # a long cooldown: a rested deployment stays rested for the whole test
     async with harness(module_database, providers=False, upstream_retries=0, breaker_failures=FAILURES,
-                       breaker_cooldown=600.0, admin_token=ADMIN) as h:
+                       breaker_cooldown=600.0, admin_token=ADMIN, stream_stall_seconds=STALL) as h:
         secret = await h.create_key("app")
         await h.sync()
         yield Node(h, secret, openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0),
@@ -207,12 +212,11 @@ async def test_a_client_leaving_mid_stream_counts_nothing_against_the_deployment
 
 
 async def test_a_deployment_that_stalls_its_streams_is_rested_when_clients_give_up_first(
-        node: Node, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+        node: Node, caplog: pytest.LogCaptureFixture) -> None:
     """The upstream sends a few frames, then nothing; each client (the openai SDK with a timeout
     shorter than the gateway's) gives up on the stream. The upstream had been silent for longer
-    than relay.STALLED_AFTER (30 s; shortened here) when it left: the deployment's failure, so it
+    than SHIELDES_STREAM_STALL_SECONDS (STALL here) when it left: the deployment's failure, so it
     is rested, as one cutting its streams is; the row and the log say so."""
-    monkeypatch.setattr("shieldes.gateway.relay.STALLED_AFTER", 0.5)
     caplog.set_level(logging.WARNING)
     h, api = node.h, node.api
     model, name = "model-stalled", "stalling"
@@ -220,7 +224,7 @@ async def test_a_deployment_that_stalls_its_streams_is_rested_when_clients_give_
     await h.sync()
     hold = h.upstream.inject("/v1/chat/completions", hold_after=2, times=None)  # then silent until released
     # (its timeout is the SDK's wait for each read: longer than the node's look at its streams, 1 s)
-    impatient = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=node.secret, max_retries=0, timeout=2.0)
+    impatient = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=node.secret, max_retries=0, timeout=STALL + 1.1)
     try:
         for n in range(1, FAILURES + 1):
             stream = await impatient.chat.completions.create(model=model, stream=True, messages=HI)
@@ -244,6 +248,39 @@ async def test_a_deployment_that_stalls_its_streams_is_rested_when_clients_give_
             assert re.search(counted, message), message
         stalls = [r.getMessage() for r in caplog.records if f"upstream deployment {name} stalled" in r.getMessage()]
         assert len(stalls) == FAILURES, stalls
+    finally:
+        hold.release.set()
+        h.upstream.clear_faults()
+
+
+async def test_the_silence_that_counts_as_a_stall_is_the_setting(node: Node) -> None:
+    """Two streams fall silent after their first frames and their clients give up: the one whose
+    upstream was silent for less than SHIELDES_STREAM_STALL_SECONDS when its client left counts as a
+    success of the deployment (it was answering), the one silent for longer as its failure."""
+    h, api = node.h, node.api
+    model, name = "model-slow-thinker", "slow-thinker"
+    await h.admin(AddProvider(name, "openai", h.upstream.url, REF, (model,)))
+    await h.sync()
+    hold = h.upstream.inject("/v1/chat/completions", hold_after=2, times=None)  # then silent until released
+    try:
+        for n, patience in ((1, 0.3), (2, STALL + 1.1)):  # silent for less, then more, than STALL
+            client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=node.secret, max_retries=0,
+                                        timeout=patience)
+            stream = await client.chat.completions.create(model=model, stream=True, messages=HI)
+            with pytest.raises(openai.APITimeoutError):
+                async for _chunk in stream:
+                    pass
+            await stream.close()
+            await wait_until(lambda: hold.dropped == n, timeout=5)  # noqa: B023 (waited on in this iteration)
+            row = await _health_once(api, name, lambda r: r["samples"] == n)  # noqa: B023 (awaited here)
+            assert row["samples"] == n, row
+            # the first: no failure; the second: a failure
+            assert (row["error_rate"] > 0) is (n == 2), row
+        writer = h.node.request_log
+        assert writer is not None
+        assert await writer.flush_all(10)
+        rows = h.sql("SELECT error_message FROM request_log WHERE model = %s ORDER BY started_at", model)
+        assert [m.endswith(f"counted as deployment {name} failing") for (m,) in rows] == [False, True], rows
     finally:
         hold.release.set()
         h.upstream.clear_faults()
