@@ -87,6 +87,17 @@ def final_refusal(status: int) -> bool:
     return 400 <= status < 500 and status not in (408, 409, 429)
 
 
+class ClientLeft(ShieldesError):
+    """The client closed its connection while its request waited before any upstream call was in
+    flight (a cloud credential, the next attempt): the request is given up then (client_left.py).
+    Nobody reads the answer; the request log keeps it, 499 as a request cancelled before its
+    answer."""
+
+    status = 499
+    type = "invalid_request_error"
+    code = "client_disconnected"
+
+
 class RateLimited(ShieldesError):
     status = 429
     type = "rate_limit_error"

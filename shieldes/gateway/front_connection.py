@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, cast
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from shieldes.client_left import Presence
 from shieldes.gateway.http1 import answer_bytes, hot_target
 from shieldes.gateway.lean_request import LeanRequest
 from shieldes.gateway.middleware import error_response, path_shape
@@ -101,6 +102,10 @@ class _Connection(asyncio.BufferedProtocol):
         # request was dispatched at its head, its declared body too large)
         self._head: tuple[str, str, CIMultiDictProxy[str], bool, int | None] = _NO_HEAD
         self._parser = httptools.HttpRequestParser(self)
+        # whether the client is still there, for the waits of the requests it sent (client_left.py):
+        # their tasks run in a copy of this context, made once per connection
+        self.presence = Presence()
+        self._context = self.presence.context()
 
     @property
     def idle(self) -> bool:
@@ -125,6 +130,8 @@ class _Connection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._task is not None:  # a request waiting before any upstream call is given up now
+            self.presence.left()
         self.front.connections.discard(self)
         # The parser holds this connection's callbacks, a reference cycle that only the cyclic
         # collector's oldest generation frees (millions of allocations away): what the connection
@@ -348,7 +355,8 @@ class _Connection(asyncio.BufferedProtocol):
             self._head = _NO_HEAD
             self._queue.append(LeanRequest(self, path, query, headers, http11, length, b"", False, True))
             if self._task is None:
-                self._task = self.loop.create_task(self._answer_all())
+                self._task = self.presence.task = self.loop.create_task(self._answer_all(),
+                                                                        context=self._context.copy())
             return
         if "Expect" in headers and headers["Expect"].lower() == "100-continue":
             self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -384,7 +392,7 @@ class _Connection(asyncio.BufferedProtocol):
         self._queue.append(LeanRequest(self, *head, pieces[0] if len(pieces) == 1 else b"".join(pieces),
                                        self._parser.should_keep_alive(), self._too_large))
         if self._task is None:
-            self._task = self.loop.create_task(self._answer_all())
+            self._task = self.presence.task = self.loop.create_task(self._answer_all(), context=self._context.copy())
 
     # --- answering -------------------------------------------------------------------------------
 

@@ -48,9 +48,12 @@ def left_unanswered(request: web.Request, resp: web.StreamResponse, rec: Request
     """Whether the client closed its connection before its (JSON) answer could be written: the
     handler ran on (an upstream answered, and was billed), but nobody got the answer. Noted on the
     record as CANCELLED with `client_disconnected`, not as the status nobody received. A streamed
-    answer (begun, or `rec.stream`) notes its own end in the relay."""
+    answer (begun, or `rec.stream`) notes its own end in the relay. A request given up on when
+    its client left (ClientLeft, before any upstream call was in flight) says why itself."""
     if resp.prepared or rec.stream or request.transport is not None:
         return False
+    if rec.error_code == LEFT and resp.status == CANCELLED:  # (ClientLeft: its own message stands)
+        return True
     if rec.error_code in (None, LEFT):  # (LEFT: the middleware saw it leave while reading the body)
         rec.error_code = LEFT
         rec.error_message = (f"the client closed the connection before its answer ({resp.status}) was sent, "

@@ -12,6 +12,7 @@ from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
+from shieldes.client_left import waiting
 from shieldes.cluster.view import Health
 from shieldes.errors import ProviderMisconfigured
 from shieldes.gateway.top_level import Outgoing, TopLevel
@@ -186,8 +187,9 @@ class UpstreamCalls(UpstreamAttempts):
                     # its provider's quota is used up: not called into a 429
                     at_quota[name] = self.quotas.frees_in(name, rt.deployment.options, self.cluster_size())
                     continue
-                if tried:
-                    await asyncio.sleep(backoff(i, self.settings.retry_backoff, self.rng))
+                if tried:  # (no further attempt for a client that left meanwhile: client_left)
+                    with waiting("its next attempt (a retry's backoff)"):
+                        await asyncio.sleep(backoff(i, self.settings.retry_backoff, self.rng))
                 tried += 1
                 self.quotas.sent(name)
                 try:

@@ -3,7 +3,8 @@ entra.py): when it cannot get them, a deployment cannot be used on this node, th
 attempt until the operator acts. That is a ProviderMisconfigured, not an upstream failure: the
 model's other deployments are tried, nothing is retried, the deployment's breaker and error rate
 see nothing, and the node's log says so once per outage (and once when it is over). Each source
-(Entra ID's too) is fetched once at a time, shared by the requests waiting for it (SharedFetch)."""
+(Entra ID's too) is fetched once at a time, shared by the requests waiting for it (SharedFetch),
+and a request whose client leaves stops waiting for it at once."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
+from shieldes.client_left import waiting
 from shieldes.errors import ProviderMisconfigured
 from shieldes.tasks import cancel_and_wait
 
@@ -82,8 +84,11 @@ class SharedFetch(Generic[T]):
         return task
 
     async def get(self, key: str, fetch: Callable[[], Awaitable[T]]) -> T:
-        """The outcome of the fetch under way for `key`, or of one started with `fetch()`."""
-        return await asyncio.shield(self.start(key, fetch))
+        """The outcome of the fetch under way for `key`, or of one started with `fetch()`; a wait
+        given up when the request's client leaves (client_left.py), the fetch going on."""
+        fetching = self.start(key, fetch)
+        with waiting(f"a cloud credential ({self._name})"):
+            return await asyncio.shield(fetching)
 
     async def close(self) -> None:
         """Stops the fetches under way (at the node's stop)."""
