@@ -6,10 +6,12 @@ accounted (the upstream bills the tokens whoever reads them), but no further att
 failover) starts for a client that left.
 
 The front's connection (gateway/front_connection.py) owns a `Presence` and answers its requests in
-tasks whose context names it (made once per connection: nothing per request). A wait marks itself
-with `waiting()`; a connection that closes cancels its task only while it is in such a wait, and
-the wait turns that cancellation into ClientLeft. Requests answered elsewhere (aiohttp's routes,
-background runs, a WebSocket's messages) have no Presence: their waits run as before."""
+tasks whose context names it (made once per connection; each task runs in a copy of it, the copy
+create_task makes anyway: nothing more per request). A wait marks itself with `waiting()`; a
+connection that closes cancels its task only while it is in such a wait, and the wait turns that
+cancellation into ClientLeft. Requests answered elsewhere (aiohttp's routes, a WebSocket's
+messages) have no Presence, and a task a request starts (a background run) is not the
+connection's: their waits run as before."""
 
 from __future__ import annotations
 
