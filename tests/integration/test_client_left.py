@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import openai
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -58,30 +59,43 @@ async def _rows(h: Harness, model: str) -> list[tuple[Any, ...]]:
     return h.sql("SELECT status, error_code, error_message FROM request_log WHERE model = %s", model)
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def _call(h: Harness, secret: str, api: str) -> tuple[str, Awaitable[Any]]:
+    """(the model, the call) of a request in client API `api`, by its official SDK with a 1 s
+    timeout."""
+    if api == "messages":
+        claude = anthropic.AsyncAnthropic(base_url=h.base, api_key=secret, max_retries=0, timeout=1.0)
+        model = "claude-3-5-haiku-latest"
+        return model, claude.messages.create(model=model, max_tokens=50, messages=HELLO)
+    client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0, timeout=1.0)
+    if api == "responses":
+        return "gpt-4o", client.responses.create(model="gpt-4o", input="say hello")
+    return "gpt-4o", client.chat.completions.create(model="gpt-4o", messages=HELLO, stream=api == "chat-stream")
+
+
+@pytest.mark.parametrize("api", ["chat", "chat-stream", "messages", "responses"])
 async def test_a_client_leaving_during_a_retrys_backoff_ends_its_request_then(
-        node: tuple[Harness, str], stream: bool) -> None:
+        node: tuple[Harness, str], api: str) -> None:
     """The first attempt fails retryably; the request waits BACKOFF seconds before the next one, and
     its client (a 1 s timeout) leaves meanwhile: the request ends then, its hold released, and the
     upstream sees no second attempt."""
     h, secret = node
-    h.upstream.inject("/v1/chat/completions", status=500, times=1)
-    client = openai.AsyncOpenAI(base_url=h.base + "/v1", api_key=secret, max_retries=0, timeout=1.0)
-    call = asyncio.ensure_future(client.chat.completions.create(model="gpt-4o", messages=HELLO, stream=stream))
-    await wait_until(lambda: len(h.upstream.requests_to("/v1/chat/completions")) == 1)
+    model, request = _call(h, secret, api)
+    h.upstream.inject("*", status=500, times=1)  # (whichever upstream route the deployment's API takes)
+    call = asyncio.ensure_future(request)
+    await wait_until(lambda: len(h.upstream.requests) == 1)
     held = await _reserved(h)
     assert held and all(v > 0 for v in held.values()), held  # the request holds its budget estimate
-    with pytest.raises(openai.APITimeoutError):
+    with pytest.raises((openai.APITimeoutError, anthropic.APITimeoutError)):
         await call
     await wait_until(lambda: _idle(h), timeout=5)  # not BACKOFF seconds later
     assert await _reserved(h) == {}
-    rows = await _rows(h, "gpt-4o")
+    rows = await _rows(h, model)
     assert len(rows) == 1, rows
     status, code, message = rows[0]
     assert (status, code) == (499, "client_disconnected"), rows
     assert message.startswith("the client closed the connection while the request waited for its next attempt "
                               "(a retry's backoff); the request was given up then"), message
-    assert len(h.upstream.requests_to("/v1/chat/completions")) == 1  # no second attempt
+    assert len(h.upstream.requests) == 1  # no second attempt
     await h.flush()
     assert h.delta_rows() == []  # nothing billed
 
