@@ -35,6 +35,18 @@ class BodyTooLarge(InvalidRequest):
     code = "request_too_large"
 
 
+class BodyStalled(InvalidRequest):
+    """No byte of a request's body arrived for the body timeout: the connection closes after the
+    answer (the rest of the body may still come, and cannot be told from a next request)."""
+
+    status = 408
+    code = "request_timeout"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.headers = {"Connection": "close"}
+
+
 class AuthenticationFailed(ShieldesError):
     status = 401
     type = "authentication_error"

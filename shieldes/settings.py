@@ -127,6 +127,9 @@ class Settings(BaseSettings):
     header_timeout: float = Field(
         default=30.0, gt=0, description="seconds a client has to send a request's line and headers (from the "
         "connection's opening, or the first byte of a later request); past it: 408 and the connection closed")
+    body_timeout: float = Field(
+        default=60.0, gt=0, description="seconds a request's body may go without a byte arriving (a slow upload "
+        "is fine, a stalled one is not); past it: 408 and the connection closed")
     open_files_check_interval: float = Field(
         default=5.0, gt=0, description="seconds between counts of the node's open files against its limit "
         "(a warning past 80% of it, a note once back under 70%)")

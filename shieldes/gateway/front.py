@@ -49,7 +49,7 @@ class Front:
 
     def __init__(self, app: web.Application, handoff: Callable[[], asyncio.Protocol], observe: Observe,
                  max_body: int, refused: Refused | None = None, files_check_seconds: float = 5.0, *,
-                 ids: RequestIds, header_timeout: float = 30.0) -> None:
+                 ids: RequestIds, header_timeout: float = 30.0, body_timeout: float = 60.0) -> None:
         self.app = app
         self.ids = ids  # names the requests refused here (the handlers' come from the app's, the same)
         self.handoff = handoff  # a fresh aiohttp request handler, for a connection leaving here
@@ -60,6 +60,8 @@ class Front:
         self.max_body = max_body
         # seconds a request's line and headers may take (slow clients holding connections open)
         self.header_timeout = header_timeout
+        # seconds a request's body may go without a byte (a stalled upload holding its buffers)
+        self.body_timeout = body_timeout
         self.matches: dict[str, RouteMatch] = {}
         self.handlers: dict[str, Handler] = {}
         for route in app.router.routes():
@@ -146,17 +148,23 @@ class Front:
 
     @property
     def _head_sweep_seconds(self) -> float:
-        return min(1.0, self.header_timeout / 2)
+        return min(1.0, self.header_timeout / 2, self.body_timeout / 2)
 
     def _sweep_heads(self) -> None:
-        """Refuse the requests whose head is still arriving past the header timeout: one sweep a
-        second, not a timer per request (the hot path sets and clears a time, nothing more)."""
+        """Refuse the requests whose head is still arriving past the header timeout, or whose body
+        has gone the body timeout without a byte: one sweep a second, not a timer per request (the
+        hot path sets and clears a time, nothing more; a body's bytes are told by its size, compared
+        here, so a body chunk costs no clock read)."""
         loop = asyncio.get_running_loop()
-        cutoff = loop.time() - self.header_timeout
+        now = loop.time()
+        cutoff = now - self.header_timeout
         for conn in list(self.connections):
             since = conn.head_since
-            if since is not None and since < cutoff:
-                conn.head_late()
+            if since is not None:
+                if since < cutoff:
+                    conn.head_late()
+            elif conn.reading_body:
+                conn.body_sweep(now, self.body_timeout)
         self._head_sweeper = loop.call_later(self._head_sweep_seconds, self._sweep_heads)
 
     def _check_files(self) -> None:

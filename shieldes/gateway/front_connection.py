@@ -97,6 +97,10 @@ class _Connection(asyncio.BufferedProtocol):
         self._head_size = 0  # their names and values together
         self._body: list[bytes] = []  # its pieces (emptied as the request is dispatched)
         self._body_size = 0
+        # the body's size when a sweep last saw it grow, and that sweep's time (body_sweep); -1:
+        # not seen yet for this request
+        self._body_mark = -1
+        self._body_still_since = 0.0
         self._too_large = False
         # what the head said, for the request made when its body has been read (_NO_HEAD: the
         # request was dispatched at its head, its declared body too large)
@@ -110,6 +114,11 @@ class _Connection(asyncio.BufferedProtocol):
     @property
     def idle(self) -> bool:
         return self._task is None and not self._in_message and not self._queue
+
+    @property
+    def reading_body(self) -> bool:
+        """A request's head has been read and its body is still arriving."""
+        return self._in_message and self.head_since is None and self._refusal is None
 
     @property
     def idle_but_parsing(self) -> bool:
@@ -303,6 +312,16 @@ class _Connection(asyncio.BufferedProtocol):
         self._refuse(408, "request_timeout", f"the request's line and headers did not arrive within "
                      f"{self.front.header_timeout:g} s; send them whole, promptly")
 
+    def body_sweep(self, now: float, timeout: float) -> None:
+        """A sweep while the body arrives: refused once its size has not grown for `timeout` seconds
+        (measured from the first sweep that saw it so: a stall is refused within a sweep past it)."""
+        size = self._body_size
+        if size != self._body_mark:
+            self._body_mark, self._body_still_since = size, now
+        elif now - self._body_still_since >= timeout:
+            self._refuse(408, "request_timeout", f"no byte of the request's body arrived for {timeout:g} s; send "
+                         "the body without such pauses (a slow upload is fine as long as bytes keep coming)")
+
     def on_message_begin(self) -> None:
         if self.head_since is None:
             self.head_since = self.loop.time()
@@ -310,6 +329,7 @@ class _Connection(asyncio.BufferedProtocol):
         self._target = bytearray()
         self._fields.clear()
         self._body_size = 0
+        self._body_mark = -1
         self._too_large = False
 
     def on_url(self, url: bytes) -> None:
@@ -371,9 +391,9 @@ class _Connection(asyncio.BufferedProtocol):
             raise _BadRequest(431, *_HEAD_TOO_LARGE)
 
     def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)  # (counted while a body too large is skipped too: it is arriving)
         if self._too_large:
             return
-        self._body_size += len(body)
         if self._body_size > self.front.max_body:
             self._too_large = True
             self._body.clear()

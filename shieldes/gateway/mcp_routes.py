@@ -20,7 +20,15 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from shieldes.errors import BodyTooLarge, NotFound, PermissionDenied, RateLimited, ShieldesError, retry_after_seconds
+from shieldes.errors import (
+    BodyStalled,
+    BodyTooLarge,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    ShieldesError,
+    retry_after_seconds,
+)
 from shieldes.gateway import client_trace
 from shieldes.gateway.client_watch import WATCH_INTERVAL, client_gone
 from shieldes.gateway.middleware import REQUEST_ID, record_of, request_id
@@ -225,7 +233,7 @@ class McpRoute:
         limit = self.gateway.settings.max_body_bytes
         try:
             _, raw = await read_json(self.request, limit)
-        except BodyTooLarge:
+        except (BodyTooLarge, BodyStalled):
             raise
         except ShieldesError:  # not an object: a batch, or not JSON at all (parse_post says which)
             raw = await self.request.read()

@@ -19,7 +19,7 @@ from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
-from shieldes.errors import BudgetExceeded, RateLimited, ShieldesError, final_refusal, retry_after_seconds
+from shieldes.errors import BodyStalled, BudgetExceeded, RateLimited, ShieldesError, final_refusal, retry_after_seconds
 from shieldes.gateway.http1 import answer_bytes
 from shieldes.mcp.jsonrpc import http_refusal
 from shieldes.requestlog.record import RequestRecord
@@ -331,7 +331,8 @@ class JsonErrorHandler(RequestHandler):
     for its row in the request log."""
 
     def __init__(self, manager: Any, *, ids: RequestIds, refused: Refused | None = None,
-                 header_timeout: float | None = None, **options: Any) -> None:
+                 header_timeout: float | None = None, body_timeout: float | None = None,
+                 **options: Any) -> None:
         super().__init__(manager, **options)
         self.ids, self.refused = ids, refused
         # Each request's head must arrive within header_timeout (aiohttp has no such bound): the
@@ -339,6 +340,11 @@ class JsonErrorHandler(RequestHandler):
         self._header_timeout = header_timeout
         self._head_timer: asyncio.TimerHandle | None = None
         self._tail = b""  # the last bytes read before the head's end was seen
+        # A request's body may not go body_timeout without a byte: checked by a timer from its
+        # head's end until the body is whole (bodies here are read whole by their handler).
+        self._body_timeout = body_timeout
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._last_read = 0.0  # when bytes last arrived, while the body timer runs
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -349,11 +355,14 @@ class JsonErrorHandler(RequestHandler):
         if self._head_timer is None and self._header_timeout is not None and self._awaiting_request():
             self._tail = b""  # the first bytes of a later request: its head is timed from here
             self._head_timer = asyncio.get_running_loop().call_later(self._header_timeout, self._head_late)
+        if self._body_timer is not None:
+            self._last_read = asyncio.get_running_loop().time()
         if self._head_timer is not None:
             seen = self._tail + data
             if b"\r\n\r\n" in seen or b"\n\n" in seen:  # the first head is whole: the bound is met
                 self._head_timer.cancel()
                 self._head_timer = None
+                self._watch_body()
             self._tail = seen[-3:]
         super().data_received(data)
 
@@ -368,7 +377,45 @@ class JsonErrorHandler(RequestHandler):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
         super().connection_lost(exc)
+
+    def _watch_body(self) -> None:
+        if self._body_timeout is not None and self._body_timer is None:
+            loop = asyncio.get_running_loop()
+            self._last_read = loop.time()
+            self._body_timer = loop.call_later(self._body_timeout, self._body_check)
+
+    def _body_check(self) -> None:
+        """The body timer: done once no request's body is still arriving (a request without one,
+        a WebSocket, the body whole); a body silent for the timeout is refused: a handler reading it
+        gets BodyStalled, rendered in its route's shape, and the connection closes after the answer
+        (none reading it: the connection closes)."""
+        self._body_timer = None
+        timeout, transport = self._body_timeout, self.transport
+        if timeout is None or transport is None or transport.is_closing():
+            return
+        current = self._current_request
+        payloads = [p for p in ([current.content] if current is not None else []) + [p for _, p in self._messages]
+                    if not p.is_eof()]
+        if not payloads:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._reading_paused:  # the handler is not reading (its buffer is full): not the client's pause
+            self._last_read = now
+        if now - self._last_read < timeout:
+            self._body_timer = loop.call_at(self._last_read + timeout, self._body_check)
+            return
+        text = (f"no byte of the request's body arrived for {timeout:g} s; send the body without such pauses "
+                "(a slow upload is fine as long as bytes keep coming)")
+        if current is not None and payloads[0] is current.content:
+            payloads[0].set_exception(BodyStalled(text))
+            self.close()  # after its answer
+        else:
+            self.force_close()
 
     def _head_late(self) -> None:
         self._head_timer = None

@@ -52,11 +52,12 @@ class HttpServer:
 
         def handler() -> JsonErrorHandler:  # what web.Server() makes, with the JSON refusals
             return JsonErrorHandler(server, loop=loop, ids=ids, refused=observer.refused,
-                                    header_timeout=settings.header_timeout, **self._handler_options)
+                                    header_timeout=settings.header_timeout, body_timeout=settings.body_timeout,
+                                    **self._handler_options)
 
         self.front = Front(self.app, handler, observer.observe, settings.max_body_bytes, observer.refused,
                            files_check_seconds=settings.open_files_check_interval, ids=ids,
-                           header_timeout=settings.header_timeout)
+                           header_timeout=settings.header_timeout, body_timeout=settings.body_timeout)
         self.port = await self.front.start(self.host, self.port, self.reuse_port, self.tls)
 
     async def stop(self) -> None:
