@@ -35,6 +35,17 @@ class BodyTooLarge(InvalidRequest):
     code = "request_too_large"
 
 
+def nested_too_deep(exc: BaseException) -> InvalidRequest | None:
+    """The client's error when `exc` is Python or the JSON encoder refusing a value of the request
+    nested too deep (once decoded, walked or written again for an upstream: orjson writes at most
+    255 levels of arrays and objects, and raises a TypeError past them), else None."""
+    if isinstance(exc, RecursionError) or (isinstance(exc, TypeError) and str(exc) == "Recursion limit reached"):
+        return InvalidRequest("the request's JSON nests too deeply to be carried on (at most 255 levels of arrays "
+                              "and objects, function arguments, tool results and schemas included, once "
+                              "translated for the upstream); send it nested less deeply")
+    return None
+
+
 class BodyStalled(InvalidRequest):
     """No byte of a request's body arrived for the body timeout: the connection closes after the
     answer (the rest of the body may still come, and cannot be told from a next request)."""

@@ -136,6 +136,9 @@ async def _generate(request: web.Request, streaming: bool) -> web.StreamResponse
     route = route_for(gw, key, model)
     if passes_through(gw, route):
         max_tokens, choices = gemini_native.bounds(top.small)
+        tools = top.fields.get("tools") if top.has("tools") else None  # (decoded alone: not the contents)
+        inbound.check_schemas(None if tools is None else orjson.loads(memoryview(tools)),
+                              top.small.get("generationConfig", top.small.get("generation_config")))
     else:  # bad input: a 400 before admission
         checked, _ = inbound.translate_generate_request(top.decoded(), model)
         max_tokens, choices = checked.get("max_tokens") or checked.get("max_completion_tokens"), 1

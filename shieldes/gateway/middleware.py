@@ -19,7 +19,15 @@ from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
-from shieldes.errors import BodyStalled, BudgetExceeded, RateLimited, ShieldesError, final_refusal, retry_after_seconds
+from shieldes.errors import (
+    BodyStalled,
+    BudgetExceeded,
+    RateLimited,
+    ShieldesError,
+    final_refusal,
+    nested_too_deep,
+    retry_after_seconds,
+)
 from shieldes.gateway.http1 import answer_bytes
 from shieldes.mcp.jsonrpc import http_refusal
 from shieldes.requestlog.record import RequestRecord
@@ -496,7 +504,11 @@ async def handle_errors(request: web.Request, handler: Handler) -> web.StreamRes
         log.debug("client of request %s disconnected", rid)
         note_error(request, "client_disconnected", "client disconnected")
         return error_response(400, "invalid_request_error", "client_disconnected", "client disconnected", rid)
-    except Exception:
+    except Exception as exc:
+        deep = nested_too_deep(exc)  # the client's JSON, too deep for a translation or the encoder
+        if deep is not None:
+            note_error(request, deep.code or deep.type, deep.message)
+            return render_error(deep, rid, shape=_shape(request))
         log.exception("unexpected error handling %s %s (request id %s)", request.method, request.path, rid)
         note_error(request, "internal_error", f"internal error: the node's log has its traceback (request id {rid})")
         return error_response(500, "server_error", "internal_error",

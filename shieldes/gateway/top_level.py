@@ -63,6 +63,9 @@ def malformed_json(exc: Exception, raw: bytes | None = None) -> InvalidRequest:
     emoji encodes) "Input data was truncated", which sends the user looking for a cut body: with
     `raw`, orjson (on this error path only) names the surrogate and where it is."""
     reason = str(exc)
+    if reason.startswith("depth limit exceeded"):  # orjson's, past 1024 levels
+        return InvalidRequest("malformed JSON body (its arrays and objects nest over 1024 levels deep): send one "
+                              "valid JSON object nested less deeply")
     if raw is not None and reason == _TRUNCATED:
         try:
             orjson.loads(raw)

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol, TypeVar
 
-from shieldes.errors import InvalidRequest, ProviderMisconfigured, ShieldesError
+from shieldes.errors import InvalidRequest, ProviderMisconfigured, ShieldesError, nested_too_deep
 from shieldes.gateway.metrics import Metrics
 from shieldes.projections.state import Deployment
 from shieldes.providers.base import Body, ModelDialects, Provider, Target, TokenUsage, UpstreamFailure
@@ -146,6 +146,10 @@ class UpstreamAttempts:
             except ShieldesError:
                 raise
             except Exception as exc:  # an adapter choking on an odd request shape: the client's to fix
+                deep = nested_too_deep(exc)
+                if deep is not None:
+                    raise InvalidRequest(f"deployment {dep.name!r} cannot take this request: {deep.message}") \
+                        from None
                 log.warning("deployment %s could not take a request: %r", dep.name, exc, exc_info=True)
                 raise InvalidRequest(
                     f"deployment {dep.name!r} cannot take this request ({type(exc).__name__}: {exc}); "

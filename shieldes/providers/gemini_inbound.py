@@ -11,7 +11,7 @@ import orjson
 from shieldes.errors import InvalidRequest
 from shieldes.providers.base import Body
 from shieldes.providers.chat_parts import check_base64, reasoning_model, sampling_number
-from shieldes.providers.gemini_schema import json_schema
+from shieldes.providers.gemini_schema import check_nesting, json_schema
 
 # Top-level fields the translation reads; any other field is named in `dropped`
 _READ = frozenset({"model", "contents", "systemInstruction", "tools", "toolConfig", "generationConfig"})
@@ -50,6 +50,28 @@ def camel_keys(value: Any, free: bool = False) -> Any:
         name = _camel(key) if isinstance(key, str) else key
         out[name] = sub if name in _FREE else camel_keys(sub, name == "properties")
     return out
+
+
+def check_schemas(tools: Any, config: Any) -> None:
+    """The schemas of a generateContent request (`tools`, `generationConfig`, as sent: field names in
+    either case) nest at most gemini_schema.MAX_DEPTH levels, else a 400 naming the field: checked
+    before any translation walks them, and on requests that pass through as they are."""
+    if isinstance(tools, list):
+        for i, tool in enumerate(tools):
+            for kind, decls in (tool.items() if isinstance(tool, dict) else ()):
+                if _camel(kind) == "functionDeclarations" and isinstance(decls, list):
+                    for j, decl in enumerate(decls):
+                        for name, schema in (decl.items() if isinstance(decl, dict) else ()):
+                            if _camel(name) in _SCHEMAS:
+                                check_nesting(schema, f"tools[{i}].functionDeclarations[{j}].{_camel(name)}")
+    for name, schema in (config.items() if isinstance(config, dict) else ()):
+        if _camel(name) in _SCHEMAS:
+            check_nesting(schema, f"generationConfig.{_camel(name)}")
+
+
+# The fields of a function declaration and a generationConfig that hold a schema
+_SCHEMAS = frozenset({"parameters", "parametersJsonSchema", "response", "responseJsonSchema", "responseSchema",
+                      "_responseJsonSchema"})
 
 
 def _bad(message: str) -> InvalidRequest:
@@ -380,6 +402,7 @@ def translate_generate_request(body: Any, model: str, *, thinks: bool = False) -
     dropped; what would change the answer's shape (candidateCount > 1, cachedContent) is refused."""
     if not isinstance(body, dict):
         raise _bad("the request body must be a JSON object")
+    check_schemas(body.get("tools"), body.get("generationConfig", body.get("generation_config")))
     body = camel_keys(body)
     if body.get("cachedContent"):
         raise _bad("`cachedContent` refers to a cache stored at Google, which this deployment cannot read; "

@@ -22,6 +22,34 @@ _LOCAL = ("#/$defs/", "#/definitions/")
 # long chain of them nests past Python's recursion limit.
 MAX_SUBSCHEMAS = 10_000
 MAX_DEPTH = 100
+# Keywords whose value holds subschemas side by side: that map or list is no level of its own, each
+# subschema in it is one (check_nesting)
+_SIDE_BY_SIDE = frozenset({"properties", "$defs", "definitions", "patternProperties", "dependentSchemas",
+                           "anyOf", "oneOf", "allOf", "prefixItems"})
+
+
+def check_nesting(schema: Any, where: str) -> None:
+    """Refuse a schema nested over MAX_DEPTH levels, in JSON Schema's or Google's format: each
+    subschema (under `properties`, `items`, `anyOf`, ...) is a level, and so is each array or object
+    in a keyword's value (an `enum`'s, a `default`'s). Past it, the translations (and the JSON
+    encoder, which stops at 255 levels of arrays and objects) cannot carry the schema. Iterative: a
+    schema nested past Python's recursion limit is measured too."""
+    stack: list[tuple[Any, int]] = [(schema, 0)]
+    while stack:
+        value, level = stack.pop()
+        if level > MAX_DEPTH:
+            raise InvalidRequest(f"{where}: the schema nests over {MAX_DEPTH} levels deep (each subschema under "
+                                 "properties, items or anyOf is a level, as is each array or object in a value); "
+                                 f"send a flatter schema, at most {MAX_DEPTH} levels deep", param=where)
+        pairs = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for key, sub in pairs:
+            if not isinstance(sub, (dict, list)):
+                continue
+            if key in _SIDE_BY_SIDE and isinstance(value, dict):
+                inner = sub.values() if isinstance(sub, dict) else sub
+                stack.extend((s, level + 1) for s in inner if isinstance(s, (dict, list)))
+            else:
+                stack.append((sub, level + 1))
 
 
 @dataclass(slots=True)
@@ -53,6 +81,7 @@ def gemini_schema(schema: Body, where: str) -> Body:
     "property is not defined"; MCP servers write such schemas). A
     reference that cannot be inlined (recursive, or not into the schema's own definitions) is
     refused with a 400 naming `where`."""
+    check_nesting(schema, where)
     defs: dict[str, Any] = {}
     for key in ("definitions", "$defs"):
         if isinstance(schema.get(key), dict):
