@@ -223,7 +223,8 @@ class Node:
         for part in self.extra_parts:
             await part.start()
         # trace context upstream: the attempt span's with tracing on, else the client's own as it came
-        self.upstream = open_client(self.tracing.inject_headers if self.tracing else client_trace.inject)
+        self.upstream = open_client(self.tracing.inject_headers if self.tracing else client_trace.inject,
+                                    self.settings.max_upstream_body_bytes)
         self.gateway = Gateway(s, self.projector, self.meter, build_providers(self.upstream, s), self.metrics,
                                keyring=self.keyring)
         self.gateway.tracing = self.tracing

@@ -130,6 +130,10 @@ class Settings(BaseSettings):
     body_timeout: float = Field(
         default=60.0, gt=0, description="seconds a request's body may go without a byte arriving (a slow upload "
         "is fine, a stalled one is not); past it: 408 and the connection closed")
+    max_upstream_body_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1024, description="most bytes of an upstream's answer the node holds at "
+        "once: a JSON answer (chat, media, MCP) read whole, or one event of a stream; past it: 502 and the "
+        "attempt counted as the deployment's failure")
     open_files_check_interval: float = Field(
         default=5.0, gt=0, description="seconds between counts of the node's open files against its limit "
         "(a warning past 80% of it, a note once back under 70%)")

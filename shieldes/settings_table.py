@@ -56,6 +56,7 @@ FIELDS: dict[str, tuple[Any, ...]] = {
     'stream_stall_seconds': ('float', False, 30.0, None, (('gt', 0),), (), ()),
     'header_timeout': ('float', False, 30.0, None, (('gt', 0),), (), ()),
     'body_timeout': ('float', False, 60.0, None, (('gt', 0),), (), ()),
+    'max_upstream_body_bytes': ('int', False, 268435456, None, (('ge', 1024),), (), ()),
     'open_files_check_interval': ('float', False, 5.0, None, (('gt', 0),), (), ()),
     'allow_unpriced': ('bool', False, False, None, (), (), ()),
     'budget_max_tokens': ('int', False, 4096, None, (('ge', 1),), (), ()),

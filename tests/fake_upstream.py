@@ -71,6 +71,9 @@ class Fault:
     page: str | None = None  # answer 200 with this text/html page (a base URL that points at a web UI)
     answer: wire.Answer | None = None  # answer this instead (a non-JSON 200, an HTML 502, JSON of the wrong shape)
     mangle: str | None = None  # a stream sent broken this way (fake_wire.mangled: cut, garbage, unfinished)
+    # a stream that opens with one line of this many bytes and no newline (an event that never ends), in
+    # 16 KiB writes, until the reader hangs up; then it ends the stream
+    endless_line: int | None = None
     hold_after: int | None = None  # after this many stream frames, wait until `release` is set
     release: threading.Event = field(default_factory=threading.Event)
     holding: int = 0  # streams that reached the hold
@@ -392,6 +395,15 @@ class FakeUpstream:
         drop = False
         if fault and fault.mangle:
             frames, drop = wire.mangled(frames, fault.mangle, wire.SSE_GARBAGE)
+        if fault and fault.endless_line:
+            try:
+                await resp.write(b'data: {"choices": [{"index": 0, "delta": {"content": "')
+                for _ in range(fault.endless_line // 16384):
+                    await resp.write(b"a" * 16384)
+                await resp.write_eof()
+            except ConnectionError:  # the reader stopped reading it
+                pass
+            return resp
         for i, frame in enumerate(frames):
             if fault and fault.hold_after is not None and i == fault.hold_after and not await _held(request, fault):
                 return resp

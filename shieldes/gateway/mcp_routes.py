@@ -309,7 +309,7 @@ class McpRoute:
             headers[SESSION_ID] = wrap(self.upstream.session_key, key.id, server.name, session)
         headers[REQUEST_ID] = self.rid
         if upstream.status >= 500:
-            text = self.upstream.scrub((await upstream.read()).decode("utf-8", "replace"))[:300]
+            text = self.upstream.scrub((await upstream.content.read(4096)).decode("utf-8", "replace"))[:300]
             raise McpRefused(f"MCP server {server.name!r} failed (HTTP {upstream.status}: {text or 'no body'}); "
                              "retry, or ask its operator", code="mcp_upstream_error", rpc_code=UPSTREAM_FAILED,
                              status=502, ids=self._ids(posted))
@@ -322,7 +322,14 @@ class McpRoute:
         content_type = upstream.headers.get("Content-Type", "")
         if content_type.startswith(EVENT_STREAM):
             return await self._stream(upstream, headers, change if list_ids else None)
-        body = await upstream.read()
+        limit = self.gateway.settings.max_upstream_body_bytes
+        body = await _read_within(upstream, limit)
+        if body is None:
+            upstream.close()  # (the rest is not read: the connection goes)
+            raise McpRefused(f"MCP server {server.name!r} sent an answer over {limit} bytes, more than this node "
+                             "holds (SHIELDES_MAX_UPSTREAM_BODY_BYTES); ask the tool for less, or have the operator "
+                             "raise that bound if such answers are expected", code="mcp_upstream_too_large",
+                             rpc_code=UPSTREAM_FAILED, status=502, ids=self._ids(posted))
         if list_ids and content_type.startswith("application/json"):
             body = rewrite_json(body, change)
         return web.Response(body=body, status=upstream.status, headers=headers)
@@ -365,6 +372,22 @@ class McpRoute:
     def _broken(self, code: str, message: str) -> None:
         if self.rec is not None and self.rec.error_code is None:
             self.rec.error_code, self.rec.error_message = code, message
+
+
+async def _read_within(upstream: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The server's whole answer, or None once it is over `limit` bytes (a broken or hostile server
+    cannot fill the node's memory): what was read of it is dropped."""
+    declared = upstream.content_length
+    if declared is not None and declared > limit:
+        return None
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in upstream.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 async def _copy(upstream: aiohttp.ClientResponse, resp: web.StreamResponse, change: Any) -> None:

@@ -333,6 +333,8 @@ async def _relay(gw: Gateway, request: web.Request, op: MediaOp, asked: MediaReq
     upstream = opened.resp
     assert upstream is not None
     events = media.EventUsage() if opened.content_type == "text/event-stream" else None
+    if events is None:
+        upstream.binary()  # audio bytes, relayed as they come: no event end to look for
     target = Target(served_by.name, served_by.deployment.base_url, served_by.model, None)
     tally = relay.Tally()
 

@@ -244,6 +244,8 @@ class BedrockChunkStream(TranslatedChunkStream[ConverseStreamTranslator, Any]):
                  dropped: Sequence[str] = (), bc: Any = None) -> None:
         super().__init__(resp, target, translator, dropped)
         self._bc = bc if bc is not None else _botocore(target.deployment)
+        # (binary frames, each bounded by its prelude: botocore refuses a payload over 24 MiB)
+        resp.binary()
         self._buffer = self._bc.eventstream.EventStreamBuffer()
 
     def _events(self, raw: bytes) -> list[Any]:

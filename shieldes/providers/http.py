@@ -21,6 +21,7 @@ from shieldes.providers.base import (
 from shieldes.providers.modalities import openai_modal
 from shieldes.providers.transport import UpstreamClient, UpstreamResponse
 from shieldes.providers.upstream_connection import (
+    AnswerTooLarge,
     CallTimedOut,
     ConnectFailed,
     Disconnected,
@@ -235,6 +236,10 @@ def transport_failure(target: Target, exc: BaseException) -> UpstreamFailure:
         return UpstreamFailure(f"cannot connect to {where} at {target.base_url}: {exc}", status=None, retryable=True)
     if isinstance(exc, Disconnected):
         return UpstreamFailure(f"{where} closed the connection mid-response", status=None, retryable=True)
+    if isinstance(exc, AnswerTooLarge):
+        return UpstreamFailure(f"{where} sent {exc}, more than this node holds (SHIELDES_MAX_UPSTREAM_BODY_BYTES): "
+                               "ask for a smaller answer (fewer or smaller images, fewer tokens), or have the "
+                               "operator raise that bound if such answers are expected", status=None, retryable=True)
     return UpstreamFailure(f"{where} failed: {exc}", status=None, retryable=True)
 
 

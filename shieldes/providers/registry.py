@@ -36,11 +36,13 @@ async def close_providers(providers: Mapping[str, Provider]) -> None:
         await azure.close()
 
 
-def open_client(on_request: Callable[[dict[str, str]], None] | None = None) -> UpstreamClient:
+def open_client(on_request: Callable[[dict[str, str]], None] | None = None,
+                max_body: int = 256 * 1024 * 1024) -> UpstreamClient:
     """The node's upstream client: keep-alive pools the gateway multiplexes many clients onto (few
     upstream hosts), timeouts set per call by the providers, no cookies (what an upstream sets must
     never reach calls for other keys or teams), the egress proxy of HTTPS_PROXY / HTTP_PROXY /
     NO_PROXY. Must be created inside the running event loop; the owner closes it on shutdown.
-    `on_request` adds headers to every call (trace propagation)."""
+    `on_request` adds headers to every call (trace propagation); `max_body`: the most bytes of an
+    answer held at once (SHIELDES_MAX_UPSTREAM_BODY_BYTES)."""
     return UpstreamClient(keepalive_timeout=30.0, on_request=on_request,
-                          proxies=urllib.request.getproxies_environment())
+                          proxies=urllib.request.getproxies_environment(), max_body=max_body)

@@ -110,6 +110,11 @@ class UpstreamResponse:
         self.release()
         return body
 
+    def binary(self) -> None:
+        """This answer is read piece by piece and is no event stream (audio relayed as it comes,
+        Bedrock's length-prefixed frames): no event end is looked for, nothing held past a read."""
+        self._live().events_bounded = False
+
     def read_chunk(self) -> Coroutine[Any, Any, bytes]:
         """The next piece of the body as it arrived, b"" once it is complete. (A loop over this,
         not an async generator: a stream that stops at its last event would leave such a
@@ -148,8 +153,9 @@ class UpstreamClient:
 
     def __init__(self, *, keepalive_timeout: float = 30.0,
                  on_request: Callable[[dict[str, str]], None] | None = None,
-                 proxies: Mapping[str, str] | None = None) -> None:
+                 proxies: Mapping[str, str] | None = None, max_body: int = 256 * 1024 * 1024) -> None:
         self._keepalive = keepalive_timeout
+        self.max_body = max_body  # the most bytes of an answer held at once (upstream_connection)
         self._on_request = on_request
         self._proxy_env = dict(proxies or {})
         self._proxies: dict[Origin, Proxy | None] = {}
@@ -262,9 +268,10 @@ class UpstreamClient:
         try:
             async with asyncio.timeout(timeout):
                 if proxy is not None and tls is not None:
-                    conn = await _tunnel(loop, proxy, origin, tls)
+                    conn = await _tunnel(loop, proxy, origin, tls, self.max_body)
                 elif proxy is not None:
-                    _transport, conn = await loop.create_connection(lambda: _Connection(loop), proxy.host, proxy.port)
+                    _transport, conn = await loop.create_connection(lambda: _Connection(loop, self.max_body),
+                                                                    proxy.host, proxy.port)
                 else:
                     conn = await self._direct(loop, origin, tls)
         except TimeoutError:
@@ -285,7 +292,7 @@ class UpstreamClient:
         for family, address in await self.resolver.addresses(origin.host, origin.port):
             try:
                 _transport, conn = await loop.create_connection(
-                    lambda: _Connection(loop), address, origin.port, family=family,
+                    lambda: _Connection(loop, self.max_body), address, origin.port, family=family,
                     ssl=tls, server_hostname=origin.host if tls else None)
                 return conn
             except ssl.SSLError:
@@ -317,7 +324,8 @@ class _ProxyAnswer(asyncio.Protocol):
             self.head.set_exception(Disconnected("the proxy closed the connection before answering CONNECT"))
 
 
-async def _tunnel(loop: asyncio.AbstractEventLoop, proxy: Proxy, origin: Origin, tls: ssl.SSLContext) -> _Connection:
+async def _tunnel(loop: asyncio.AbstractEventLoop, proxy: Proxy, origin: Origin, tls: ssl.SSLContext,
+                  limit: int) -> _Connection:
     """A TLS connection to `origin` inside a CONNECT tunnel through `proxy`."""
     shown = f"[{origin.host}]" if ":" in origin.host else origin.host
     target = f"{shown}:{origin.port}"
@@ -337,7 +345,7 @@ async def _tunnel(loop: asyncio.AbstractEventLoop, proxy: Proxy, origin: Origin,
         if len(fields) < 2 or not fields[1].startswith("2"):
             hint = " (check the user and password in the proxy URL)" if fields[1:2] == ["407"] else ""
             raise ConnectFailed(f"the proxy {proxy.where} refused a tunnel to {target}: {status_line}{hint}")
-        conn = _Connection(loop)
+        conn = _Connection(loop, limit)
         tls_transport = await loop.start_tls(transport, conn, tls, server_hostname=origin.host)
     except BaseException:
         transport.close()

@@ -5,7 +5,9 @@ and the errors of a call that got no usable answer.
 It sends no Accept-Encoding, so upstreams answer uncompressed; gzip and deflate bodies are still
 decoded if an upstream compresses anyway. Deadlines are one timer per call: `total` bounds the
 whole call (JSON answers), `idle` the silence between reads (streams, which may legitimately run
-for long)."""
+for long). What is held of an answer is bounded (`limit`): a JSON answer read whole, and what a
+stream holds between two events' ends, so a broken or hostile upstream cannot fill the node's
+memory."""
 
 from __future__ import annotations
 
@@ -78,6 +80,14 @@ class Disconnected(TransportError):
     """The upstream closed the connection before the answer was complete."""
 
 
+class AnswerTooLarge(TransportError):
+    """An answer read whole, or a stream's bytes between two events' ends, over the node's bound."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"an answer (or one event of its stream) over {limit} bytes")
+        self.limit = limit
+
+
 class InvalidTarget(TransportError):
     """A request that cannot be sent: its message says what to fix."""
 
@@ -110,8 +120,11 @@ def request_head(path: bytes, host: bytes, headers: Mapping[str, str], length: i
 class _Connection(asyncio.Protocol):
     """One keep-alive connection: one call at a time, its answer parsed as it arrives."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
         self._loop = loop
+        # the most bytes of an answer held at once: read whole (read_all), or since a stream's
+        # last event end (the bytes that end an SSE event: a blank line in any line ending)
+        self.limit = limit
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
@@ -135,6 +148,8 @@ class _Connection(asyncio.Protocol):
         self._parts.clear()
         self._buffered = 0
         self._paused = False
+        self._held = 0  # bytes since the last event end (events_bounded)
+        self.events_bounded = True  # off for a binary stream read piece by piece (audio, Bedrock's frames)
         self._error: TransportError | None = None
         self._keep_alive = False  # read with the head: llhttp resets it once the message is complete
         self._framed = False  # Content-Length or chunked: the answer's end is known without EOF
@@ -200,13 +215,23 @@ class _Connection(asyncio.Protocol):
         return chunk
 
     async def read_all(self) -> bytes:
+        """The whole body, read on past the read-ahead bound up to `limit` (beyond it: AnswerTooLarge)."""
         while not self.complete:
             if self._error is not None:
                 raise self._error
+            if self._buffered > self.limit:
+                self._fail(AnswerTooLarge(self.limit))
+                raise AnswerTooLarge(self.limit)
+            if self._paused and self.transport is not None:
+                self._paused = False
+                self.transport.resume_reading()
             self._waiter = self._loop.create_future()
             await self._waiter
         if self._error is not None:
             raise self._error
+        if self._paused and self.transport is not None:  # (paused by the last read: the next call reads)
+            self._paused = False
+            self.transport.resume_reading()
         body = b"".join(self._chunks)
         self._chunks.clear()
         return body
@@ -328,15 +353,27 @@ class _Connection(asyncio.Protocol):
         parts.clear()
         if self._decoder is not None:
             try:
-                body = self._decoder.decompress(body)
+                body = self._decoder.decompress(body, self.limit + 1)
             except zlib.error as exc:
                 self._fail(InvalidAnswer(f"a compressed body that does not decode ({exc})"))
+                return
+            if self._decoder.unconsumed_tail:  # one read decodes to more than the bound
+                self._fail(AnswerTooLarge(self.limit))
                 return
         self._push(body)
 
     def _push(self, data: bytes) -> None:
         if not data or self._then is not None:
             return
+        if data[-2:] == b"\n\n":  # (nearly every read of a stream ends an event: one compare)
+            self._held = 0
+        elif self.events_bounded:
+            # (the last blank line: \n\n, \r\r, or \n\r of \r\n\r\n and \n\r\n)
+            end = max(data.rfind(b"\n\n"), data.rfind(b"\r\r"), data.rfind(b"\n\r"))
+            self._held = len(data) - end - 2 if end >= 0 else self._held + len(data)
+            if self._held > self.limit:
+                self._fail(AnswerTooLarge(self.limit))
+                return
         self._chunks.append(data)
         self._buffered += len(data)
         if self._buffered > _READ_AHEAD and not self._paused and self.transport is not None:
