@@ -209,6 +209,17 @@ class _Connection(asyncio.Protocol):
         chunk = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
         chunks.clear()
         self._buffered = 0
+        # What a stream's reader holds while it looks for an event's end: bounded (JSON answers,
+        # read whole, are bounded by read_all; this is a stream's cost alone)
+        if chunk[-2:] == b"\n\n":  # (nearly every read of a stream ends an event: one compare)
+            self._held = 0
+        elif self.events_bounded:
+            # (the last blank line: \n\n, \r\r, or \n\r of \r\n\r\n and \n\r\n)
+            end = max(chunk.rfind(b"\n\n"), chunk.rfind(b"\r\r"), chunk.rfind(b"\n\r"))
+            self._held = len(chunk) - end - 2 if end >= 0 else self._held + len(chunk)
+            if self._held > self.limit:
+                self._fail(AnswerTooLarge(self.limit))
+                raise AnswerTooLarge(self.limit)
         if self._paused and self.transport is not None:
             self._paused = False
             self.transport.resume_reading()
@@ -365,15 +376,6 @@ class _Connection(asyncio.Protocol):
     def _push(self, data: bytes) -> None:
         if not data or self._then is not None:
             return
-        if data[-2:] == b"\n\n":  # (nearly every read of a stream ends an event: one compare)
-            self._held = 0
-        elif self.events_bounded:
-            # (the last blank line: \n\n, \r\r, or \n\r of \r\n\r\n and \n\r\n)
-            end = max(data.rfind(b"\n\n"), data.rfind(b"\r\r"), data.rfind(b"\n\r"))
-            self._held = len(data) - end - 2 if end >= 0 else self._held + len(data)
-            if self._held > self.limit:
-                self._fail(AnswerTooLarge(self.limit))
-                return
         self._chunks.append(data)
         self._buffered += len(data)
         if self._buffered > _READ_AHEAD and not self._paused and self.transport is not None:
