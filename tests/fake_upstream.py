@@ -71,9 +71,10 @@ class Fault:
     page: str | None = None  # answer 200 with this text/html page (a base URL that points at a web UI)
     answer: wire.Answer | None = None  # answer this instead (a non-JSON 200, an HTML 502, JSON of the wrong shape)
     mangle: str | None = None  # a stream sent broken this way (fake_wire.mangled: cut, garbage, unfinished)
-    # a stream that opens with one line of this many bytes and no newline (an event that never ends), in
-    # 16 KiB writes, until the reader hangs up; then it ends the stream
+    # a stream whose `endless_after`th frame is one line of this many bytes and no newline (an event that
+    # never ends), in 16 KiB writes, until the reader hangs up; then it ends the stream
     endless_line: int | None = None
+    endless_after: int = 0
     hold_after: int | None = None  # after this many stream frames, wait until `release` is set
     release: threading.Event = field(default_factory=threading.Event)
     holding: int = 0  # streams that reached the hold
@@ -397,6 +398,8 @@ class FakeUpstream:
             frames, drop = wire.mangled(frames, fault.mangle, wire.SSE_GARBAGE)
         if fault and fault.endless_line:
             try:
+                for frame in frames[:fault.endless_after]:
+                    await resp.write(frame)
                 await resp.write(b'data: {"choices": [{"index": 0, "delta": {"content": "')
                 for _ in range(fault.endless_line // 16384):
                     await resp.write(b"a" * 16384)

@@ -85,7 +85,16 @@ async def test_a_stream_line_that_never_ends_is_cut_at_the_bound(node: Harness) 
                                                   extra_body={"fallbacks": ["gpt-4o-mini"]})
     text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert text
-    assert h.node.in_flight.count == 0
+    # after frames went out: the stream ends with the API's error event, the relayed part billed
+    h.upstream.inject("/v1/chat/completions", endless_line=4 * CAP, endless_after=3)
+    stream = await client.chat.completions.create(model="gpt-4o", messages=ASK, stream=True)
+    got = []
+    with pytest.raises(openai.APIError) as cut:
+        async for chunk in stream:
+            got.append(chunk)
+    assert got, "the frames before the endless line were relayed"
+    names_the_bound(cut.value.message, "upstream deployment 'openai'")
+    await wait_until(lambda: h.node.in_flight.count == 0)
 
 
 async def test_an_image_answer_over_the_bound_is_a_502(node: Harness) -> None:
