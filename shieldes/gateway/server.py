@@ -12,8 +12,9 @@ from typing import Any
 
 from aiohttp import web
 
+from shieldes.gateway.aiohttp_protocol import JsonErrorHandler, protocol_logger
 from shieldes.gateway.front import Front
-from shieldes.gateway.middleware import REQUEST_IDS, JsonErrorHandler, protocol_logger
+from shieldes.gateway.middleware import REQUEST_IDS
 from shieldes.gateway.observe import IN_FLIGHT, OBSERVER
 from shieldes.gateway.responses_socket import SOCKETS
 from shieldes.gateway.routes import GATEWAY
