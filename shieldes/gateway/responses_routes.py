@@ -30,6 +30,7 @@ from shieldes.providers.gateway_fields import TAGS_HEADER, foreign_fields
 from shieldes.providers.hosted_tools import with_hosted
 from shieldes.providers.openai_responses import TERMINAL
 from shieldes.providers.responses_translate import request_to_chat
+from shieldes.providers.upstream_connection import Payload
 from shieldes.requestlog.record import RequestRecord
 from shieldes.responses.conversations import Conversations
 from shieldes.responses.history import NONE as NO_HISTORY
@@ -215,7 +216,7 @@ class Prepared:
     turn: Turn
     sent: Body
     ctx: ContextOf
-    as_sent: bytes | None
+    as_sent: Payload | None
     shown: bool  # the client sees encrypted reasoning (include)
     rid: str
     top: TopLevel | None = None  # the client's body, when its input stays bytes (`sent` is every other field)
@@ -281,11 +282,11 @@ async def prepare(request: web.Request) -> Prepared:
     named = tagged(request, foreign, turn_read[1].small, header_tags) \
         if turn_read is not None and (foreign or header_tags is not None) else foreign
     if turn_read is not None and foreign:  # another gateway's fields (rare): read the general way, without them
-        raw, turn_read = TopLevel.read(raw, turn_read[1].small).with_fields({}, foreign), None
+        raw, turn_read = TopLevel.read(raw, turn_read[1].small, INPUT).with_fields({}, foreign), None
     size = -1  # (the body's prompt bytes, when its read counted them)
     if turn_read is not None:  # (a long body read from where the key's last input ended, or whole)
         found, read = turn_read
-        top = TopLevel.read(raw, read.small)
+        top = TopLevel.read(raw, read.small, INPUT)
         input_raw: bytes | memoryview | msgspec.Raw = memoryview(raw)[found.start:found.end + 1]
         as_is = input_sent_as_is(top.small, "list", False)
         size = read.size  # (counted from where the key's last input ended)
@@ -327,15 +328,15 @@ async def prepare(request: web.Request) -> Prepared:
                         service_tier=body.get("service_tier"), tools=body.get("tools"),
                         max_tool_calls=body.get("max_tool_calls"))
     capped = budget_bounds(gw, key, route, body, cap)
-    if capped:
-        body, sent, top = {**body, **capped}, {**sent, **capped}, top.changed(capped)
-        raw = top.raw
+    payload: Payload = raw
+    if capped:  # (`top` stays the client's: an upstream that needs more than its bytes gets `sent`'s fields)
+        body, sent, payload = {**body, **capped}, {**sent, **capped}, top.sent_with(capped)
     ctx = ContextOf(body, req.store, int(time.time()), req.model)
     turn = Turn(gw, store, key, route, res, size, req.input, req.previous_response_id,
                 req.store and not req.background,  # a background run writes its own row
                 rec, conversations, req.conversation, memory, history,
                 bytes(memoryview(input_raw)) if as_is and req.store else None)
-    as_sent = raw if as_is or forwards_as_sent(body, req.input) else None
+    as_sent = payload if as_is or forwards_as_sent(body, req.input) else None
     return Prepared(req, turn, sent, ctx, as_sent, asks_encrypted(body), request_id(request), top if as_is else None,
                     named)
 

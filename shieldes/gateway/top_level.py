@@ -111,13 +111,11 @@ class TopLevel:
         self.raw, self._fields, self.small = raw, fields, small
         self._decoded: Body | None = None if big else small
 
-    @classmethod
-    def read(cls, raw: bytes, small: Body) -> TopLevel:
-        """A body whose fields but its big ones were read elsewhere (`small`; responses/input_turns):
+    @staticmethod
+    def read(raw: bytes, small: Body, big: frozenset[str]) -> TopLevel:
+        """A body whose fields but those of `big` were read elsewhere (`small`; responses/input_turns):
         split into its fields and decoded only if a path needs them."""
-        top = cls.__new__(cls)
-        top.raw, top._fields, top.small, top._decoded = raw, None, small, None
-        return top
+        return _ReadTopLevel(raw, small, big)
 
     @property
     def fields(self) -> dict[str, msgspec.Raw]:
@@ -157,13 +155,21 @@ class TopLevel:
             self._decoded = body
         return self._decoded
 
-    def changed(self, changes: Body) -> TopLevel:
-        """This body with the top-level fields of `changes` set, as with_fields writes it, read as
-        this one is (its fields not split again: a coding agent's history is not scanned twice)."""
-        fields = _rewritten(self.fields, changes)
-        top = TopLevel.__new__(TopLevel)
-        top.raw, top._fields, top.small, top._decoded = _ENCODER.encode(fields), fields, {**self.small, **changes}, None
-        return top
+    def changes(self, sent: Body) -> Body:
+        """The fields of `sent` (top-level fields as the gateway decided them) that are not the
+        client's own: its values are the very objects decoded here, so a change is told by identity."""
+        client = self.small
+        return {name: value for name, value in sent.items() if client.get(name, _MISSING) is not value}
+
+    def sent_with(self, changes: Body) -> Payload:
+        """The body with the top-level fields of `changes` set, as an upstream gets it: when it has
+        none of them, the client's bytes with them after its last field (appended: neither copied
+        nor split, where a coding agent's turn is tens of kB), else as with_fields writes it."""
+        if not any(map(self.has, changes)):
+            out = appended(self.raw, changes)
+            if out is not None:
+                return out
+        return self.with_fields(changes)
 
     def with_fields(self, changes: Body, drop: Iterable[str] = ()) -> bytes:
         """The body with the top-level fields of `changes` set and those of `drop` left out: every
@@ -179,6 +185,19 @@ def _rewritten(fields: dict[str, msgspec.Raw], changes: Body, drop: Iterable[str
     for name, value in changes.items():
         out[name] = msgspec.Raw(orjson.dumps(value))
     return out
+
+
+class _ReadTopLevel(TopLevel):
+    """TopLevel.read's: `small` holds every top-level field but those of `big`, so whether the
+    body has another field is known without splitting it."""
+
+    __slots__ = ("_big",)
+
+    def __init__(self, raw: bytes, small: Body, big: frozenset[str]) -> None:
+        self.raw, self._fields, self.small, self._decoded, self._big = raw, None, small, None, big
+
+    def has(self, name: str) -> bool:
+        return name in self.fields if name in self._big else name in self.small
 
 
 class ChatTopLevel(TopLevel):
@@ -274,21 +293,14 @@ class Outgoing:
         client's bytes but those changed."""
         if self.drop:
             drop = drop.union(self.drop)
-        client = self.top.small
-        changes: Body = {}
-        for name, value in sent.items():
-            if client.get(name, _MISSING) is not value and name not in drop:
-                changes[name] = value
         top = self.top
+        changes = top.changes(sent)
+        if drop:
+            changes = {name: value for name, value in changes.items() if name not in drop}
         dropped = [name for name in drop if top.has(name)] if drop else drop
-        if not dropped:
-            if not changes:
-                return top.raw
-            if not any(map(top.has, changes)):  # (a request that reached here has a field: appended needs one)
-                out = appended(self.top.raw, changes)
-                if out is not None:
-                    return out
-        return self.top.with_fields(changes, dropped)
+        if not dropped:  # (a request that reached here has a field: appended needs one)
+            return top.sent_with(changes) if changes else top.raw
+        return top.with_fields(changes, dropped)
 
 
 _MISSING = object()

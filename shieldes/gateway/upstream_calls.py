@@ -38,6 +38,7 @@ from shieldes.providers.base import (
     Target,
     UpstreamFailure,
 )
+from shieldes.providers.upstream_connection import Payload
 from shieldes.requestlog.record import RequestRecord
 from shieldes.responses.history import History
 from shieldes.responses.objects import ContextOf
@@ -117,7 +118,7 @@ class UpstreamCalls(UpstreamAttempts):
         return await self._with_failover(op, route, out.fields, attempt, rec, out.fallback_fields, each_a_stream)
 
     async def responses(self, route: Route, body: Body, ctx: ContextOf, streaming: bool,
-                        raw: bytes | None = None, *, rec: RequestRecord | None = None,
+                        raw: Payload | None = None, *, rec: RequestRecord | None = None,
                         top: TopLevel | None = None,
                         history: History | None = None) -> tuple[Answer | EventStream, RouteTarget]:
         """A Responses API call, each deployment tried in its own mode (native or translate).

@@ -79,7 +79,7 @@ class AzureProvider(OpenAIProvider):
                            whole: Callable[[], Body]) -> OpenAIChunkStream:
         return await super().stream_bytes(op, await self._with_token(target), payload, whole)
 
-    async def responses_stream(self, target: Target, body: Body, raw: bytes | None = None) -> ResponsesEventStream:
+    async def responses_stream(self, target: Target, body: Body, raw: Payload | None = None) -> ResponsesEventStream:
         return await super().responses_stream(await self._with_token(target), body, raw)
 
     async def media(self, op: MediaOp, target: Target, payload: bytes, content_type: str,

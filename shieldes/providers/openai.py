@@ -186,7 +186,7 @@ class OpenAIProvider(MediaUpstream):
         await stream.prime()
         return stream
 
-    async def responses_stream(self, target: Target, body: Body, raw: bytes | None = None) -> ResponsesEventStream:
+    async def responses_stream(self, target: Target, body: Body, raw: Payload | None = None) -> ResponsesEventStream:
         """A streaming call to the upstream's own /v1/responses: its typed events, parsed. `raw`:
         the client's own encoding of exactly this request (model and `stream: true` included), sent
         instead of encoding `body` again."""

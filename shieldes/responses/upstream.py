@@ -28,6 +28,7 @@ from shieldes.providers.signed_reasoning import DROPPED, ITEM_MARK, MARK, withou
 from shieldes.providers.sse import encode_event
 from shieldes.providers.stream_failures import BROKEN_STREAM, StreamFailure, classify
 from shieldes.providers.tool_ids import RESPONSES, fit_responses_ids, scan_call_items
+from shieldes.providers.upstream_connection import Payload, Pieces
 from shieldes.responses.compaction import compacting, compaction_item, summary_request, with_summaries
 from shieldes.responses.history import History
 from shieldes.responses.objects import (
@@ -146,7 +147,7 @@ def _calls_fit(body: Body, known: History | None = None) -> bool:
 
 
 async def respond(provider: Provider, target: Target, dep: Deployment, body: Body, ctx: ContextOf,
-                  streaming: bool, raw: bytes | None = None, top: TopLevel | None = None,
+                  streaming: bool, raw: Payload | None = None, top: TopLevel | None = None,
                   history: History | None = None,
                   caps: dict[tuple[str, str], int] | None = None) -> Answer | EventStream:
     """`body` is the client's request with `input` holding the whole conversation and no
@@ -161,9 +162,11 @@ async def respond(provider: Provider, target: Target, dep: Deployment, body: Bod
     a translated request's max_output_tokens is kept within."""
     if top is not None:
         if dep.responses == NATIVE:
-            payload = raw if raw is not None else top.with_fields({"model": target.model})
+            payload = raw if raw is not None else top.with_fields({**top.changes(body), "model": target.model})
             return await _native(provider, target, dep, body, ctx, streaming, payload, True, {})
         body, raw = {**upstream_fields(top.decoded()), **body}, None
+    elif isinstance(raw, Pieces):  # (the client's bytes and the gateway's additions, searched below as one)
+        raw = bytes(raw)
     known = history if history is not None and history.checked and history.items else None
     start = len(known.items) if known is not None else 0
     expanded = with_summaries(body, start)  # compactions this gateway made: their summaries, for any upstream
@@ -181,7 +184,7 @@ async def respond(provider: Provider, target: Target, dep: Deployment, body: Bod
 
 
 async def _native(provider: Provider, target: Target, dep: Deployment, body: Body, ctx: ContextOf,
-                  streaming: bool, as_sent: bytes | None, calls_fit: bool,
+                  streaming: bool, as_sent: Payload | None, calls_fit: bool,
                   headers: dict[str, str]) -> Answer | EventStream:
     """A native deployment's call: `as_sent`, the bytes to send when they need no change, else
     `body` encoded (call ids fitted unless `calls_fit`)."""
@@ -195,7 +198,8 @@ async def _native(provider: Provider, target: Target, dep: Deployment, body: Bod
         events = NativeEvents(upstream, ctx.previous)
         events.headers.update(headers)
         return events
-    result = await opener("responses", target, as_sent or orjson.dumps(_fitted(body, target.model, calls_fit)))
+    result = await opener("responses", target,
+                          as_sent if as_sent is not None else orjson.dumps(_fitted(body, target.model, calls_fit)))
     response = dict(result.body, previous_response_id=ctx.previous)
     return Answer(response, usage_from_responses(response.get("usage")), headers)
 

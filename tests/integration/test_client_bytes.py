@@ -184,6 +184,36 @@ async def test_a_native_responses_turn_goes_upstream_as_the_clients_bytes(native
     assert sent.body["input"][0]["content"][0]["text"] == "Café?" and b"Caf\\u00e9" not in sent.raw
 
 
+async def test_a_budgets_bound_on_a_responses_turn_follows_the_clients_bytes(database_url: str) -> None:
+    """A budgeted turn naming no max_output_tokens gets the bound its hold was made for after the
+    client's bytes (an agent's input neither split nor encoded again), short or long (a long one
+    read from where the key's last turn ended), streamed or not; routed to another model, the
+    model is written over the client's bytes with the bound; a null bound is set where it is."""
+    up = FakeUpstream(completion_tokens=5, api_key=UPSTREAM_KEY, models=("gpt-4o", "gpt-4o-mini"))
+    async with harness(database_url, upstream=up, budget_max_tokens=321) as h:
+        await h.admin(UpdateProvider("openai", responses="native"))
+        await h.admin(SetModelAlias("smart", (AliasTarget("openai", "gpt-4o-mini"),)))
+        secret = await h.create_key("agent", budget_usd=5.0)
+        await h.sync()
+        long: list[Any] = [{"type": "message", "role": "user", "content": [
+            {"type": "input_text", "text": "the repository: " + "x = 1\n" * 4000}]}, *ITEMS]
+        for items in (ITEMS, long, long):
+            for streaming in (True, False):
+                raw = _encoded({"model": "gpt-4o", "input": items, "stream": streaming, "store": streaming})
+                await _post(h, secret, RESPONSES, raw)
+                assert h.upstream.last(RESPONSES).raw == raw[:-1] + b',"max_output_tokens":321}'
+        raw = _encoded({"model": "smart", "input": long, "stream": True, "store": False})
+        await _post(h, secret, RESPONSES, raw)
+        sent = h.upstream.last(RESPONSES)
+        assert sent.body["model"] == "gpt-4o-mini" and sent.body["max_output_tokens"] == 321
+        assert _history(long) in sent.raw
+        raw = _encoded({"model": "gpt-4o", "input": long, "store": False, "max_output_tokens": None})
+        await _post(h, secret, RESPONSES, raw)
+        sent = h.upstream.last(RESPONSES)
+        assert _history(long) in sent.raw and sent.body["max_output_tokens"] == 321
+        assert sent.raw.count(b"max_output_tokens") == 1
+
+
 async def test_an_agents_turn_without_a_conversation_goes_as_the_clients_input_bytes(native: Native) -> None:
     h, secret = native
     await h.admin(SetModelAlias("smart", (AliasTarget("openai", "gpt-4o-mini"),)))

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from shieldes.errors import InvalidRequest
 from shieldes.gateway.top_level import MESSAGES_HISTORY, TopLevel
+from shieldes.providers.upstream_connection import Pieces
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**53), 2**53), st.text(max_size=20))
 values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
@@ -57,12 +58,15 @@ def test_bad_bodies_are_refused_with_what_to_send() -> None:
     assert TopLevel(b'{"messages": "hi"}', MESSAGES_HISTORY).shape("messages") == "other"
 
 
-def test_a_changed_body_is_what_with_fields_writes_read_without_a_second_split() -> None:
-    raw = b'{"model": "m", "input": [{"role": "user", "content": "hi"}], "max_output_tokens": null}'
-    top = TopLevel(raw, frozenset({"input"}))
-    changed = top.changed({"max_output_tokens": 321})
-    assert changed.raw == top.with_fields({"max_output_tokens": 321})
-    assert orjson.loads(changed.raw) == {"model": "m", "input": [{"role": "user", "content": "hi"}],
-                                         "max_output_tokens": 321}
-    assert changed.small == {"model": "m", "max_output_tokens": 321} and changed.decoded() == orjson.loads(changed.raw)
-    assert bytes(changed.fields["input"]) == bytes(top.fields["input"])
+def test_fields_a_body_lacks_are_added_after_its_bytes_and_one_it_has_is_written_over() -> None:
+    raw = b'{"model": "m", "input": [{"role": "user", "content": "hi"}]} '
+    read = TopLevel.read(raw, {"model": "m"}, frozenset({"input"}))  # (small: every field but input)
+    for top in (TopLevel(raw, frozenset({"input"})), read):
+        added = top.sent_with({"max_output_tokens": 321})
+        assert isinstance(added, Pieces) and added.parts[0].obj is raw  # the client's bytes, not copied
+        assert bytes(added) == b'{"model": "m", "input": [{"role": "user", "content": "hi"}],"max_output_tokens":321}'
+        over = top.sent_with({"model": "n"})
+        assert isinstance(over, bytes) and orjson.loads(over) == {"model": "n", "input": [{"role": "user",
+                                                                                            "content": "hi"}]}
+    assert read.has("input") and not read.has("max_output_tokens")
+    assert top.changes({"model": top.small["model"], "max_output_tokens": 5}) == {"max_output_tokens": 5}
