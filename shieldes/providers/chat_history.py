@@ -24,6 +24,7 @@ import msgspec
 
 from shieldes.gateway.checked_histories import is_member, read_on_from
 from shieldes.providers.gateway_fields import FOREIGN, METADATA
+from shieldes.providers.tool_ids import CallIds
 from shieldes.usage.tokens import prompt_bytes
 
 _UNSET = msgspec.UNSET
@@ -118,7 +119,7 @@ class ChatRead:
 
     fields: dict[str, Any]
     messages: int | None
-    ids: list[str]
+    ids: CallIds
     size: int | None = field(default=None, compare=False)
 
 
@@ -141,8 +142,8 @@ def read_chat_request(raw: bytes, turn: Callable[[bytes], Found | None] | None =
     fields = _fields(request)
     messages = request.messages
     if messages is _UNSET:
-        return ChatRead(fields, None, [])
-    return ChatRead(fields, len(messages), _ids(messages))
+        return ChatRead(fields, None, CallIds())
+    return ChatRead(fields, len(messages), CallIds(_ids(messages)))
 
 
 def _ids(messages: list[_Message]) -> list[str]:
@@ -165,7 +166,7 @@ class Found(NamedTuple):
     caller's), `prefix` the prompt bytes up to `end` (media is a string: none spans it)."""
 
     read: ChatRead
-    ids: tuple[str, ...]
+    ids: CallIds
     end: int
     before: dict[str, Any]
     prefix: int = 0
@@ -198,7 +199,7 @@ def _read_whole(raw: bytes) -> Found | None:
         return None
     size = prompt_bytes(raw)
     read = ChatRead(read.fields, read.messages, read.ids, size)
-    ids = tuple(read.ids)
+    ids = CallIds(read.ids, (read.ids.shortest, read.ids.longest))
     if read.messages is None:
         return Found(read, ids, 0, {})
     # where the list is, for the next turn: its bytes found after a `"messages":` (the whole read
@@ -247,9 +248,8 @@ def _read_on(raw: bytes, start: int, before: Found) -> Found | None:
         return None
     fields = dict(before.before)
     fields.update(_fields(top))  # (a field named twice: its last value, as the whole read takes)
-    added = _ids(new)
-    ids = before.ids + tuple(added) if added else before.ids
+    ids = before.ids.plus(_ids(new))
     end = len(raw) - len(body) + len(messages) - 2  # (the list's `[` is the one _OPEN put there)
     prefix = before.prefix + prompt_bytes(raw[start:end])
-    return Found(ChatRead(fields, count + len(new), list(ids), prefix + prompt_bytes(raw[end:])), ids, end,
+    return Found(ChatRead(fields, count + len(new), ids, prefix + prompt_bytes(raw[end:])), ids.plus([]), end,
                  before.before, prefix)
