@@ -155,11 +155,16 @@ class TopLevel:
             self._decoded = body
         return self._decoded
 
-    def changes(self, sent: Body) -> Body:
+    def changes(self, sent: Body, drop: frozenset[str] = frozenset()) -> Body:
         """The fields of `sent` (top-level fields as the gateway decided them) that are not the
-        client's own: its values are the very objects decoded here, so a change is told by identity."""
+        client's own, but those of `drop`: its values are the very objects decoded here, so a change
+        is told by identity."""
         client = self.small
-        return {name: value for name, value in sent.items() if client.get(name, _MISSING) is not value}
+        out: Body = {}
+        for name, value in sent.items():  # (a loop: a comprehension makes a function object a call)
+            if client.get(name, _MISSING) is not value and name not in drop:
+                out[name] = value
+        return out
 
     def sent_with(self, changes: Body) -> Payload:
         """The body with the top-level fields of `changes` set, as an upstream gets it: when it has
@@ -294,9 +299,7 @@ class Outgoing:
         if self.drop:
             drop = drop.union(self.drop)
         top = self.top
-        changes = top.changes(sent)
-        if drop:
-            changes = {name: value for name, value in changes.items() if name not in drop}
+        changes = top.changes(sent, drop)
         dropped = [name for name in drop if top.has(name)] if drop else drop
         if not dropped:  # (a request that reached here has a field: appended needs one)
             return top.sent_with(changes) if changes else top.raw

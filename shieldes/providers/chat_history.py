@@ -119,7 +119,7 @@ class ChatRead:
 
     fields: dict[str, Any]
     messages: int | None
-    ids: CallIds
+    ids: list[str]  # (a CallIds when read through read_turn: a long body, read on from turn to turn)
     size: int | None = field(default=None, compare=False)
 
 
@@ -142,8 +142,8 @@ def read_chat_request(raw: bytes, turn: Callable[[bytes], Found | None] | None =
     fields = _fields(request)
     messages = request.messages
     if messages is _UNSET:
-        return ChatRead(fields, None, CallIds())
-    return ChatRead(fields, len(messages), CallIds(_ids(messages)))
+        return ChatRead(fields, None, [])
+    return ChatRead(fields, len(messages), _ids(messages))
 
 
 def _ids(messages: list[_Message]) -> list[str]:
@@ -198,8 +198,8 @@ def _read_whole(raw: bytes) -> Found | None:
     if read is None:
         return None
     size = prompt_bytes(raw)
-    read = ChatRead(read.fields, read.messages, read.ids, size)
-    ids = CallIds(read.ids, (read.ids.shortest, read.ids.longest))
+    ids = CallIds(read.ids)
+    read = ChatRead(read.fields, read.messages, ids.plus([]), size)
     if read.messages is None:
         return Found(read, ids, 0, {})
     # where the list is, for the next turn: its bytes found after a `"messages":` (the whole read
