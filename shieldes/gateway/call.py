@@ -12,7 +12,7 @@ from aiohttp import web
 
 from shieldes.gateway import relay
 from shieldes.gateway.middleware import record_of, request_id
-from shieldes.gateway.request_fields import _model
+from shieldes.gateway.request_fields import model_field
 from shieldes.gateway.service import Gateway
 from shieldes.gateway.top_level import Outgoing
 from shieldes.gateway.upstream_calls import Attempt
@@ -61,7 +61,7 @@ class Call:
         self.key = key
         self.rec = rec = record_of(request)
         self.rid = request_id(request) if rec is None else rec.request_id  # (the record holds it)
-        requested = _model(body) if route is None else route.requested
+        requested = model_field(body) if route is None else route.requested
         if rec is not None:
             rec.key = key
             rec.model = requested

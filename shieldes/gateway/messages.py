@@ -23,7 +23,7 @@ from shieldes.gateway import count_request, relay
 from shieldes.gateway.call import Call
 from shieldes.gateway.messages_turns import MessagesTopLevel, read_messages
 from shieldes.gateway.middleware import ANTHROPIC_REQUEST_ID, REQUEST_ID, record_of, request_id
-from shieldes.gateway.request_fields import _field, _model, _stream_flag, json_object, read_body
+from shieldes.gateway.request_fields import body_field, json_object, model_field, read_body, stream_flag
 from shieldes.gateway.routes import GATEWAY, authenticate
 from shieldes.gateway.top_level import MESSAGES_HISTORY, TopLevel
 from shieldes.gateway.upstream_calls import each_a_stream
@@ -117,7 +117,7 @@ class _Translated(relay.Rendered[ChunkStream]):
 
 def _validate(top: TopLevel) -> int:
     body = top.small
-    _model(body)
+    model_field(body)
     shape = top.shape("messages")
     if shape == "missing":
         raise InvalidRequest("missing required field 'messages': a non-empty list of message objects")
@@ -125,7 +125,7 @@ def _validate(top: TopLevel) -> int:
         raise InvalidRequest("field 'messages' has the wrong type: a non-empty list of message objects")
     if shape == "empty list":
         raise InvalidRequest("field 'messages' must be a non-empty list of message objects")
-    max_tokens = _field(body, "max_tokens", int, "a positive integer", required=True)
+    max_tokens = body_field(body, "max_tokens", int, "a positive integer", required=True)
     if max_tokens < 1:
         raise InvalidRequest("field 'max_tokens' must be a positive integer")
     return int(max_tokens)
@@ -239,7 +239,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
         top = TopLevel(top.with_fields({"tools": searches}), MESSAGES_HISTORY)
     small = top.small
     model = str(small["model"])
-    streaming = _stream_flag(small)
+    streaming = stream_flag(small)
     thinking = inbound.reasoning_effort(small.get("thinking")) is not None  # extended thinking asked for
     passthrough = Passthrough.of(request.headers, request.query_string)
     betas = bedrock_betas.header_values(request.headers.get("anthropic-beta"))
@@ -313,7 +313,7 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
     top = count_request.split(raw) if gw.counts_native.get(key.id, True) else None
     body = json_object(raw) if top is None else None
     try:
-        model = _model(top.small if top is not None else body or {})
+        model = model_field(top.small if top is not None else body or {})
         _messages_list(top.shape("messages") if top is not None else _list_shape((body or {}).get("messages")))
         route = gw.route(key, model)
     except Exception:
@@ -372,7 +372,7 @@ def _list_shape(value: object) -> str:
 
 
 def _messages_list(shape: str) -> None:
-    """A count's `messages` (its TopLevel.shape) as the decoded body's _field(..., list,
+    """A count's `messages` (its TopLevel.shape) as the decoded body's body_field(..., list,
     required=True) checks it: present, not null, a list (empty or not)."""
     if shape == "missing":
         raise InvalidRequest("missing required field 'messages': a list of message objects")

@@ -62,7 +62,7 @@ async def read_body(request: web.Request, max_bytes: int) -> bytes:
     return raw
 
 
-def _field(body: Body, name: str, types: type | tuple[type, ...], what: str, *,
+def body_field(body: Body, name: str, types: type | tuple[type, ...], what: str, *,
            required: bool = False) -> Any:
     value = body.get(name)
     if value is None:
@@ -76,7 +76,7 @@ def _field(body: Body, name: str, types: type | tuple[type, ...], what: str, *,
     return value
 
 
-def _refuse_field(body: Body, name: str, what: str) -> NoReturn:
+def refuse_field(body: Body, name: str, what: str) -> NoReturn:
     """The refusal of a field that is not what it must be: missing when absent, else of the wrong
     type (never called missing: the user would look for a field they did send)."""
     if body.get(name) is None:
@@ -84,17 +84,17 @@ def _refuse_field(body: Body, name: str, what: str) -> NoReturn:
     raise InvalidRequest(f"field {name!r} has the wrong type: {what}", param=name)
 
 
-def _model(body: Body) -> str:
-    model = _field(body, "model", str, "a model name string, e.g. \"gpt-4o\"", required=True)
+def model_field(body: Body) -> str:
+    model = body_field(body, "model", str, "a model name string, e.g. \"gpt-4o\"", required=True)
     if not model.strip() or len(model) > MAX_MODEL_NAME:
         raise InvalidRequest(f"field 'model' must be a non-empty model name of at most {MAX_MODEL_NAME} characters "
                              "(see GET /v1/models)", param="model")
     return str(model)
 
 
-def _max_tokens(body: Body) -> int | None:
+def max_tokens_of(body: Body) -> int | None:
     for name in ("max_completion_tokens", "max_tokens"):
-        value = _field(body, name, int, "a positive integer")
+        value = body_field(body, name, int, "a positive integer")
         if value is not None:
             if value < 1:
                 raise InvalidRequest(f"field {name!r} must be a positive integer", param=name)
@@ -102,13 +102,13 @@ def _max_tokens(body: Body) -> int | None:
     return None
 
 
-def _choices(body: Body, op: Operation) -> int:
+def choices_of(body: Body, op: Operation) -> int:
     """How many completions the request asks for (`n`; a completions request's `best_of`, which
     the upstream generates and bills in full): each may run to max_tokens, and the budget
     estimate holds them all, so a wrong value is refused here rather than guessed at."""
     most = 1
     for name in ("n", "best_of") if op == "completions" else ("n",):
-        value = _field(body, name, int, "a positive integer")
+        value = body_field(body, name, int, "a positive integer")
         if value is not None:
             if value < 1:
                 raise InvalidRequest(f"field {name!r} must be a positive integer (the number of completions)",
@@ -117,12 +117,12 @@ def _choices(body: Body, op: Operation) -> int:
     return most
 
 
-def _stream_flag(body: Body) -> bool:
-    return bool(_field(body, "stream", bool, "true or false"))
+def stream_flag(body: Body) -> bool:
+    return bool(body_field(body, "stream", bool, "true or false"))
 
 
-def _messages(body: Body) -> list[Any]:
-    messages = _field(body, "messages", list, "a non-empty list of message objects", required=True)
+def messages_of(body: Body) -> list[Any]:
+    messages = body_field(body, "messages", list, "a non-empty list of message objects", required=True)
     if not messages:
         raise InvalidRequest("field 'messages' must be a non-empty list of message objects", param="messages")
     for i, m in enumerate(messages):
@@ -136,8 +136,8 @@ def _messages(body: Body) -> list[Any]:
     return list(messages)
 
 
-def _client_wants_usage(body: Body) -> bool:
-    options = _field(body, "stream_options", dict, "an object such as {\"include_usage\": true}")
+def client_wants_usage(body: Body) -> bool:
+    options = body_field(body, "stream_options", dict, "an object such as {\"include_usage\": true}")
     if not options:
         return False
     wants = options.get("include_usage")

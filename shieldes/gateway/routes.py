@@ -18,14 +18,14 @@ from shieldes.gateway.checked_histories import REMEMBER_FROM
 from shieldes.gateway.lean_request import LeanRequest, LeanResponse
 from shieldes.gateway.middleware import REQUEST_ID, record_of, request_id
 from shieldes.gateway.request_fields import (
-    _choices,
-    _client_wants_usage,
-    _max_tokens,
-    _messages,
-    _model,
-    _refuse_field,
-    _stream_flag,
+    choices_of,
+    client_wants_usage,
+    max_tokens_of,
+    messages_of,
+    model_field,
     read_body,
+    refuse_field,
+    stream_flag,
 )
 from shieldes.gateway.service import Gateway, sent_keys
 from shieldes.gateway.top_level import (
@@ -86,11 +86,11 @@ def _note_model(request: web.Request, model: str) -> None:
 
 
 def _chat_history(top: TopLevel) -> list[str] | None:
-    """A chat request's history checked as `_messages` checks it, read off its bytes where it can
+    """A chat request's history checked as `messages_of` checks it, read off its bytes where it can
     be (read_chat): its tool call ids, or None when it had to be decoded to be checked."""
     if isinstance(top, ChatTopLevel) and top.shape("messages") == "list":
         return top.ids
-    _messages(top.decoded())  # the exact check: its error, or an odd but valid history
+    messages_of(top.decoded())  # the exact check: its error, or an odd but valid history
     return None
 
 
@@ -136,24 +136,24 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
         # Azure-style clients name the deployment in the path; it is the model routed, as on Azure.
         body = dict(body, model=deployment)
     size = top.prompt_bytes()  # (media counted as the tokens it is; a turn's read on from its last one)
-    requested = _model(body)
+    requested = model_field(body)
     _note_model(request, requested)
     streaming = False
     ids: list[str] | None = None
     if op == "chat":
         ids = _chat_history(top)
-        streaming = _stream_flag(body)
+        streaming = stream_flag(body)
     elif op == "completions":
         if not isinstance(body.get("prompt"), str | list):
-            _refuse_field(body, "prompt", "a string, a list of strings, or token ids")
-        streaming = _stream_flag(body)
+            refuse_field(body, "prompt", "a string, a list of strings, or token ids")
+        streaming = stream_flag(body)
     elif not isinstance(body.get("input"), str | list) or not body.get("input"):
         what = "a non-empty string, a list of strings, or token ids"
         if isinstance(body.get("input"), str | list):
             raise InvalidRequest(f"field 'input' is empty: send {what}", param="input")
-        _refuse_field(body, "input", what)
-    max_tokens = _max_tokens(body)
-    choices = 1 if op == "embeddings" else _choices(body, op)
+        refuse_field(body, "input", what)
+    max_tokens = max_tokens_of(body)
+    choices = 1 if op == "embeddings" else choices_of(body, op)
     route = gw.with_fallbacks(key, gw.route(key, requested), asked)
     call = Call(gw, request, key, op, body, size, max_tokens, route, choices=choices)
     cap = call.cap
@@ -176,7 +176,7 @@ async def _openai_op(request: web.Request, op: Operation) -> web.StreamResponse:
                 return LeanResponse(result.raw, headers)
             return web.Response(body=result.raw, headers=headers)
         return json_response(result.body, call.rid, call.headers)
-    wants_usage = _client_wants_usage(body)
+    wants_usage = client_wants_usage(body)
     options = body.get("stream_options")
     if not (isinstance(options, dict) and options.get("include_usage") is True):  # the node bills the usage
         body = dict(body, stream_options={**(options or {}), "include_usage": True})

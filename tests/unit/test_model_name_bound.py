@@ -9,7 +9,7 @@ import pytest
 
 from shieldes.errors import CommandRejected, InvalidRequest
 from shieldes.gateway.media_routes import _model_name
-from shieldes.gateway.request_fields import MAX_MODEL_NAME, _model
+from shieldes.gateway.request_fields import MAX_MODEL_NAME, model_field
 from shieldes.projections.commands import MAX_NAME, check_model
 
 
@@ -17,7 +17,7 @@ def test_the_bound_is_the_documented_one() -> None:
     assert MAX_MODEL_NAME == 256
 
 
-@pytest.mark.parametrize("check", [lambda m: _model({"model": m}), lambda m: _model_name(m, None)],
+@pytest.mark.parametrize("check", [lambda m: model_field({"model": m}), lambda m: _model_name(m, None)],
                          ids=["model routes", "media routes"])
 def test_a_name_over_the_bound_is_refused_naming_it(check: Callable[[str], str]) -> None:
     assert check("m" * MAX_MODEL_NAME) == "m" * MAX_MODEL_NAME

@@ -68,7 +68,7 @@ UNCONFIRMED = ("it may or may not have been written: check the database (is it u
                "is safe)")
 
 
-async def _write(call: Call, command: Command) -> LiveWrite:
+async def write_command(call: Call, command: Command) -> LiveWrite:
     written = await call.ctx.db_wait.run(
         execute_live(call.ctx.projector, command, actor=call.principal.actor, idempotency=call.idempotency),
         "the change was not confirmed", advice=UNCONFIRMED)
@@ -77,7 +77,7 @@ async def _write(call: Call, command: Command) -> LiveWrite:
     return written
 
 
-def _created(written: LiveWrite) -> int:
+def created_status(written: LiveWrite) -> int:
     return 200 if written.replayed else 201
 
 
@@ -105,7 +105,7 @@ def _key(state: ConfigState, ref: str) -> VirtualKey:
     return key
 
 
-def _with_position(row: dict[str, Any], written: LiveWrite) -> dict[str, Any]:
+def with_position(row: dict[str, Any], written: LiveWrite) -> dict[str, Any]:
     return {**row, "position": written.events[-1].position}
 
 
@@ -155,14 +155,14 @@ async def create_key(call: Call) -> Any:
         expires_at=expiry(b.get("expires_in"), b.get("expires_at"), time.time()),
         mcp=tuple(b["mcp"]) if b.get("mcp") else None,
     )
-    written = await _write(call, command)
+    written = await write_command(call, command)
     key = written.state.keys[written.events[0].data["id"]]
-    row = _with_position(key_view(call, written.state, key, time.time()), written)
+    row = with_position(key_view(call, written.state, key, time.time()), written)
     row.update(unpriced_models=unpriced_for_key(written.state, key),
                warnings=unserved_warnings(written.state, command.models))
     # the secret exists only in this response; a replay cannot show it again (only its hash is kept)
     row["key"] = None if written.replayed else secret
-    return _created(written), row
+    return created_status(written), row
 
 
 async def update_key(call: Call) -> Any:
@@ -177,9 +177,9 @@ async def update_key(call: Call) -> Any:
             None if b["expires_at"] is None else expiry(None, b["expires_at"], time.time())),
         mcp=UNSET if "mcp" not in b else (tuple(b["mcp"]) if b["mcp"] else None),
     )
-    written = await _write(call, command)
+    written = await write_command(call, command)
     key = written.state.keys[_key(written.state, call.path["key"]).id]
-    row = _with_position(key_view(call, written.state, key, time.time()), written)
+    row = with_position(key_view(call, written.state, key, time.time()), written)
     if "models" in b or b.get("team") is not None:  # (as a create says it: models a budget refuses unpriced)
         row["unpriced_models"] = unpriced_for_key(written.state, key)
     row["warnings"] = unserved_warnings(written.state, command.models if isinstance(command.models, tuple) else None)
@@ -187,17 +187,18 @@ async def update_key(call: Call) -> Any:
 
 
 async def revoke_key(call: Call) -> Any:
-    written = await _write(call, RevokeKey(call.path["key"]))
+    written = await write_command(call, RevokeKey(call.path["key"]))
     key = written.state.keys[written.events[0].data["id"]]
-    return _with_position(key_view(call, written.state, key, time.time()), written)
+    return with_position(key_view(call, written.state, key, time.time()), written)
 
 
 async def rotate_key(call: Call) -> Any:
     secret = secrets.new_virtual_key()
-    written = await _write(call, RotateKey(call.path["key"], secrets.hash_key(secret), secrets.display_prefix(secret)))
+    written = await write_command(call, RotateKey(call.path["key"], secrets.hash_key(secret),
+                                                  secrets.display_prefix(secret)))
     key = written.state.keys[written.events[0].data["id"]]
     now = time.time()
-    return {**_with_position(key_view(call, written.state, key, now), written), "key": secret,
+    return {**with_position(key_view(call, written.state, key, now), written), "key": secret,
             "warnings": rotation_warnings(key, now)}
 
 
@@ -213,8 +214,8 @@ def _budget_kind(call: Call) -> str:
 
 
 async def set_budget(call: Call) -> Any:
-    written = await _write(call, SetBudget(_budget_kind(call), call.path["subject"], call.body["amount_usd"],
-                                           call.body.get("period") or "30d"))
+    written = await write_command(call, SetBudget(_budget_kind(call), call.path["subject"], call.body["amount_usd"],
+                                                  call.body.get("period") or "30d"))
     data = written.events[0].data
     return {"subject_kind": data["subject_kind"], "subject_id": data["subject_id"], "amount_usd": data["amount_usd"],
             "period": data["period"], "position": written.events[-1].position,
@@ -222,7 +223,7 @@ async def set_budget(call: Call) -> Any:
 
 
 async def remove_budget(call: Call) -> Any:
-    written = await _write(call, SetBudget(_budget_kind(call), call.path["subject"], None, "30d"))
+    written = await write_command(call, SetBudget(_budget_kind(call), call.path["subject"], None, "30d"))
     data = written.events[0].data
     return {"subject_kind": data["subject_kind"], "subject_id": data["subject_id"], "amount_usd": None,
             "position": written.events[-1].position}
@@ -310,9 +311,10 @@ async def get_team(call: Call) -> Any:
 async def create_team(call: Call) -> Any:
     b = call.body
     _period_needs_amount(b)
-    written = await _write(call, CreateTeam(secrets.new_id("team"), b["name"], b.get("budget"),
-                                            b.get("budget_period") or "30d"))
-    return _created(written), _with_position(_team_view(call, written.state, written.events[0].data["id"]), written)
+    written = await write_command(call, CreateTeam(secrets.new_id("team"), b["name"], b.get("budget"),
+                                                   b.get("budget_period") or "30d"))
+    team = _team_view(call, written.state, written.events[0].data["id"])
+    return created_status(written), with_position(team, written)
 
 
 # --- admin tokens --------------------------------------------------------------------------------------
@@ -326,17 +328,17 @@ async def list_tokens(call: Call) -> Any:
 async def create_token(call: Call) -> Any:
     token = secrets.new_admin_token()
     b = call.body
-    written = await _write(call, CreateAdminToken(secrets.new_id("adm"), b["name"], b["role"],
-                                                  secrets.hash_key(token), secrets.display_prefix(token),
-                                                  expiry(b.get("expires_in"), b.get("expires_at"), time.time())))
-    row = _with_position(token_row(written.state.admin_tokens[written.events[0].data["id"]]), written)
+    written = await write_command(call, CreateAdminToken(secrets.new_id("adm"), b["name"], b["role"],
+                                                         secrets.hash_key(token), secrets.display_prefix(token),
+                                                         expiry(b.get("expires_in"), b.get("expires_at"), time.time())))
+    row = with_position(token_row(written.state.admin_tokens[written.events[0].data["id"]]), written)
     row["token"] = None if written.replayed else token
-    return _created(written), row
+    return created_status(written), row
 
 
 async def revoke_token(call: Call) -> Any:
-    written = await _write(call, RevokeAdminToken(call.path["name"]))
-    return _with_position(token_row(written.state.admin_tokens[written.events[0].data["id"]]), written)
+    written = await write_command(call, RevokeAdminToken(call.path["name"]))
+    return with_position(token_row(written.state.admin_tokens[written.events[0].data["id"]]), written)
 
 
 # --- the table ---------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Any
 
 from shieldes.errors import InvalidRequest, NotFound
 from shieldes.gateway.admin.api import PAGE_FIELDS, Call, Field, Route, page
-from shieldes.gateway.admin.config_routes import _created, _with_position, _write
+from shieldes.gateway.admin.config_routes import created_status, with_position, write_command
 from shieldes.mcp.servers import stored_headers
 from shieldes.projections.shared_commands import AddMcpServer, RemoveMcpServer, UpdateMcpServer
 from shieldes.roles import ADMIN, READ
@@ -38,8 +38,9 @@ async def get_server(call: Call) -> Any:
 async def add_server(call: Call) -> Any:
     b = call.body
     values, envs = _strings(b, "headers"), _strings(b, "header_envs")
-    written = await _write(call, AddMcpServer(b["name"], b["url"], stored_headers(call.ctx.settings, values, envs)))
-    return _created(written), _with_position(mcp_server_row(written.state.mcp_servers[b["name"]]), written)
+    headers = stored_headers(call.ctx.settings, values, envs)
+    written = await write_command(call, AddMcpServer(b["name"], b["url"], headers))
+    return created_status(written), with_position(mcp_server_row(written.state.mcp_servers[b["name"]]), written)
 
 
 async def update_server(call: Call) -> Any:
@@ -50,12 +51,12 @@ async def update_server(call: Call) -> Any:
     url = b.get("url")
     if url is not None and not isinstance(url, str):
         raise InvalidRequest("`url` must be a string, e.g. \"https://mcp.example.com/mcp\"", param="url")
-    written = await _write(call, UpdateMcpServer(call.path["name"], url, refs))
-    return _with_position(mcp_server_row(written.state.mcp_servers[call.path["name"]]), written)
+    written = await write_command(call, UpdateMcpServer(call.path["name"], url, refs))
+    return with_position(mcp_server_row(written.state.mcp_servers[call.path["name"]]), written)
 
 
 async def remove_server(call: Call) -> Any:
-    written = await _write(call, RemoveMcpServer(call.path["name"]))
+    written = await write_command(call, RemoveMcpServer(call.path["name"]))
     return {"name": call.path["name"], "removed": True, "position": written.events[-1].position}
 
 

@@ -46,7 +46,7 @@ def known_key(call: Call, ref: str) -> str:
     return key.id
 
 
-def _pool(call: Call) -> AsyncConnectionPool[Any]:
+def pool_of(call: Call) -> AsyncConnectionPool[Any]:
     if call.ctx.pool is None:
         raise Unavailable("this node has no database connection; retry on another node")
     return call.ctx.pool
@@ -116,7 +116,7 @@ async def usage(call: Call) -> Any:
         if team is None:
             raise NotFound(f"no team named or with id {q['team']!r}; see GET /admin/v1/teams", code="team_not_found")
         team_ids = [team.id]
-    rows = await usage_grouped(_pool(call), group_by, since=since, until=until, key_ids=key_ids,
+    rows = await usage_grouped(pool_of(call), group_by, since=since, until=until, key_ids=key_ids,
                                team_ids=team_ids, model=q.get("model"), provider=q.get("provider"))
     for r in rows:
         if "key" in r:
@@ -191,7 +191,7 @@ async def audit(call: Call) -> Any:
         until=parse_time(q["until"], "until", end_of_day=True, ago=True) if q.get("until") else None,
         before=q.get("before"),
     )
-    rows = await audit_page(_pool(call), params)
+    rows = await audit_page(pool_of(call), params)
     more = len(rows) > limit
     rows = rows[:limit]
     for r in rows:
@@ -305,12 +305,12 @@ async def config_diff(call: Call) -> Any:
 
 
 async def snapshots(call: Call) -> Any:
-    return {"object": "list", "data": [s.as_dict() for s in await list_snapshots(_pool(call))]}
+    return {"object": "list", "data": [s.as_dict() for s in await list_snapshots(pool_of(call))]}
 
 
 async def snapshot_create(call: Call) -> Any:
     # sealed as the scheduler's: an unsealed one is loaded by no node of a cluster with a secret
-    info = await save_snapshot(_pool(call), call.ctx.projector, node_id=call.ctx.node_id,
+    info = await save_snapshot(pool_of(call), call.ctx.projector, node_id=call.ctx.node_id,
                                keep=call.ctx.settings.snapshots_kept, key=mac_key(call.ctx.settings.cluster_secret))
     return 201, info.as_dict()
 

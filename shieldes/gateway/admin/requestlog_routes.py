@@ -9,7 +9,7 @@ from typing import Any
 
 from shieldes.errors import InvalidRequest
 from shieldes.gateway.admin.api import Call, Field, Route
-from shieldes.gateway.admin.read_routes import _pool, known_key
+from shieldes.gateway.admin.read_routes import known_key, pool_of
 from shieldes.requestlog import store
 from shieldes.requestlog.filters import LogFilter, plain, request_not_found
 from shieldes.roles import BODIES, READ, allows
@@ -52,7 +52,7 @@ async def list_requests(call: Call) -> Any:
     if f.key is not None:  # a misspelt key is an error (as in `shieldes logs`), not an empty page
         known_key(call, f.key)
     limit = call.limit()
-    async with _pool(call).connection() as conn:
+    async with pool_of(call).connection() as conn:
         rows = await store.query(conn, f, limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
@@ -63,7 +63,7 @@ async def list_requests(call: Call) -> Any:
 
 async def get_request(call: Call) -> Any:
     rid = call.path["request_id"]
-    async with _pool(call).connection() as conn:
+    async with pool_of(call).connection() as conn:
         rows = await store.query(conn, LogFilter(request_id=rid), MAX_NODES_PER_ID)
         captured = await store.bodies(conn, rid) if rows else []
     if not rows:

@@ -9,7 +9,7 @@ from typing import Any
 from shieldes import secrets
 from shieldes.errors import InvalidRequest, NotFound
 from shieldes.gateway.admin.api import PAGE_FIELDS, Call, Field, Route, page
-from shieldes.gateway.admin.config_routes import _created, _with_position, _write
+from shieldes.gateway.admin.config_routes import created_status, with_position, write_command
 from shieldes.projections.commands import UNSET
 from shieldes.projections.shared_commands import (
     AddProvider,
@@ -77,12 +77,12 @@ def _option_text(name: str, value: Any) -> Any:
 
 async def add_provider(call: Call) -> Any:
     b = call.body
-    written = await _write(call, AddProvider(b["name"], b["type"], b.get("base_url"), _secret_ref(call),
-                                             tuple(b["models"]), b.get("weight", 1.0),
-                                             b.get("responses") or "translate", _options(b) or {}))
-    row = _with_position(provider_row(written.state.providers[b["name"]]), written)
+    written = await write_command(call, AddProvider(b["name"], b["type"], b.get("base_url"), _secret_ref(call),
+                                                    tuple(b["models"]), b.get("weight", 1.0),
+                                                    b.get("responses") or "translate", _options(b) or {}))
+    row = with_position(provider_row(written.state.providers[b["name"]]), written)
     row["unpriced_models"] = unpriced(written.state.pricing, written.events[0].data["models"])
-    return _created(written), row
+    return created_status(written), row
 
 
 async def update_provider(call: Call) -> Any:
@@ -100,12 +100,12 @@ async def update_provider(call: Call) -> Any:
     command = UpdateProvider(call.path["name"], b.get("base_url"), ref,
                              tuple(b["models"]) if b.get("models") is not None else None, b.get("weight"),
                              b.get("responses"), _options(b))
-    written = await _write(call, command)
-    return _with_position(provider_row(written.state.providers[call.path["name"]]), written)
+    written = await write_command(call, command)
+    return with_position(provider_row(written.state.providers[call.path["name"]]), written)
 
 
 async def remove_provider(call: Call) -> Any:
-    written = await _write(call, RemoveProvider(call.path["name"]))
+    written = await write_command(call, RemoveProvider(call.path["name"]))
     return {"name": call.path["name"], "removed": True, "position": written.events[-1].position}
 
 
@@ -125,8 +125,8 @@ async def set_pricing(call: Call) -> Any:
     factors = _pairs(b.get("multipliers"), "multipliers", '{"flex": 0.5}')
     uses = _pairs(b.get("per_use"), "per_use", '{"file_search": 0.0025}')
     kinds = _pairs(b.get("modalities"), "modalities", '{"audio_input": 40, "audio_output": 80}')
-    written = await _write(call, SetPricing(call.path["model"], b["input_per_1m"], b["output_per_1m"], *cache,
-                                            per_image, long, per_search, factors, uses, kinds))
+    written = await write_command(call, SetPricing(call.path["model"], b["input_per_1m"], b["output_per_1m"], *cache,
+                                                   per_image, long, per_search, factors, uses, kinds))
     return {"model": call.path["model"], "input_per_1m": b["input_per_1m"], "output_per_1m": b["output_per_1m"],
             "cache_read_per_1m": cache[0], "cache_write_per_1m": cache[1], "per_image": per_image,
             "long_context": None if long is None else long.fields(), "per_web_search": per_search,
@@ -144,7 +144,7 @@ def _pairs(given: Any, name: str, example: str) -> tuple[tuple[str, float], ...]
 
 
 async def unset_pricing(call: Call) -> Any:
-    written = await _write(call, UnsetPricing(call.path["model"]))
+    written = await write_command(call, UnsetPricing(call.path["model"]))
     return {"model": call.path["model"], "removed": True, "position": written.events[-1].position}
 
 
@@ -170,13 +170,13 @@ async def set_alias(call: Call) -> Any:
     name, b = call.path["name"], call.body
     state = call.ctx.projector.config
     targets = tuple(parse_alias_target(state, spec) for spec in b["targets"])
-    written = await _write(call, SetModelAlias(name, targets, tuple(b.get("fallbacks") or ())))
+    written = await write_command(call, SetModelAlias(name, targets, tuple(b.get("fallbacks") or ())))
     alias = written.state.aliases[name]
-    return {**_with_position(alias_row(alias), written), "warnings": takeover_warnings(written.state, alias)}
+    return {**with_position(alias_row(alias), written), "warnings": takeover_warnings(written.state, alias)}
 
 
 async def remove_alias(call: Call) -> Any:
-    written = await _write(call, RemoveModelAlias(call.path["name"]))
+    written = await write_command(call, RemoveModelAlias(call.path["name"]))
     return {"name": call.path["name"], "removed": True, "position": written.events[-1].position}
 
 
