@@ -16,7 +16,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import NoReturn, cast
 
 import httptools
 
@@ -218,12 +218,19 @@ class _Connection(asyncio.Protocol):
             end = max(chunk.rfind(b"\n\n"), chunk.rfind(b"\r\r"), chunk.rfind(b"\n\r"))
             self._held = len(chunk) - end - 2 if end >= 0 else self._held + len(chunk)
             if self._held > self.limit:
-                self._fail(AnswerTooLarge(self.limit))
-                raise AnswerTooLarge(self.limit)
-        if self._paused and self.transport is not None:
-            self._paused = False
-            self.transport.resume_reading()
+                self._too_large()
+        if self._paused:
+            self._resume()
         return chunk
+
+    def _resume(self) -> None:
+        self._paused = False
+        if self.transport is not None:
+            self.transport.resume_reading()
+
+    def _too_large(self) -> NoReturn:
+        self._fail(AnswerTooLarge(self.limit))
+        raise AnswerTooLarge(self.limit)
 
     async def read_all(self) -> bytes:
         """The whole body, read on past the read-ahead bound up to `limit` (beyond it: AnswerTooLarge)."""
@@ -231,18 +238,15 @@ class _Connection(asyncio.Protocol):
             if self._error is not None:
                 raise self._error
             if self._buffered > self.limit:
-                self._fail(AnswerTooLarge(self.limit))
-                raise AnswerTooLarge(self.limit)
-            if self._paused and self.transport is not None:
-                self._paused = False
-                self.transport.resume_reading()
+                self._too_large()
+            if self._paused:
+                self._resume()
             self._waiter = self._loop.create_future()
             await self._waiter
         if self._error is not None:
             raise self._error
-        if self._paused and self.transport is not None:  # (paused by the last read: the next call reads)
-            self._paused = False
-            self.transport.resume_reading()
+        if self._paused:  # (paused by the last read: the next call reads)
+            self._resume()
         body = b"".join(self._chunks)
         self._chunks.clear()
         return body
@@ -254,9 +258,8 @@ class _Connection(asyncio.Protocol):
         self._chunks.clear()
         self._buffered = 0
         self._then = then
-        if self._paused and self.transport is not None:
-            self._paused = False
-            self.transport.resume_reading()
+        if self._paused:
+            self._resume()
         self._cancel_timer()
         self._timeouts = Timeouts(connect=0, total=self._loop.time() - self._started + _DRAIN_SECONDS)
         self._timer = self._loop.call_at(self._next_deadline(), self._check_deadline)
