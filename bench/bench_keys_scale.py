@@ -289,8 +289,9 @@ class Revocations:
         out("  ... counted from the write's reply instead", f"p50 {q(after, 0.5) * 1000:.1f} ms, "
             f"p99 {q(after, 0.99) * 1000:.1f} ms (a lower bound: the commit is before the reply)")
         peers = self.peers_after_reply
-        out("  ... the other nodes only, from the reply", f"p50 {q(peers, 0.5) * 1000:.1f} ms, "
-            f"p99 {q(peers, 0.99) * 1000:.1f} ms")
+        if peers:  # (none with --nodes 1)
+            out("  ... the other nodes only, from the reply", f"p50 {q(peers, 0.5) * 1000:.1f} ms, "
+                f"p99 {q(peers, 0.99) * 1000:.1f} ms")
 
 
 async def revocations(http: aiohttp.ClientSession, cluster: list[NodeProc], runs: int, tag: str) -> Revocations:
