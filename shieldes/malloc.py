@@ -19,9 +19,7 @@ import ctypes
 import ctypes.util
 import logging
 import os
-import sys
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Callable
 
 from shieldes.tasks import cancel_and_wait
 
@@ -31,7 +29,6 @@ M_MMAP_THRESHOLD = -3
 TRIM_BYTES = 256 * 1024 * 1024
 TOP_PAD_BYTES = 64 * 1024 * 1024  # the heap grows by this much more than asked: fewer, larger steps
 MMAP_BYTES = 32 * 1024 * 1024  # glibc's largest (DEFAULT_MMAP_THRESHOLD_MAX on 64-bit)
-HUGE_PAGES = "glibc.malloc.hugetlb=1"  # malloc's heap madvised for transparent huge pages
 TRIM_ABOVE = 64 * 1024 * 1024  # RSS grown this much past what the last trim left is worth a trim
 
 log = logging.getLogger(__name__)
@@ -55,44 +52,6 @@ def keep_freed_memory() -> bool:
         return False
     return all([mallopt(M_TRIM_THRESHOLD, TRIM_BYTES), mallopt(M_TOP_PAD, TOP_PAD_BYTES),
                 mallopt(M_MMAP_THRESHOLD, MMAP_BYTES)])
-
-
-def huge_pages_environment(environ: Mapping[str, str], libc: str | None, thp: str | None) -> dict[str, str] | None:
-    """The environment to start the node again with so that glibc's malloc asks for transparent
-    huge pages (fewer TLB misses: 2-6% less CPU per request measured, the same RSS at 100k keys;
-    docs/deploy.md), or None to go on as it is: not glibc 2.35 or later (`libc`, as
-    confstr CS_GNU_LIBC_VERSION says it, "glibc 2.36"), the kernel's THP off (`thp`, the content of
-    /sys/kernel/mm/transparent_hugepage/enabled; None: unknown), or GLIBC_TUNABLES already set
-    (the operator's choice, even empty, stands)."""
-    if "GLIBC_TUNABLES" in environ or libc is None or not libc.startswith("glibc "):
-        return None
-    try:
-        version = tuple(int(part) for part in libc.split()[1].split(".")[:2])
-    except (IndexError, ValueError):
-        return None
-    if version < (2, 35) or thp is None or "[never]" in thp:
-        return None
-    return {**environ, "GLIBC_TUNABLES": HUGE_PAGES}
-
-
-def on_huge_pages() -> None:
-    """Re-execute this process (same PID, same command line) once with huge_pages_environment's
-    variable, which glibc reads only as a process starts; nothing where it does not apply."""
-    try:
-        libc = os.confstr("CS_GNU_LIBC_VERSION")
-    except (ValueError, OSError):
-        libc = None
-    try:
-        thp: str | None = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
-    except OSError:
-        thp = None
-    environment = huge_pages_environment(os.environ, libc, thp)
-    if environment is None:
-        return
-    try:
-        os.execve(sys.executable, sys.orig_argv, environment)
-    except OSError as exc:  # (the interpreter moved or vanished since it started: run as it is)
-        log.info("not restarted with malloc on huge pages: %s", exc)
 
 
 def resident_bytes() -> int | None:

@@ -24,7 +24,7 @@ from shieldes.cli.common import cli_context
 from shieldes.cli.oneline import OneLineCommand, handle_errors
 from shieldes.cli.workers import Supervisor, Worker, stop_with_parent
 from shieldes.errors import ShieldesError
-from shieldes.malloc import IdleTrim, keep_freed_memory, on_huge_pages
+from shieldes.malloc import IdleTrim, keep_freed_memory
 from shieldes.open_files import FEW_OPEN_FILES, raise_soft_limit
 from shieldes.secrets import GENERATED_SECRET_PREFIX
 from shieldes.settings import Settings
@@ -156,7 +156,6 @@ def _run_workers(settings: Settings, n: int, url: str) -> None:
 def serve(port: int | None, gossip_port: int | None, metrics_port: int | None, node_id: str | None, host: str | None,
           workers: int, reuse_port: bool, ready_file: Path | None, no_report: bool, as_json: bool) -> None:
     """Run a gateway node: the OpenAI-compatible HTTP API on --port."""
-    on_huge_pages()  # (once, before anything starts: glibc reads its tunables only at a process's start)
     ctx = cli_context()
     updates: dict[str, Any] = {"log_format": "json"} if ctx.as_json else {}
     if port is not None:

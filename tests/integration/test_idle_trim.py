@@ -4,7 +4,6 @@ once it has been idle for SHIELDES_MEMORY_TRIM_INTERVAL, as a real `shieldes ser
 from __future__ import annotations
 
 import http.client
-import platform
 import re
 import subprocess
 import threading
@@ -12,8 +11,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import pytest
 
 from shieldes.malloc import TRIM_ABOVE, should_trim
 from tests.integration import serve_process
@@ -132,20 +129,3 @@ def test_closed_connections_keep_nothing_of_their_bodies(database_url: str) -> N
         # three). Without them the heap grows only when a burst overlaps more than the ones before
         # (a busy node reads more of a burst at once), never by more than one burst holds.
         assert after[-1] - max(after[:2]) < 24 * 4 * MB + 32 * MB, [a // MB for a in after]
-
-
-def test_a_node_runs_with_malloc_on_huge_pages_and_its_own_pid(database_url: str) -> None:
-    """`shieldes serve` starts itself again, same process, with glibc's malloc on transparent huge
-    pages (where glibc and the kernel have them); a GLIBC_TUNABLES the operator set stands."""
-    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
-    if platform.libc_ver()[0] != "glibc" or not thp.exists() or "[never]" in thp.read_text():
-        pytest.skip("glibc's malloc and the kernel's transparent huge pages are needed")
-    for env, expected in (({}, "glibc.malloc.hugetlb=1"), ({"GLIBC_TUNABLES": "glibc.malloc.arena_max=4"},
-                                                          "glibc.malloc.arena_max=4")):
-        with serve_process.serving(database_url, "huge", env=env,
-                                   inherit=lambda name: name != "GLIBC_TUNABLES") as (proc, _lines, port):
-            environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
-            assert f"GLIBC_TUNABLES={expected}".encode() in environ, expected
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            conn.request("GET", "/ready")
-            assert conn.getresponse().status == 200  # the process started serves on its port
